@@ -1,0 +1,765 @@
+"""Audio input/output: the only module that touches audio files and the microphone.
+
+Everything that comes out of this module is a float32, 1-D, mono waveform at
+:data:`SAMPLE_RATE` (16 kHz) unless a different ``sample_rate`` is asked for. Files are
+read with :mod:`soundfile` (libsndfile: WAV, FLAC, OGG/Vorbis, MP3 with libsndfile >= 1.1,
+AIFF, ...); formats it cannot open fall back to :func:`librosa.load` (audioread). Resampling
+uses :mod:`soxr` in high-quality mode, both one-shot and streaming.
+
+Every failure to read a file is reported as an :class:`AudioError` whose ``str()`` is a
+single line ``"{path}: {problem}"``; no soundfile, librosa or audioread exception escapes.
+
+Note:
+    ``torchaudio.load`` is deliberately not used: on this platform it needs ``torchcodec``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import math
+import os
+import queue
+import threading
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+__all__ = [
+    "SAMPLE_RATE",
+    "AudioError",
+    "AudioInfo",
+    "Microphone",
+    "MicrophoneError",
+    "fit_length",
+    "info",
+    "iter_blocks",
+    "list_devices",
+    "load_audio",
+    "write_wav",
+]
+
+SAMPLE_RATE = 16000
+"""Sample rate (Hz) of every waveform the pipeline works with."""
+
+_RESAMPLE_QUALITY = "HQ"
+"""soxr quality preset (same as librosa's ``res_type="soxr_hq"``)."""
+
+# Leading bytes of containers libsndfile reads natively. If soundfile fails on a file that
+# starts like this (or carries one of these extensions) the file is broken, and handing it to
+# the librosa/audioread fallback would only produce a second, more confusing error.
+_NATIVE_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b".snd", b"caff", b"riff")
+_NATIVE_SUFFIXES = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".aifc", ".au", ".snd"}
+    | {".caf", ".w64", ".rf64"}
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+
+def _one_line(text: object) -> str:
+    """Collapse all whitespace (newlines included) in ``text`` to single spaces."""
+    return " ".join(str(text).split())
+
+
+class AudioError(Exception):
+    """An audio file (or device) could not be used.
+
+    ``str(err)`` is always exactly one line: ``"{path}: {problem}"``, for example
+    ``"clip.wav: empty file (0 bytes)"``.
+
+    Attributes:
+        path: The file (or device description) concerned, as given by the caller.
+        problem: Short, one-line description of what is wrong.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        self.path = os.fspath(path)
+        self.problem = _one_line(problem)
+        super().__init__(f"{_one_line(self.path)}: {self.problem}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Default Exception pickling would call cls(message); keep (path, problem) instead.
+        return (type(self), (self.path, self.problem))
+
+
+class MicrophoneError(AudioError):
+    """The microphone (PortAudio input device) could not be opened or stopped delivering.
+
+    ``str(err)`` is one line, ``"microphone: {problem}"`` (or ``"microphone 'name': ..."``
+    once a device is known), e.g. ``"microphone: no audio input device found"``.
+    """
+
+    def __init__(self, problem: str, path: str = "microphone") -> None:
+        super().__init__(path, problem)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.problem, self.path))
+
+
+def _soundfile_reason(exc: BaseException) -> str:
+    """Short, one-line reason for a soundfile/libsndfile failure (without the file path)."""
+    reason = getattr(exc, "error_string", None) or str(exc) or type(exc).__name__
+    reason = _one_line(reason).rstrip(".")
+    if "does not exist" in reason or "not a regular file" in reason:
+        # libsndfile says this for e.g. a text file named .mp3; we checked the file exists.
+        reason = "format not recognised"
+    return reason or type(exc).__name__
+
+
+def _check_file(path: str | os.PathLike[str]) -> bytes:
+    """Reject obviously unusable paths and return the first 12 bytes of the file.
+
+    Raises:
+        AudioError: ``file not found``, ``is a directory``, ``not a regular file``,
+            ``permission denied``, ``empty file (0 bytes)`` or ``cannot read (...)``.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise AudioError(path, "file not found") from None
+    except PermissionError:
+        raise AudioError(path, "permission denied") from None
+    except (OSError, ValueError) as exc:
+        raise AudioError(path, f"cannot access ({_one_line(exc)})") from None
+    if os.path.isdir(path):
+        raise AudioError(path, "is a directory")
+    if not os.path.isfile(path):
+        raise AudioError(path, "not a regular file")
+    if st.st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(12)
+    except PermissionError:
+        raise AudioError(path, "permission denied") from None
+    except OSError as exc:
+        raise AudioError(path, f"cannot read ({_one_line(exc.strerror or exc)})") from None
+
+
+def _is_native(path: str | os.PathLike[str], head: bytes) -> bool:
+    """Whether ``path`` looks like a format libsndfile itself is responsible for."""
+    return head.startswith(_NATIVE_MAGIC) or Path(path).suffix.lower() in _NATIVE_SUFFIXES
+
+
+def _corrupt(path: str | os.PathLike[str], reason: str) -> AudioError:
+    return AudioError(path, f"not an audio file or corrupt ({reason})")
+
+
+def _check_rate(sample_rate: int) -> int:
+    if isinstance(sample_rate, bool) or int(sample_rate) != sample_rate or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    return int(sample_rate)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading files
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """Header information about an audio file (see :func:`info`).
+
+    Attributes:
+        sample_rate: Native sample rate of the file in Hz.
+        channels: Number of channels.
+        frames: Number of sample frames (per channel). For compressed formats read through
+            the audioread fallback this is estimated from the duration.
+        duration_s: Duration in seconds (``frames / sample_rate``).
+    """
+
+    sample_rate: int
+    channels: int
+    frames: int
+    duration_s: float
+
+
+def _mixdown(data: np.ndarray) -> np.ndarray:
+    """Average the channels of ``data``.
+
+    Args:
+        data: Samples, shape ``(frames, channels)``.
+
+    Returns:
+        float32 array of shape ``(frames,)``. A single channel is returned unchanged (copied).
+    """
+    if data.shape[1] == 1:
+        return np.array(data[:, 0], dtype=np.float32)
+    return data.mean(axis=1, dtype=np.float32)
+
+
+def _check_finite(path: str | os.PathLike[str], mono: np.ndarray) -> None:
+    if not np.isfinite(mono).all():
+        raise AudioError(path, "contains NaN or infinite samples")
+
+
+def _librosa_load(path: str | os.PathLike[str], sf_reason: str) -> tuple[np.ndarray, int]:
+    """Decode a file soundfile cannot open with librosa/audioread.
+
+    Returns:
+        ``(data, rate)`` where ``data`` has shape ``(frames, channels)``, float32.
+
+    Raises:
+        AudioError: If the fallback decoder fails too (message keeps soundfile's reason).
+    """
+    try:
+        import librosa
+
+        with warnings.catch_warnings():
+            # "PySoundFile failed. Trying audioread instead." and the audioread deprecation.
+            warnings.simplefilter("ignore")
+            y, rate = librosa.load(os.fspath(path), sr=None, mono=False, dtype=np.float32)
+    except Exception as exc:  # any decoder failure is an unreadable file
+        detail = _one_line(exc) or type(exc).__name__
+        if len(detail) > 80:
+            detail = detail[:77] + "..."
+        raise _corrupt(path, f"{sf_reason}; fallback decoder: {detail}") from None
+    y = np.asarray(y, dtype=np.float32)
+    data = y[:, None] if y.ndim == 1 else y.T  # librosa gives (channels, frames)
+    return np.ascontiguousarray(data), int(rate)
+
+
+def load_audio(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Read an audio file as a mono float32 waveform at ``sample_rate``.
+
+    The file is read with soundfile; formats soundfile cannot open (e.g. m4a) are decoded
+    with ``librosa.load`` instead, unless the file is obviously broken (missing, empty, a
+    directory, or a damaged file of a format soundfile owns such as WAV/FLAC/OGG). All
+    channels are averaged, and the result is resampled with soxr (high quality) when the
+    file's rate differs from ``sample_rate``. Samples are not clipped: a float file with
+    values outside [-1, 1] keeps them.
+
+    A WAV whose data chunk is shorter than its header declares (a truncated download) is
+    accepted: the samples that are present are returned.
+
+    Args:
+        path: Audio file to read.
+        sample_rate: Output sample rate in Hz.
+
+    Returns:
+        float32 array of shape ``(n,)`` with ``n = round(frames * sample_rate / file_rate)``
+        (``n == frames`` when no resampling is needed), ``n > 0``.
+
+    Raises:
+        AudioError: For every problem with the file; ``str(err)`` is one line, e.g.
+            ``"clip.wav: no samples"``.
+        ValueError: If ``sample_rate`` is not a positive integer.
+    """
+    sample_rate = _check_rate(sample_rate)
+    head = _check_file(path)
+    try:
+        data, rate = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as exc:  # never let a soundfile exception escape
+        reason = _soundfile_reason(exc)
+        if _is_native(path, head):
+            raise _corrupt(path, reason) from None
+        data, rate = _librosa_load(path, reason)
+    if data.size == 0 or data.shape[0] == 0:
+        raise AudioError(path, "no samples")
+    mono = _mixdown(data)
+    _check_finite(path, mono)
+    if rate != sample_rate:
+        try:
+            mono = soxr.resample(mono, rate, sample_rate, quality=_RESAMPLE_QUALITY)
+        except Exception as exc:
+            raise AudioError(path, f"cannot resample from {rate} Hz ({_one_line(exc)})") from None
+        mono = np.asarray(mono, dtype=np.float32)
+        if mono.size == 0:  # e.g. a single frame downsampled to nothing
+            raise AudioError(path, "no samples")
+    return mono
+
+
+def info(path: str | os.PathLike[str]) -> AudioInfo:
+    """Read an audio file's header without decoding the samples.
+
+    A valid file with zero frames is reported as such (``frames == 0``); only
+    :func:`load_audio` and :func:`iter_blocks` reject it.
+
+    Args:
+        path: Audio file.
+
+    Returns:
+        The file's :class:`AudioInfo`.
+
+    Raises:
+        AudioError: If the file is missing, empty, a directory or not readable audio.
+    """
+    head = _check_file(path)
+    try:
+        hdr = sf.info(path)
+        rate, channels, frames = int(hdr.samplerate), int(hdr.channels), int(hdr.frames)
+    except Exception as exc:
+        reason = _soundfile_reason(exc)
+        if _is_native(path, head):
+            raise _corrupt(path, reason) from None
+        try:
+            import audioread  # librosa's fallback decoder
+
+            with audioread.audio_open(os.fspath(path)) as fh:
+                rate, channels = int(fh.samplerate), int(fh.channels)
+                frames = round(float(fh.duration) * rate)
+        except Exception as exc2:
+            raise _corrupt(path, f"{reason}; fallback decoder: {type(exc2).__name__}") from None
+    if rate <= 0 or channels <= 0:
+        raise _corrupt(path, f"invalid header ({rate} Hz, {channels} channels)")
+    return AudioInfo(sample_rate=rate, channels=channels, frames=frames, duration_s=frames / rate)
+
+
+class _Rebuffer:
+    """Collects variable-length chunks and hands out fixed-length blocks."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._parts: list[np.ndarray] = []
+        self._n = 0
+
+    def add(self, chunk: np.ndarray) -> None:
+        """Append ``chunk`` (shape ``(k,)``)."""
+        if chunk.size:
+            self._parts.append(chunk)
+            self._n += chunk.size
+
+    def pop(self) -> np.ndarray | None:
+        """Return the next complete block (shape ``(size,)``), or ``None`` if there is none."""
+        if self._n < self.size:
+            return None
+        buf = np.concatenate(self._parts) if len(self._parts) > 1 else self._parts[0]
+        rest = buf[self.size :]
+        self._parts = [rest] if rest.size else []
+        self._n = rest.size
+        return buf[: self.size].copy()
+
+    def flush(self) -> np.ndarray:
+        """Return what is left (shape ``(k,)`` with ``k < size``, possibly 0) and reset."""
+        out = np.concatenate(self._parts) if self._parts else np.zeros(0, np.float32)
+        self._parts, self._n = [], 0
+        return out
+
+
+def iter_blocks(
+    path: str | os.PathLike[str],
+    block_seconds: float = 1.0,
+    sample_rate: int = SAMPLE_RATE,
+) -> Iterator[np.ndarray]:
+    """Stream a (long) audio file as mono float32 blocks without loading it whole.
+
+    The file is read ``block_seconds`` at a time, each block is mixed down to mono and, if
+    the file's rate differs, fed through one :class:`soxr.ResampleStream` so block
+    boundaries do not click. The concatenation of all blocks equals
+    ``load_audio(path, sample_rate)`` (exactly when no resampling is needed, to within
+    float rounding otherwise). Formats soundfile cannot read are loaded whole with
+    :func:`load_audio` and sliced.
+
+    The file is opened and checked when this function is called, so a missing or broken
+    file raises here rather than at the first ``next()``.
+
+    Args:
+        path: Audio file to read.
+        block_seconds: Block length in seconds at the output rate.
+        sample_rate: Output sample rate in Hz.
+
+    Yields:
+        float32 arrays of shape ``(round(block_seconds * sample_rate),)``; the last block
+        may be shorter (never empty).
+
+    Raises:
+        AudioError: If the file cannot be read (also raised from inside the iteration if
+            decoding fails part-way or a block contains NaN/inf samples).
+        ValueError: If ``block_seconds`` or ``sample_rate`` is not positive.
+    """
+    sample_rate = _check_rate(sample_rate)
+    if not block_seconds > 0:
+        raise ValueError(f"block_seconds must be positive, got {block_seconds!r}")
+    block = max(1, round(block_seconds * sample_rate))
+    head = _check_file(path)
+    try:
+        fh = sf.SoundFile(path)
+    except Exception as exc:
+        reason = _soundfile_reason(exc)
+        if _is_native(path, head):
+            raise _corrupt(path, reason) from None
+        wave = load_audio(path, sample_rate)  # raises AudioError itself
+        return (wave[i : i + block] for i in range(0, wave.size, block))
+    if fh.frames == 0:
+        fh.close()
+        raise AudioError(path, "no samples")
+    return _stream_blocks(path, fh, block, sample_rate)
+
+
+def _stream_blocks(
+    path: str | os.PathLike[str], fh: sf.SoundFile, block: int, sample_rate: int
+) -> Iterator[np.ndarray]:
+    """Generator behind :func:`iter_blocks` for files soundfile can open (closes ``fh``)."""
+    with fh:
+        rate = int(fh.samplerate)
+        stream = None
+        if rate != sample_rate:
+            stream = soxr.ResampleStream(
+                rate, sample_rate, 1, dtype="float32", quality=_RESAMPLE_QUALITY
+            )
+        read_frames = max(1, math.ceil(block * rate / sample_rate))
+        rebuffer = _Rebuffer(block)
+        total = 0
+        while True:
+            try:
+                data = fh.read(read_frames, dtype="float32", always_2d=True)
+            except Exception as exc:
+                raise _corrupt(path, _soundfile_reason(exc)) from None
+            last = data.shape[0] < read_frames
+            mono = _mixdown(data)
+            _check_finite(path, mono)
+            total += mono.size
+            if stream is not None:
+                mono = stream.resample_chunk(mono, last=last)
+            rebuffer.add(mono)
+            while (out := rebuffer.pop()) is not None:
+                yield out
+            if last:
+                break
+        if total == 0:
+            raise AudioError(path, "no samples")
+        tail = rebuffer.flush()
+        if tail.size:
+            yield tail
+
+
+# --------------------------------------------------------------------------------------------
+# Array helpers and writing
+# --------------------------------------------------------------------------------------------
+
+
+def fit_length(wave: np.ndarray, n: int = SAMPLE_RATE) -> np.ndarray:
+    """Zero-pad or trim a waveform to exactly ``n`` samples.
+
+    Shorter waves are padded with zeros **at the end**; longer waves are trimmed **at the
+    end**, i.e. the start is kept (the usual convention for keyword clips, which are
+    recorded starting at the word). A new array is always returned.
+
+    Args:
+        wave: Waveform, shape ``(m,)``.
+        n: Target length in samples (default: one second at 16 kHz).
+
+    Returns:
+        Array of shape ``(n,)`` with ``wave``'s dtype.
+
+    Raises:
+        ValueError: If ``wave`` is not 1-D or ``n`` is negative.
+    """
+    wave = np.asarray(wave)
+    if wave.ndim != 1:
+        raise ValueError(f"fit_length expects a 1-D wave, got shape {wave.shape}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if wave.size >= n:
+        return wave[:n].copy()
+    out = np.zeros(n, dtype=wave.dtype)
+    out[: wave.size] = wave
+    return out
+
+
+def write_wav(
+    path: str | os.PathLike[str], wave: np.ndarray, sample_rate: int = SAMPLE_RATE
+) -> None:
+    """Write a 16-bit PCM WAV file; samples are clipped to [-1, 1] first.
+
+    Args:
+        path: Output file (overwritten if it exists; the directory must exist).
+        wave: Samples, shape ``(n,)`` for mono or ``(n, channels)``.
+        sample_rate: Sample rate in Hz stored in the header.
+
+    Raises:
+        ValueError: If ``wave`` has the wrong shape or contains NaN/inf.
+        AudioError: If the file cannot be written.
+    """
+    sample_rate = _check_rate(sample_rate)
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim not in (1, 2):
+        raise ValueError(f"write_wav expects shape (n,) or (n, channels), got {wave.shape}")
+    if not np.isfinite(wave).all():
+        raise ValueError("write_wav: wave contains NaN or infinite samples")
+    try:
+        sf.write(path, np.clip(wave, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+    except Exception as exc:
+        raise AudioError(path, f"cannot write ({_soundfile_reason(exc)})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Microphone
+# --------------------------------------------------------------------------------------------
+
+_PIP_HINT = "pip install sounddevice"
+_APT_HINT = "apt-get install libportaudio2"
+
+
+def _import_sounddevice() -> ModuleType:
+    """Import :mod:`sounddevice` lazily, turning a missing package/library into an error.
+
+    Raises:
+        MicrophoneError: With the command that installs what is missing.
+    """
+    try:
+        return importlib.import_module("sounddevice")
+    except ImportError:
+        raise MicrophoneError(f"sounddevice is not installed; run: {_PIP_HINT}") from None
+    except OSError:  # sounddevice raises OSError("PortAudio library not found")
+        raise MicrophoneError(f"the PortAudio library is not installed; run: {_APT_HINT}") from None
+
+
+def list_devices() -> str:
+    """Return sounddevice's table of audio devices (``python -m sounddevice`` output).
+
+    Returns:
+        The table as text, one device per line; empty if PortAudio sees no devices.
+
+    Raises:
+        MicrophoneError: If sounddevice or PortAudio is missing or cannot be queried.
+    """
+    sd = _import_sounddevice()
+    try:
+        return str(sd.query_devices())
+    except Exception as exc:
+        raise MicrophoneError(f"cannot list audio devices ({_one_line(exc)})") from None
+
+
+class Microphone:
+    """Live microphone input as an iterator of mono float32 chunks.
+
+    Built on a ``sounddevice.InputStream`` whose callback pushes blocks into a queue. The
+    device is opened at ``sample_rate`` if it supports it, otherwise at its default rate
+    with streaming soxr resampling; its channels are averaged. Input overflows (the
+    consumer being too slow for PortAudio) are counted in :attr:`overflows` rather than
+    raised.
+
+    Example::
+
+        with Microphone(block_seconds=0.1) as mic:
+            for chunk in mic:          # chunk.shape == (1600,), float32
+                ...
+
+    Attributes:
+        device: PortAudio device index in use.
+        device_name: Its name.
+        sample_rate: Rate of the chunks produced (Hz).
+        device_rate: Rate the device is opened at (Hz).
+        channels: Number of channels captured (averaged to mono).
+        block_size: Samples per produced chunk, ``round(block_seconds * sample_rate)``.
+        timeout: Seconds without audio after which iteration raises.
+        overflows: Number of callbacks that reported an input overflow.
+        dropped: Number of device blocks dropped because the queue was full.
+    """
+
+    def __init__(
+        self,
+        device: int | str | None = None,
+        block_seconds: float = 0.1,
+        sample_rate: int = SAMPLE_RATE,
+        channels: int = 1,
+        timeout: float = 2.0,
+        max_queued_blocks: int = 200,
+    ) -> None:
+        """Find and check the input device (the stream is opened by :meth:`start`).
+
+        Args:
+            device: Device index, a case-insensitive substring of its name, or ``None`` for
+                the default input device.
+            block_seconds: Length of the produced chunks in seconds.
+            sample_rate: Rate of the produced chunks in Hz.
+            channels: Channels to capture (all are averaged). Lowered to what the device
+                offers when it has fewer.
+            timeout: Seconds the device may stay silent (deliver nothing) before iteration
+                raises ``MicrophoneError("audio device stopped delivering")``.
+            max_queued_blocks: Capacity of the callback queue; further blocks are dropped
+                and counted in :attr:`dropped`.
+
+        Raises:
+            MicrophoneError: If sounddevice/PortAudio is missing, no (matching) input
+                device exists, or the device supports no usable settings.
+            ValueError: For non-positive numeric arguments.
+        """
+        self.sample_rate = _check_rate(sample_rate)
+        if not block_seconds > 0 or not timeout > 0 or channels < 1 or max_queued_blocks < 1:
+            raise ValueError("block_seconds, timeout, channels, max_queued_blocks must be > 0")
+        self._sd = _import_sounddevice()
+        self.device, self.device_name, max_channels, default_rate = self._find_device(device)
+        self.channels = min(int(channels), max_channels)
+        self.block_size = max(1, round(block_seconds * self.sample_rate))
+        self.timeout = float(timeout)
+        self.device_rate = self._choose_rate(default_rate)
+        self._device_block = max(1, round(block_seconds * self.device_rate))
+        self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=max_queued_blocks)
+        self._lock = threading.Lock()
+        self.overflows = 0
+        self.dropped = 0
+        self._stream: Any = None
+        self._resampler: soxr.ResampleStream | None = None
+        self._rebuffer = _Rebuffer(self.block_size)
+        self._closed = False
+
+    # -- device selection -----------------------------------------------------------------
+
+    def _error(self, problem: str) -> MicrophoneError:
+        name = getattr(self, "device_name", None)
+        return MicrophoneError(problem, f"microphone '{name}'" if name else "microphone")
+
+    def _find_device(self, device: int | str | None) -> tuple[int, str, int, int]:
+        """Resolve ``device`` to ``(index, name, max_input_channels, default_rate)``."""
+        sd = self._sd
+        try:
+            devices = list(sd.query_devices())
+        except Exception as exc:
+            raise MicrophoneError(f"cannot query audio devices ({_one_line(exc)})") from None
+        inputs = [(i, d) for i, d in enumerate(devices) if int(d.get("max_input_channels", 0)) > 0]
+        if not inputs:
+            raise MicrophoneError("no audio input device found (see speech_gru.audio.list_devices)")
+        if device is None:
+            try:  # PortAudio's default input, or sounddevice.default.device if set
+                index = int(sd.query_devices(kind="input")["index"])
+            except Exception:
+                index = -1
+            if index not in dict(inputs):
+                raise MicrophoneError("no default audio input device")
+        elif isinstance(device, (int, np.integer)) and not isinstance(device, bool):
+            device = int(device)
+            if device not in dict(inputs):
+                raise MicrophoneError(f"device {device} is not an audio input device")
+            index = device
+        else:
+            wanted = str(device).lower()
+            matches = [i for i, d in inputs if wanted in str(d.get("name", "")).lower()]
+            if not matches:
+                raise MicrophoneError(f"no audio input device matches {device!r}")
+            if len(matches) > 1:
+                names = ", ".join(repr(str(devices[i]["name"])) for i in matches)
+                raise MicrophoneError(f"{device!r} matches several input devices: {names}")
+            index = matches[0]
+        d = devices[index]
+        rate = int(round(float(d.get("default_samplerate") or self.sample_rate)))
+        return index, str(d.get("name", index)), int(d["max_input_channels"]), rate
+
+    def _choose_rate(self, default_rate: int) -> int:
+        """Return ``sample_rate`` if the device accepts it, else the device default rate."""
+        for rate in dict.fromkeys((self.sample_rate, default_rate)):
+            try:
+                self._sd.check_input_settings(
+                    device=self.device, channels=self.channels, dtype="float32", samplerate=rate
+                )
+                return rate
+            except Exception:  # any refusal: try the next rate
+                continue
+        raise self._error(
+            f"supports neither {self.sample_rate} Hz nor its default {default_rate} Hz "
+            f"with {self.channels} channel(s)"
+        )
+
+    # -- stream lifecycle -----------------------------------------------------------------
+
+    def _callback(self, indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+        """PortAudio callback (runs on the audio thread): queue a copy of the block."""
+        if status and getattr(status, "input_overflow", False):
+            with self._lock:
+                self.overflows += 1
+        try:
+            self._queue.put_nowait(np.array(indata, dtype=np.float32, copy=True))
+        except queue.Full:
+            with self._lock:
+                self.dropped += 1
+
+    def start(self) -> Microphone:
+        """Open and start the input stream (called by ``__enter__``).
+
+        Returns:
+            ``self``.
+
+        Raises:
+            MicrophoneError: If PortAudio cannot open or start the stream.
+        """
+        if self._stream is not None:
+            return self
+        self._closed = False
+        self._rebuffer = _Rebuffer(self.block_size)
+        while not self._queue.empty():  # leftovers from a previous start()
+            self._queue.get_nowait()
+        if self.device_rate != self.sample_rate:
+            self._resampler = soxr.ResampleStream(
+                self.device_rate, self.sample_rate, 1, dtype="float32", quality=_RESAMPLE_QUALITY
+            )
+        try:
+            stream = self._sd.InputStream(
+                device=self.device,
+                channels=self.channels,
+                samplerate=self.device_rate,
+                blocksize=self._device_block,
+                dtype="float32",
+                callback=self._callback,
+            )
+            stream.start()
+        except Exception as exc:
+            raise self._error(f"cannot open input stream ({_one_line(exc)})") from None
+        self._stream = stream
+        return self
+
+    def close(self) -> None:
+        """Stop and close the stream; iteration then ends. Safe to call more than once."""
+        self._closed = True
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            # A device that vanished can make stop/close fail; there is nothing left to do.
+            with contextlib.suppress(Exception):
+                stream.stop()
+            with contextlib.suppress(Exception):
+                stream.close()
+
+    def __enter__(self) -> Microphone:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- iteration --------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self
+
+    def __next__(self) -> np.ndarray:
+        """Return the next chunk.
+
+        Returns:
+            float32 array of shape ``(block_size,)`` at :attr:`sample_rate`.
+
+        Raises:
+            StopIteration: After :meth:`close`.
+            MicrophoneError: If the stream was never started, or the device delivered
+                nothing for :attr:`timeout` seconds.
+        """
+        while True:
+            if self._closed:
+                raise StopIteration
+            if self._stream is None:
+                raise self._error("not started (use 'with Microphone() as mic:' or start())")
+            out = self._rebuffer.pop()
+            if out is not None:
+                return out
+            try:
+                data = self._queue.get(timeout=self.timeout)
+            except queue.Empty:
+                raise self._error("audio device stopped delivering") from None
+            mono = _mixdown(data.reshape(data.shape[0], -1))
+            if self._resampler is not None:
+                mono = self._resampler.resample_chunk(mono, last=False)
+            self._rebuffer.add(mono)

@@ -1,0 +1,184 @@
+"""Training-time augmentation, batched on the model's device.
+
+Waveform side (run by the DataModule after the batch reaches the device): speed/pitch
+perturbation by resampling, random time shift, background noise at a random SNR. Feature
+side (run by the LightningModule): SpecAugment time and frequency masks, and mixup.
+Randomness comes from the global torch RNG of the batch's device, which Lightning's
+``seed_everything`` seeds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def speed_perturb(wave: Tensor, low: float, high: float) -> Tensor:
+    """Resample each clip by its own random rate in ``[low, high]``, keeping its length.
+
+    A rate above 1 speeds speech up and raises its pitch, as playing a tape faster does.
+    The clip is stretched about its centre and zero-filled where the source runs out.
+
+    Args:
+        wave: (B, N) waveforms.
+
+    Returns:
+        (B, N) perturbed waveforms.
+    """
+    if low == high == 1.0:
+        return wave
+    batch, n = wave.shape
+    rate = torch.empty(batch, 1, device=wave.device).uniform_(low, high)  # (B, 1)
+    centre = (n - 1) / 2
+    pos = (torch.arange(n, device=wave.device) - centre) * rate + centre  # (B, N) source index
+    left = pos.floor()
+    frac = (pos - left).to(wave.dtype)
+    left = left.long()
+    valid_l = (left >= 0) & (left < n)
+    valid_r = (left + 1 >= 0) & (left + 1 < n)
+    a = wave.gather(1, left.clamp(0, n - 1)) * valid_l
+    b = wave.gather(1, (left + 1).clamp(0, n - 1)) * valid_r
+    return a * (1 - frac) + b * frac
+
+
+def time_shift(wave: Tensor, max_shift: int) -> Tensor:
+    """Shift each clip by a random whole number of samples in ``[-max_shift, max_shift]``.
+
+    Samples shifted in from outside the clip are zero.
+
+    Args:
+        wave: (B, N) waveforms.
+
+    Returns:
+        (B, N) shifted waveforms.
+    """
+    if max_shift <= 0:
+        return wave
+    batch, n = wave.shape
+    shift = torch.randint(-max_shift, max_shift + 1, (batch, 1), device=wave.device)
+    src = torch.arange(n, device=wave.device) - shift  # (B, N)
+    valid = (src >= 0) & (src < n)
+    return wave.gather(1, src.clamp(0, n - 1)) * valid
+
+
+class NoiseBank(nn.Module):
+    """Background-noise recordings kept on the device, cut into random segments.
+
+    Args:
+        recordings: 1-D float waveforms at the model's rate; each at least ``segment`` long
+            (shorter ones are tiled).
+        segment: samples per cut segment.
+    """
+
+    def __init__(self, recordings: list[Tensor], segment: int) -> None:
+        super().__init__()
+        if not recordings:
+            raise ValueError("a noise bank needs at least one recording")
+        tiled = []
+        for rec in recordings:
+            rec = rec.float().flatten()
+            if rec.numel() < segment:
+                rec = rec.repeat(math.ceil(segment / max(rec.numel(), 1)))
+            tiled.append(rec)
+        lengths = torch.tensor([r.numel() for r in tiled])
+        starts = torch.cumsum(lengths, 0) - lengths
+        # Valid segment starts of each recording, as one range per recording.
+        self.segment = segment
+        self.register_buffer("audio", torch.cat(tiled), persistent=False)
+        self.register_buffer("rec_start", starts, persistent=False)
+        self.register_buffer("rec_choices", lengths - segment + 1, persistent=False)
+
+    def __len__(self) -> int:
+        return self.rec_start.numel()
+
+    def sample(self, batch: int) -> Tensor:
+        """(batch, segment) random segments, every valid start equally likely."""
+        choices = self.rec_choices.float()
+        rec = torch.multinomial(choices, batch, replacement=True)  # (B,)
+        offset = (torch.rand(batch, device=choices.device) * choices[rec]).long()
+        start = self.rec_start[rec] + offset
+        idx = start[:, None] + torch.arange(self.segment, device=start.device)
+        return self.audio[idx]
+
+
+def rms(wave: Tensor) -> Tensor:
+    """(B, N) -> (B, 1) root-mean-square level."""
+    return wave.square().mean(-1, keepdim=True).sqrt()
+
+
+def add_noise(wave: Tensor, noise: Tensor, prob: float, snr_low: float, snr_high: float) -> Tensor:
+    """Mix ``noise`` into a random ``prob`` share of clips at an SNR in ``[snr_low, snr_high]`` dB.
+
+    Clips with no signal (silence) take the noise at its own level scaled by a random gain
+    in [0, 1], so silence examples span quiet to loud backgrounds.
+
+    Args:
+        wave: (B, N) clean waveforms.
+        noise: (B, N) noise segments.
+
+    Returns:
+        (B, N) noisy waveforms.
+    """
+    batch = wave.shape[0]
+    apply = torch.rand(batch, 1, device=wave.device) < prob
+    snr_db = torch.empty(batch, 1, device=wave.device).uniform_(snr_low, snr_high)
+    signal, noise_level = rms(wave), rms(noise).clamp(min=1e-8)
+    gain = signal / noise_level * torch.pow(10.0, -snr_db / 20)
+    silent = signal < 1e-4
+    gain = torch.where(silent, torch.rand(batch, 1, device=wave.device), gain)
+    return wave + noise * gain * apply
+
+
+def spec_augment(
+    feats: Tensor,
+    frame_lengths: Tensor,
+    time_masks: int,
+    time_width: int,
+    freq_masks: int,
+    freq_width: int,
+) -> Tensor:
+    """SpecAugment masks on (B, T, F) features, drawn per clip.
+
+    Each of ``time_masks`` masks zeroes up to ``time_width`` consecutive frames inside the
+    clip's valid frames; each of ``freq_masks`` zeroes up to ``freq_width`` consecutive
+    coefficients. Features are normalised, so zero is their mean.
+
+    Returns:
+        (B, T, F) masked features.
+    """
+    batch, frames, bins = feats.shape
+    keep = torch.ones(batch, frames, bins, dtype=torch.bool, device=feats.device)
+    t = torch.arange(frames, device=feats.device)
+    f = torch.arange(bins, device=feats.device)
+    lengths = frame_lengths.to(feats.device)[:, None]
+    for _ in range(time_masks):
+        width = (torch.rand(batch, 1, device=feats.device) * (time_width + 1)).long()
+        start = (torch.rand(batch, 1, device=feats.device) * (lengths - width).clamp(min=1)).long()
+        keep &= ~((t >= start) & (t < start + width)).unsqueeze(-1)
+    for _ in range(freq_masks):
+        width = (torch.rand(batch, 1, device=feats.device) * (freq_width + 1)).long()
+        start = (torch.rand(batch, 1, device=feats.device) * (bins - width).clamp(min=1)).long()
+        keep &= ~((f >= start) & (f < start + width)).unsqueeze(1)
+    return feats * keep
+
+
+def mixup(
+    feats: Tensor, targets: Tensor, num_classes: int, alpha: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Mixup of a batch with a shuffled copy of itself.
+
+    Args:
+        feats: (B, ...) inputs.
+        targets: (B,) class indices.
+
+    Returns:
+        mixed inputs (B, ...), soft targets (B, C) and the permutation used.
+    """
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    lam = max(lam, 1 - lam)  # the original clip dominates
+    perm = torch.randperm(feats.shape[0], device=feats.device)
+    one_hot = nn.functional.one_hot(targets, num_classes).float()
+    mixed = feats * lam + feats[perm] * (1 - lam)
+    return mixed, one_hot * lam + one_hot[perm] * (1 - lam), perm

@@ -1,0 +1,425 @@
+"""Speech Commands data: clip indexes, splits, the Dataset and the LightningDataModule.
+
+Two sources share one code path:
+
+* ``version="v0.02"`` or ``"v0.01"``: the official archive, downloaded and verified by
+  ``speech_gru.download``, split by its ``validation_list.txt`` and ``testing_list.txt``;
+  the 12-class test set is the separate canonical test archive.
+* ``version="folder"``: any folder in the same layout (one sub-folder per word, optional
+  ``_silence_``, ``_unknown_`` and ``_background_noise_``) without list files. Speakers are
+  assigned to a split by hashing the speaker id, as the dataset's README prescribes, so no
+  speaker is in two splits.
+
+Loaders only read samples. Waveform augmentation (speed, time shift, noise) runs batched on
+the model's device in ``on_after_batch_transfer``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from speech_gru.audio import SAMPLE_RATE, AudioError, fit_length, load_audio
+from speech_gru.augment import NoiseBank, add_noise, speed_perturb, time_shift
+from speech_gru.labels import BACKGROUND_NOISE, SILENCE, UNKNOWN, map_word, resolve_labels
+
+log = logging.getLogger(__name__)
+
+CLIP_SAMPLES = SAMPLE_RATE  # one second
+AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aif", ".aiff"}
+MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # from the dataset README's split function
+SPLITS = ("training", "validation", "testing")
+VERSIONS = ("v0.02", "v0.01", "folder")
+_SPEAKER = re.compile(r"(?:^|_)([^_]+)_nohash_")
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One example: a file (None for generated silence), its label index and speaker."""
+
+    path: Path | None
+    label: int
+    speaker: str
+
+
+def speaker_of(path: str | Path) -> str:
+    """Speaker id of a Speech Commands file name.
+
+    ``SPEAKER_nohash_N.wav`` and the test archive's ``WORD_SPEAKER_nohash_N.wav`` both give
+    ``SPEAKER``; a name without ``_nohash_`` is its own speaker (its stem).
+    """
+    name = Path(path).name
+    match = _SPEAKER.search(name)
+    return match.group(1) if match else name.split(".")[0]
+
+
+def which_set(
+    speaker: str, validation_percent: float, testing_percent: float, salt: str = ""
+) -> str:
+    """Split of a speaker, stable across runs and machines.
+
+    With ``salt=""`` this is the dataset README's rule exactly. The official archive made
+    its test set with that rule, so every speaker of the canonical test archive (or of any
+    subset of one official split) lands in the same bucket; a salt spreads such a folder's
+    speakers over all three splits while keeping the assignment stable.
+    """
+    digest = hashlib.sha1((salt + speaker).encode("utf-8")).hexdigest()
+    percent = (int(digest, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / MAX_NUM_WAVS_PER_CLASS)
+    if percent < validation_percent:
+        return "validation"
+    if percent < validation_percent + testing_percent:
+        return "testing"
+    return "training"
+
+
+def is_audio(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS
+
+
+def scan_folder(root: Path, labels: list[str]) -> list[tuple[Path, str]]:
+    """Audio files of a dataset-layout folder with the label each trains as.
+
+    Sub-folders map through ``labels.map_word``: a keyword to itself, other words to
+    ``_unknown_`` (when the label set has it); ``_background_noise_`` and folders with no
+    label are left out.
+
+    Returns:
+        ``(path, label)`` pairs in sorted path order.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: dataset folder not found")
+    items = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        label = map_word(folder.name, labels)
+        if label is None:
+            continue
+        items += [(path, label) for path in sorted(folder.rglob("*")) if is_audio(path)]
+    return items
+
+
+def folder_labels(root: Path) -> list[str]:
+    """Labels of a folder used as-is (``labels: auto``): its sorted sub-folder names."""
+    names = sorted(p.name for p in Path(root).iterdir() if p.is_dir())
+    return [n for n in names if n != BACKGROUND_NOISE and not n.startswith(".")]
+
+
+def read_list(path: Path) -> set[str]:
+    """Relative paths in a ``validation_list.txt`` / ``testing_list.txt``."""
+    return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+
+
+def load_noise(folder: Path) -> list[np.ndarray]:
+    """Every readable audio file of a noise folder, mono 16 kHz; unreadable ones are skipped."""
+    recordings = []
+    for path in sorted(Path(folder).rglob("*")):
+        if not is_audio(path):
+            continue
+        try:
+            recordings.append(load_audio(path))
+        except AudioError as err:
+            log.warning("skipping noise file %s", err)
+    return recordings
+
+
+def synthetic_noise(seconds: float = 60.0, seed: int = 0) -> list[np.ndarray]:
+    """White and pink noise recordings for when a dataset has no background noise."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SAMPLE_RATE)
+    white = rng.standard_normal(n)
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    spectrum /= np.sqrt(np.maximum(np.arange(spectrum.size), 1))  # 1/f power
+    pink = np.fft.irfft(spectrum, n)
+    return [(0.1 * x / np.abs(x).max()).astype(np.float32) for x in (white, pink)]
+
+
+def subsample(clips: list[Clip], size: int, seed: int) -> list[Clip]:
+    """A seeded random subset of ``size`` clips (all of them when fewer)."""
+    if size >= len(clips):
+        return clips
+    order = np.random.default_rng(seed).permutation(len(clips))[:size]
+    return [clips[i] for i in sorted(order)]
+
+
+class ClipDataset(Dataset):
+    """One-second clips as float32 waveforms with their label index.
+
+    Items with no file are silence, cut from the noise recordings at a random gain:
+    freshly random in training, fixed by ``seed`` and the index otherwise.
+
+    Args:
+        clips: the examples.
+        noise: background recordings for generated silence.
+        train: draw generated silence at random rather than from a fixed seed.
+        seed: seed of the fixed silence.
+    """
+
+    def __init__(
+        self,
+        clips: list[Clip],
+        noise: list[np.ndarray] | None = None,
+        train: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.clips = clips
+        self.noise = [n for n in (noise or []) if n.size >= CLIP_SAMPLES]
+        self.train = train
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def silence(self, index: int) -> np.ndarray:
+        if not self.noise:
+            return np.zeros(CLIP_SAMPLES, dtype=np.float32)
+        seed = int(torch.randint(2**31, ())) if self.train else (self.seed, index)
+        rng = np.random.default_rng(seed)
+        rec = self.noise[rng.integers(len(self.noise))]
+        start = rng.integers(rec.size - CLIP_SAMPLES + 1)
+        return rec[start : start + CLIP_SAMPLES] * np.float32(rng.uniform(0.0, 1.0))
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        clip = self.clips[index]
+        wave = self.silence(index) if clip.path is None else load_audio(clip.path)
+        return torch.from_numpy(fit_length(wave, CLIP_SAMPLES)), clip.label
+
+
+class SpeechCommandsDataModule(L.LightningDataModule):
+    """Speech Commands (v0.02, v0.01) or any folder in its layout.
+
+    Args:
+        root: cache folder for the official archives, or the dataset folder for
+            ``version="folder"``.
+        version: ``"v0.02"``, ``"v0.01"`` or ``"folder"``.
+        labels: label-set name (``"v2_12"``, ``"v2_35"``, ``"v1_12"``, ``"v1_30"``),
+            ``"auto"`` (a folder's sub-folder names) or a list of labels.
+        download: fetch and extract missing official archives.
+        batch_size: clips per batch (per device under DDP).
+        num_workers: loader processes.
+        validation_percent: share of speakers held out for validation (folder mode).
+        testing_percent: share of speakers held out for testing (folder mode).
+        split_salt: prefix of the speaker id before hashing (folder mode); ``""`` gives
+            the dataset README's exact split, which puts all speakers of a folder cut from
+            one official split into one bucket (see ``which_set``).
+        silence_fraction: generated ``_silence_`` clips per keyword clip in each split,
+            used when the data has no ``_silence_`` folder (official data: 0.1).
+        unknown_fraction: ``_unknown_`` clips kept per keyword clip in each split; None
+            keeps them all.
+        noise_dir: folder of background-noise recordings; default the dataset's
+            ``_background_noise_``, else its training ``_silence_`` clips, else synthetic
+            white and pink noise.
+        noise_prob: share of training clips mixed with background noise.
+        snr_low: lowest signal-to-noise ratio of that mix, in dB.
+        snr_high: highest signal-to-noise ratio, in dB.
+        time_shift_ms: largest random time shift in training, in milliseconds.
+        speed_low: slowest speed (and pitch) perturbation factor; 1.0 turns it off.
+        speed_high: fastest perturbation factor.
+        seed: seed of subsets and of the fixed validation and test silence.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/speech_commands",
+        version: str = "v0.02",
+        labels: str | list[str] = "v2_12",
+        download: bool = True,
+        batch_size: int = 128,
+        num_workers: int = 2,
+        validation_percent: float = 10.0,
+        testing_percent: float = 10.0,
+        split_salt: str = "speech_gru",
+        silence_fraction: float = 0.1,
+        unknown_fraction: float | None = 0.1,
+        noise_dir: str | None = None,
+        noise_prob: float = 0.8,
+        snr_low: float = 0.0,
+        snr_high: float = 20.0,
+        time_shift_ms: float = 100.0,
+        speed_low: float = 1.0,
+        speed_high: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if version not in VERSIONS:
+            raise ValueError(f"version must be one of {VERSIONS}, got {version!r}")
+        self.save_hyperparameters(ignore=["labels"])  # the model's hparams keep the labels
+        self.root = Path(root).expanduser()
+        if labels == "auto":
+            if version != "folder":
+                raise ValueError("labels: auto needs version: folder")
+            labels = folder_labels(self.root)
+        self.labels = resolve_labels(labels)
+        self.datasets: dict[str, ClipDataset] = {}
+        self._bank: NoiseBank | None = None
+
+    @property
+    def label_names(self) -> list[str]:
+        """The resolved label list (linked into the model by the recipe)."""
+        return list(self.labels)
+
+    # -- where the data lives ----------------------------------------------------------
+    def _archive_names(self) -> list[str]:
+        names = [self.hparams.version]
+        if self.hparams.version != "folder" and len(self.labels) == 12:
+            names.append(f"test_{self.hparams.version}")
+        return names
+
+    def data_dir(self) -> Path:
+        if self.hparams.version == "folder":
+            return self.root
+        return self.root / self.hparams.version
+
+    def prepare_data(self) -> None:
+        """Download and extract the official archives (rank 0 only, under DDP)."""
+        if self.hparams.version == "folder":
+            return
+        from speech_gru.download import fetch
+
+        for name in self._archive_names():
+            if self.hparams.download:
+                fetch(name, self.root)
+            elif not (self.root / name).is_dir():
+                raise FileNotFoundError(
+                    f"{self.root / name}: not found; set data.download true to fetch it"
+                )
+
+    # -- indexes -----------------------------------------------------------------------
+    def _index(self, paths: list[tuple[Path, str]], split_of) -> dict[str, list[Clip]]:  # noqa: ANN001
+        index = {name: self.labels.index(name) for name in self.labels}
+        splits: dict[str, list[Clip]] = {s: [] for s in SPLITS}
+        for path, label in paths:
+            split = split_of(path)
+            if split is not None:
+                splits[split].append(Clip(path, index[label], speaker_of(path)))
+        return splits
+
+    def build_splits(self) -> dict[str, list[Clip]]:
+        """The clips of each split, before silence and unknown balancing."""
+        hp = self.hparams
+        data_dir = self.data_dir()
+        paths = scan_folder(data_dir, self.labels)
+        if hp.version == "folder":
+            return self._index(
+                paths,
+                lambda p: which_set(
+                    speaker_of(p), hp.validation_percent, hp.testing_percent, hp.split_salt
+                ),
+            )
+        val = read_list(data_dir / "validation_list.txt")
+        test = read_list(data_dir / "testing_list.txt")
+        use_test_archive = len(self.labels) == 12
+
+        def split_of(path: Path) -> str | None:
+            rel = path.relative_to(data_dir).as_posix()
+            if rel in val:
+                return "validation"
+            if rel in test:
+                return None if use_test_archive else "testing"
+            return "training"
+
+        splits = self._index(paths, split_of)
+        if use_test_archive:
+            test_dir = self.root / f"test_{hp.version}"
+            splits["testing"] = self._index(
+                scan_folder(test_dir, self.labels), lambda p: "testing"
+            )["testing"]
+        return splits
+
+    def noise_recordings(self, splits: dict[str, list[Clip]]) -> list[np.ndarray]:
+        """Background noise for mixing and generated silence (see ``noise_dir``)."""
+        if self.hparams.noise_dir:
+            noise = load_noise(Path(self.hparams.noise_dir))
+            if not noise:
+                raise FileNotFoundError(f"{self.hparams.noise_dir}: no readable noise audio")
+            return noise
+        folder = self.data_dir() / BACKGROUND_NOISE
+        if folder.is_dir() and (noise := load_noise(folder)):
+            return noise
+        if SILENCE in self.labels:
+            silence = self.labels.index(SILENCE)
+            files = [c.path for c in splits["training"] if c.label == silence and c.path]
+            if files:
+                return [load_audio(p) for p in files]
+        return synthetic_noise(seed=self.hparams.seed)
+
+    def balance(self, clips: list[Clip], split: str) -> list[Clip]:
+        """Add generated silence and subsample unknown clips to the configured fractions."""
+        hp = self.hparams
+        special = {self.labels.index(x) for x in (SILENCE, UNKNOWN) if x in self.labels}
+        keywords = sum(c.label not in special for c in clips)
+        seed = hp.seed + SPLITS.index(split)
+        if UNKNOWN in self.labels and hp.unknown_fraction is not None:
+            unknown = self.labels.index(UNKNOWN)
+            kept = subsample(
+                [c for c in clips if c.label == unknown],
+                math.ceil(keywords * hp.unknown_fraction),
+                seed,
+            )
+            clips = [c for c in clips if c.label != unknown] + kept
+        if SILENCE in self.labels:
+            silence = self.labels.index(SILENCE)
+            if not any(c.label == silence for c in clips):
+                count = math.ceil(keywords * hp.silence_fraction)
+                clips = clips + [Clip(None, silence, SILENCE)] * count
+        return clips
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        splits = self.build_splits()
+        noise = self.noise_recordings(splits)
+        self._bank = NoiseBank([torch.from_numpy(n) for n in noise], CLIP_SAMPLES)
+        for split in SPLITS:
+            clips = self.balance(splits[split], split)
+            self.datasets[split] = ClipDataset(
+                clips, noise, train=split == "training", seed=self.hparams.seed
+            )
+        for split, dataset in self.datasets.items():
+            counts = Counter(self.labels[c.label] for c in dataset.clips)
+            log.info("%s: %d clips %s", split, len(dataset), dict(sorted(counts.items())))
+
+    # -- loaders -----------------------------------------------------------------------
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("training", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("testing", shuffle=False)
+
+    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int):  # noqa: ANN201
+        """Waveform augmentation on the device, for training batches only."""
+        if self.trainer is None or not self.trainer.training:
+            return batch
+        wave, target = batch
+        hp = self.hparams
+        wave = speed_perturb(wave, hp.speed_low, hp.speed_high)
+        wave = time_shift(wave, int(hp.time_shift_ms * SAMPLE_RATE / 1000))
+        if hp.noise_prob > 0 and self._bank is not None:
+            self._bank = self._bank.to(wave.device)
+            noise = self._bank.sample(wave.shape[0]).to(wave.dtype)
+            wave = add_noise(wave, noise, hp.noise_prob, hp.snr_low, hp.snr_high)
+        return wave, target

@@ -1,0 +1,187 @@
+"""KeywordModel: MFCC frontend -> bidirectional GRU (or LSTM) -> attention pooling -> head.
+
+A plain ``nn.Module`` with no Lightning import: waveforms in, logits out. Padded batches
+carry ``lengths`` (valid samples per clip); every stage masks the padding, so a clip's
+result does not depend on what it was batched with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from speech_gru.features import MFCC, FeatureConfig
+
+CELLS = ("gru", "lstm")
+NORMS = ("utterance", "global", "none")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a KeywordModel.
+
+    Attributes:
+        num_classes: output labels.
+        cell: recurrent cell, ``"gru"`` (the default) or ``"lstm"`` to compare.
+        hidden_size: units per direction.
+        num_layers: stacked bidirectional layers.
+        dropout: dropout between recurrent layers and before the head.
+        attention_dim: width of the attention scorer.
+        feature_norm: ``"utterance"`` (each clip's own mean and variance per coefficient),
+            ``"global"`` (running statistics learned in training) or ``"none"``.
+        features: MFCC settings.
+    """
+
+    num_classes: int
+    cell: str = "gru"
+    hidden_size: int = 128
+    num_layers: int = 2
+    dropout: float = 0.1
+    attention_dim: int = 64
+    feature_norm: str = "utterance"
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {CELLS}, got {self.cell!r}")
+        if self.feature_norm not in NORMS:
+            raise ValueError(f"feature_norm must be one of {NORMS}, got {self.feature_norm!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def frame_mask(frame_lengths: Tensor, num_frames: int) -> Tensor:
+    """(B,) lengths -> (B, T) boolean mask, True on valid frames."""
+    return torch.arange(num_frames, device=frame_lengths.device) < frame_lengths[:, None]
+
+
+class FeatureNorm(nn.Module):
+    """Mean and variance normalisation of (B, T, F) features over valid frames."""
+
+    def __init__(self, num_features: int, mode: str = "utterance", momentum: float = 0.01):
+        super().__init__()
+        self.mode = mode
+        self.momentum = momentum
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+        self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+
+    def forward(self, feats: Tensor, mask: Tensor) -> Tensor:
+        if self.mode == "none":
+            return feats
+        weight = mask.unsqueeze(-1).to(feats.dtype)  # (B, T, 1)
+        if self.mode == "utterance":
+            count = weight.sum(1, keepdim=True).clamp(min=1.0)  # (B, 1, 1)
+            mean = (feats * weight).sum(1, keepdim=True) / count
+            var = ((feats - mean).square() * weight).sum(1, keepdim=True) / count
+            return (feats - mean) * torch.rsqrt(var + 1e-5) * weight
+        if self.training:
+            with torch.no_grad():
+                count = weight.sum().clamp(min=1.0)
+                mean = (feats * weight).sum((0, 1)) / count
+                var = ((feats - mean).square() * weight).sum((0, 1)) / count
+                if not bool(self.initialized):
+                    self.running_mean.copy_(mean)
+                    self.running_var.copy_(var)
+                    self.initialized.fill_(True)
+                else:
+                    self.running_mean.lerp_(mean, self.momentum)
+                    self.running_var.lerp_(var, self.momentum)
+        return (feats - self.running_mean) * torch.rsqrt(self.running_var + 1e-5) * weight
+
+
+class AttentionPool(nn.Module):
+    """Softmax attention over valid frames: (B, T, D) -> (B, D) and (B, T) weights."""
+
+    def __init__(self, dim: int, attention_dim: int) -> None:
+        super().__init__()
+        self.score = nn.Sequential(
+            nn.Linear(dim, attention_dim), nn.Tanh(), nn.Linear(attention_dim, 1)
+        )
+
+    def forward(self, h: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        scores = self.score(h).squeeze(-1)  # (B, T)
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores.float(), dim=-1).to(h.dtype)  # (B, T)
+        return torch.bmm(weights.unsqueeze(1), h).squeeze(1), weights
+
+
+class KeywordModel(nn.Module):
+    """Waveforms in, keyword logits out.
+
+    Args:
+        config: architecture and feature settings.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.frontend = MFCC(c.features)
+        self.norm = FeatureNorm(c.features.n_mfcc, c.feature_norm)
+        rnn = nn.GRU if c.cell == "gru" else nn.LSTM
+        self.encoder = rnn(
+            c.features.n_mfcc,
+            c.hidden_size,
+            num_layers=c.num_layers,
+            dropout=c.dropout if c.num_layers > 1 else 0.0,
+            batch_first=True,
+            bidirectional=True,
+        )
+        self.pool = AttentionPool(2 * c.hidden_size, c.attention_dim)
+        self.head = nn.Sequential(
+            nn.Dropout(c.dropout), nn.Linear(2 * c.hidden_size, c.num_classes)
+        )
+
+    def features(self, wave: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Normalised MFCCs and their valid frame counts.
+
+        Args:
+            wave: (B, N) waveforms.
+            lengths: (B,) valid samples per clip; None means all N.
+
+        Returns:
+            (B, T, n_mfcc) features (zero on padded frames) and (B,) frame lengths.
+        """
+        with torch.autocast(wave.device.type, enabled=False):
+            feats = self.frontend(wave)  # (B, T, F)
+        num_frames = feats.shape[1]
+        if lengths is None:
+            frame_lengths = torch.full((wave.shape[0],), num_frames, device=wave.device)
+        else:
+            frame_lengths = self.config.features.num_frames(lengths.to(wave.device))
+            frame_lengths = frame_lengths.clamp(max=num_frames)
+        return self.norm(feats, frame_mask(frame_lengths, num_frames)), frame_lengths
+
+    def encode(self, feats: Tensor, frame_lengths: Tensor) -> Tensor:
+        """(B, T, F) features -> (B, T, 2H) encoder states (zero on padded frames)."""
+        num_frames = feats.shape[1]
+        if bool((frame_lengths == num_frames).all()):
+            return self.encoder(feats)[0]
+        packed = pack_padded_sequence(
+            feats, frame_lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        out, _ = self.encoder(packed)
+        return pad_packed_sequence(out, batch_first=True, total_length=num_frames)[0]
+
+    def classify(self, feats: Tensor, frame_lengths: Tensor) -> dict[str, Tensor]:
+        """Encoder, pooling and head on features.
+
+        Returns:
+            ``logits`` (B, C), ``attention`` (B, T) and ``states`` (B, T, 2H).
+        """
+        states = self.encode(feats, frame_lengths)
+        pooled, attention = self.pool(states, frame_mask(frame_lengths, feats.shape[1]))
+        return {"logits": self.head(pooled), "attention": attention, "states": states}
+
+    def forward(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """(B, N) waveforms (and optional (B,) lengths) -> (B, C) logits."""
+        feats, frame_lengths = self.features(wave, lengths)
+        return self.classify(feats, frame_lengths)["logits"]
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
