@@ -63,6 +63,13 @@ def time_shift(wave: Tensor, max_shift: int) -> Tensor:
     return wave.gather(1, src.clamp(0, n - 1)) * valid
 
 
+def tile_to(recording: Tensor, length: int) -> Tensor:
+    """Repeat a 1-D recording until it is at least ``length`` samples long."""
+    if recording.numel() >= length:
+        return recording
+    return recording.repeat(math.ceil(length / max(recording.numel(), 1)))
+
+
 class NoiseBank(nn.Module):
     """Background-noise recordings kept on the device, cut into random segments.
 
@@ -76,12 +83,7 @@ class NoiseBank(nn.Module):
         super().__init__()
         if not recordings:
             raise ValueError("a noise bank needs at least one recording")
-        tiled = []
-        for rec in recordings:
-            rec = rec.float().flatten()
-            if rec.numel() < segment:
-                rec = rec.repeat(math.ceil(segment / max(rec.numel(), 1)))
-            tiled.append(rec)
+        tiled = [tile_to(rec.float().flatten(), segment) for rec in recordings]
         lengths = torch.tensor([r.numel() for r in tiled])
         starts = torch.cumsum(lengths, 0) - lengths
         # Valid segment starts of each recording, as one range per recording.
@@ -95,9 +97,10 @@ class NoiseBank(nn.Module):
 
     def sample(self, batch: int) -> Tensor:
         """(batch, segment) random segments, every valid start equally likely."""
-        choices = self.rec_choices.float()
+        choices = self.rec_choices.double()  # exact for recordings of any length
         rec = torch.multinomial(choices, batch, replacement=True)  # (B,)
-        offset = (torch.rand(batch, device=choices.device) * choices[rec]).long()
+        offset = torch.rand(batch, device=choices.device, dtype=torch.float64) * choices[rec]
+        offset = offset.long().minimum(self.rec_choices[rec] - 1)
         start = self.rec_start[rec] + offset
         idx = start[:, None] + torch.arange(self.segment, device=start.device)
         return self.audio[idx]

@@ -31,7 +31,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from speech_gru.audio import SAMPLE_RATE, AudioError, fit_length, load_audio
-from speech_gru.augment import NoiseBank, add_noise, speed_perturb, time_shift
+from speech_gru.augment import NoiseBank, add_noise, speed_perturb, tile_to, time_shift
 from speech_gru.labels import BACKGROUND_NOISE, SILENCE, UNKNOWN, map_word, resolve_labels
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ class ClipDataset(Dataset):
         seed: int = 0,
     ) -> None:
         self.clips = clips
-        self.noise = [n for n in (noise or []) if n.size >= CLIP_SAMPLES]
+        self.noise = [tile_to(torch.from_numpy(n), CLIP_SAMPLES).numpy() for n in noise or []]
         self.train = train
         self.seed = seed
 
@@ -232,7 +232,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self,
         root: str = "data/speech_commands",
         version: str = "v0.02",
-        labels: str | list[str] = "v2_12",
+        labels: list[str] | str = "v2_12",
         download: bool = True,
         batch_size: int = 128,
         num_workers: int = 2,

@@ -56,7 +56,7 @@ class KeywordSpotter(L.LightningModule):
 
     def __init__(
         self,
-        labels: str | list[str] = "v2_12",
+        labels: list[str] | str = "v2_12",
         cell: str = "gru",
         hidden_size: int = 128,
         num_layers: int = 2,

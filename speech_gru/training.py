@@ -51,6 +51,8 @@ class SpeechGruCLI(LightningCLI):
                 "class_path": "lightning.pytorch.loggers.CSVLogger",
                 "init_args": {"save_dir": str(run_dir), "name": "", "version": ""},
             }
+        if self.subcommand != "fit":  # keep the training config.yaml as it was
+            self.save_config_kwargs["config_filename"] = f"config_{self.subcommand}.yaml"
         if self.subcommand == "fit" and config.get("ckpt_path") is None:
             existing = sorted(Path(checkpoint_dir(str(run_dir))).glob("*.ckpt"))
             if existing:
@@ -91,10 +93,10 @@ def record_test_metrics(path: Path, metrics: dict[str, float]) -> None:
     tmp.replace(path)
 
 
-def main(args: list[str] | None = None) -> None:
-    """Entry point of ``recipes/speech_commands/train.py``."""
+def main(args: list[str] | None = None) -> SpeechGruCLI:
+    """Entry point of ``recipes/speech_commands/train.py``; returns the finished CLI."""
     torch.set_float32_matmul_precision("high")
-    SpeechGruCLI(
+    return SpeechGruCLI(
         KeywordSpotter,
         SpeechCommandsDataModule,
         seed_everything_default=0,

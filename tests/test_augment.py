@@ -1,0 +1,357 @@
+"""Tests for speech_gru.augment and for augmentation being off outside training."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import Tensor
+
+from speech_gru.augment import (
+    NoiseBank,
+    add_noise,
+    mixup,
+    rms,
+    spec_augment,
+    speed_perturb,
+    time_shift,
+)
+from speech_gru.data import SpeechCommandsDataModule
+from speech_gru.lit import KeywordSpotter
+
+SR = 16000
+
+
+def tones(batch: int = 4, n: int = SR) -> Tensor:
+    """(batch, n) tones of different frequencies and levels."""
+    t = torch.arange(n) / SR
+    freqs = torch.linspace(300, 1500, batch)[:, None]
+    amps = torch.linspace(0.1, 0.5, batch)[:, None]
+    return amps * torch.sin(2 * math.pi * freqs * t)
+
+
+def peak_hz(wave: Tensor) -> float:
+    """Frequency of the largest FFT bin of a 1-D waveform."""
+    spectrum = torch.fft.rfft(wave.double() * torch.hann_window(wave.numel(), dtype=torch.float64))
+    return float(torch.fft.rfftfreq(wave.numel(), 1 / SR)[spectrum.abs().argmax()])
+
+
+def seeded(fn, seed: int):  # noqa: ANN001, ANN201
+    torch.manual_seed(seed)
+    return fn()
+
+
+# -- seeds and shapes -------------------------------------------------------------------------
+
+
+def _bank() -> NoiseBank:
+    gen = torch.Generator().manual_seed(0)
+    return NoiseBank([torch.randn(5000, generator=gen), torch.randn(7000, generator=gen)], 1000)
+
+
+AUGMENTATIONS = {
+    "speed_perturb": lambda x: speed_perturb(x, 0.85, 1.15),
+    "time_shift": lambda x: time_shift(x, 1600),
+    "add_noise": lambda x: add_noise(x, torch.randn_like(x) * 0.1, 0.5, 0.0, 20.0),
+    "spec_augment": lambda x: spec_augment(
+        x.reshape(x.shape[0], 100, 160), torch.tensor([100, 90, 80, 60]), 2, 10, 2, 20
+    ).reshape(x.shape),
+    "mixup": lambda x: mixup(x, torch.tensor([0, 1, 2, 3]), 4, 0.4)[0],
+    "noise_bank": lambda x: _bank().sample(x.shape[0] * 4).reshape(x.shape[0], -1)[:, :4000],
+}
+
+
+@pytest.mark.parametrize("name", list(AUGMENTATIONS))
+def test_shape_kept_and_seed_controls_result(name: str) -> None:
+    x = tones(4, SR) + 0.01
+    fn = AUGMENTATIONS[name]
+    a, b, c = seeded(lambda: fn(x), 0), seeded(lambda: fn(x), 0), seeded(lambda: fn(x), 1)
+    assert a.shape == b.shape == c.shape
+    if name != "noise_bank":
+        assert a.shape == x.shape
+        assert not torch.equal(a, x)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+# -- waveform side ------------------------------------------------------------------------------
+
+
+def test_off_settings_are_identity() -> None:
+    x = tones()
+    torch.manual_seed(0)
+    assert torch.equal(time_shift(x, 0), x)
+    assert torch.equal(speed_perturb(x, 1.0, 1.0), x)
+    assert torch.equal(add_noise(x, torch.randn_like(x), 0.0, 0.0, 20.0), x)
+    feats = torch.randn(3, 50, 40)
+    assert torch.equal(spec_augment(feats, torch.tensor([50, 30, 10]), 0, 10, 0, 5), feats)
+
+
+def test_time_shift_moves_an_impulse_intact() -> None:
+    n, where, max_shift = 4000, 2000, 300
+    x = torch.zeros(64, n)
+    x[:, where] = 1.0
+    torch.manual_seed(0)
+    out = time_shift(x, max_shift)
+    assert out.shape == x.shape
+    assert torch.equal(out.sum(1), torch.ones(64))  # nothing lost or smeared
+    assert ((out == 0) | (out == 1)).all()
+    moved = out.argmax(1) - where
+    assert moved.abs().max() <= max_shift
+    assert len(set(moved.tolist())) > 10  # shifts really are drawn per clip
+    assert (moved < 0).any() and (moved > 0).any()
+
+
+def test_time_shift_zero_fills_what_comes_in() -> None:
+    x = torch.ones(32, 1000)
+    torch.manual_seed(1)
+    out = time_shift(x, 100)
+    zeros = (out == 0).sum(1)
+    assert zeros.max() <= 100
+    for row, k in zip(out, zeros.tolist(), strict=True):
+        # Zeros form one run at the start or at the end.
+        assert row[k:].eq(1).all() or row[: row.numel() - k].eq(1).all()
+
+
+@pytest.mark.parametrize("rate", [1.1, 0.9])
+def test_speed_perturb_scales_frequency_by_rate(rate: float) -> None:
+    x = tones(3)  # 300, 900, 1500 Hz
+    torch.manual_seed(0)
+    out = speed_perturb(x, rate, rate)
+    assert out.shape == x.shape
+    for row_in, row_out in zip(x, out, strict=True):
+        f_in, f_out = peak_hz(row_in), peak_hz(row_out)
+        assert f_out == pytest.approx(rate * f_in, abs=2.0)
+    # Stretched about the centre: the middle sample stays, and a faster clip runs out at
+    # the edges, which are zero-filled.
+    if rate > 1:
+        edge = int(SR * (1 - 1 / rate) / 2) - 2
+        assert (out[:, :edge] == 0).all() and (out[:, -edge:] == 0).all()
+
+
+def _labelled_recordings(lengths: list[int]) -> list[Tensor]:
+    """Recording k holds k * 100000 + sample index, so any sample tells where it came from."""
+    return [k * 100_000 + torch.arange(n, dtype=torch.float32) for k, n in enumerate(lengths)]
+
+
+def test_noise_bank_segments_are_slices_of_one_recording() -> None:
+    lengths, segment = [1000, 1500, 3000], 1000
+    bank = NoiseBank(_labelled_recordings(lengths), segment)
+    assert len(bank) == 3
+    torch.manual_seed(0)
+    out = bank.sample(4000)
+    assert out.shape == (4000, segment)
+    rec = torch.div(out, 100_000, rounding_mode="floor").long()
+    index = out - rec * 100_000
+    assert (rec == rec[:, :1]).all(), "a segment straddles two recordings"
+    assert (index.diff(dim=1) == 1).all(), "a segment is not contiguous"
+    ends = index[:, -1]
+    assert (ends < torch.tensor(lengths)[rec[:, 0]]).all()
+    # Every recording is drawn, and starts reach the very end of the long recording.
+    assert set(rec[:, 0].tolist()) >= {1, 2}
+    long_starts = index[rec[:, 0] == 2, 0]
+    assert long_starts.min() <= 10 and long_starts.max() >= 3000 - segment - 10
+    # Starts are drawn per valid position: the 3000-sample recording has 2001 of them, the
+    # 1500-sample one 501, so it is drawn about four times as often.
+    share = (rec[:, 0] == 2).float().mean().item()
+    assert share == pytest.approx(2001 / 2503, abs=0.04)
+
+
+def test_noise_bank_tiles_short_recordings() -> None:
+    bank = NoiseBank([torch.arange(300, dtype=torch.float32)], 1000)
+    torch.manual_seed(0)
+    out = bank.sample(50)
+    assert out.shape == (50, 1000)
+    assert ((out.diff(dim=1) - 1) % 300 == 0).all()  # contiguous in the periodic extension
+    with pytest.raises(ValueError):
+        NoiseBank([], 1000)
+
+
+def measured_snr_db(clean: Tensor, noisy: Tensor) -> Tensor:
+    return 20 * torch.log10(rms(clean) / rms(noisy - clean)).squeeze(-1)
+
+
+def test_add_noise_hits_the_requested_snr() -> None:
+    x = tones(8)
+    noise = torch.randn(8, SR) * torch.linspace(0.01, 1.0, 8)[:, None]
+    torch.manual_seed(0)
+    out = add_noise(x, noise, 1.0, 10.0, 10.0)
+    snr = measured_snr_db(x.double(), out.double())
+    torch.testing.assert_close(snr, torch.full_like(snr, 10.0), atol=0.5, rtol=0)
+    torch.manual_seed(0)
+    out = add_noise(x, noise, 1.0, 0.0, 20.0)
+    snr = measured_snr_db(x.double(), out.double())
+    assert (snr > -0.5).all() and (snr < 20.5).all() and snr.std() > 1.0
+
+
+def test_add_noise_applies_to_a_prob_share_of_clips() -> None:
+    x = tones(400)
+    torch.manual_seed(0)
+    out = add_noise(x, torch.randn_like(x), 0.5, 10.0, 10.0)
+    applied = (out != x).any(1)
+    assert 0.4 < applied.float().mean().item() < 0.6
+    snr = measured_snr_db(x[applied].double(), out[applied].double())
+    torch.testing.assert_close(snr, torch.full_like(snr, 10.0), atol=0.5, rtol=0)
+    assert torch.equal(out[~applied], x[~applied])
+
+
+def test_add_noise_on_silence_uses_a_gain_up_to_the_noise_level() -> None:
+    silence = torch.zeros(200, 2000)
+    noise = torch.randn(200, 2000) * 0.2
+    torch.manual_seed(0)
+    out = add_noise(silence, noise, 1.0, 10.0, 10.0)
+    gain = (rms(out) / rms(noise)).squeeze(-1)
+    assert (gain >= 0).all() and (gain <= 1 + 1e-6).all()
+    assert gain.min() < 0.1 and gain.max() > 0.9  # spans quiet to loud
+    torch.testing.assert_close(out, noise * gain[:, None], atol=1e-6, rtol=1e-5)
+
+
+# -- feature side -------------------------------------------------------------------------------
+
+
+def test_spec_augment_masks_inside_valid_frames_only() -> None:
+    batch, frames, bins, time_width, freq_width = 64, 100, 40, 10, 5
+    lengths = torch.randint(30, frames + 1, (batch,), generator=torch.Generator().manual_seed(0))
+    feats = torch.randn(batch, frames, bins).abs() + 1.0  # never zero before masking
+    torch.manual_seed(0)
+    out = spec_augment(feats, lengths, 1, time_width, 0, freq_width)
+    zero = out == 0
+    assert (out[~zero] == feats[~zero]).all()  # untouched where not masked
+    masked_frames = zero.all(-1)  # (B, T): a time mask zeroes whole frames
+    assert torch.equal(zero.any(-1), masked_frames)
+    valid = torch.arange(frames) < lengths[:, None]
+    assert not (masked_frames & ~valid).any(), "a time mask reached padded frames"
+    counts = masked_frames.sum(1)
+    assert counts.max() <= time_width and counts.max() > 0
+    for row in masked_frames:  # one mask: one run of consecutive frames
+        idx = row.nonzero().flatten()
+        if idx.numel():
+            assert idx[-1] - idx[0] + 1 == idx.numel()
+
+    torch.manual_seed(1)
+    out = spec_augment(feats, lengths, 0, time_width, 2, freq_width)
+    zero = out == 0
+    masked_bins = zero.all(1)  # (B, F): a frequency mask zeroes a coefficient in all frames
+    assert torch.equal(zero.any(1), masked_bins)
+    assert masked_bins.sum(1).max() <= 2 * freq_width
+    assert masked_bins.any()
+
+
+def test_spec_augment_several_time_masks_stay_within_their_widths() -> None:
+    feats = torch.ones(128, 98, 8)
+    lengths = torch.full((128,), 98)
+    torch.manual_seed(0)
+    out = spec_augment(feats, lengths, 3, 7, 0, 0)
+    assert out.shape == feats.shape
+    assert (out == 0).all(-1).sum(1).max() <= 3 * 7
+
+
+def test_mixup_soft_targets_favour_the_original_clip() -> None:
+    feats = torch.randn(16, 98, 40)
+    targets = torch.arange(16) % 5
+    for seed in range(5):
+        torch.manual_seed(seed)
+        mixed, soft, perm = mixup(feats, targets, 5, 0.4)
+        assert mixed.shape == feats.shape and soft.shape == (16, 5)
+        assert sorted(perm.tolist()) == list(range(16))
+        torch.testing.assert_close(soft.sum(-1), torch.ones(16))
+        lam = soft[torch.arange(16), targets]
+        moved = targets != targets[perm]
+        assert (lam >= 0.5 - 1e-6).all()
+        lam_value = lam[moved][0]  # one lambda for the batch
+        torch.testing.assert_close(lam[moved], lam_value.expand(int(moved.sum())))
+        torch.testing.assert_close(soft[moved, targets[perm][moved]], 1 - lam[moved])
+        expected = lam_value * feats + (1 - lam_value) * feats[perm]
+        torch.testing.assert_close(mixed, expected, atol=1e-5, rtol=1e-5)
+
+
+# -- off outside training ------------------------------------------------------------------------
+
+
+def small_spotter(**kwargs) -> KeywordSpotter:  # noqa: ANN003
+    torch.manual_seed(0)
+    return KeywordSpotter(hidden_size=8, num_layers=1, dropout=0.0, attention_dim=4, **kwargs)
+
+
+def head_logits(spotter: KeywordSpotter, step, seed: int) -> Tensor:  # noqa: ANN001
+    """Logits the head produced while ``step()`` ran under ``seed``."""
+    seen: list[Tensor] = []
+    handle = spotter.model.head.register_forward_hook(lambda m, i, o: seen.append(o.detach()))
+    try:
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            step()
+    finally:
+        handle.remove()
+    assert len(seen) == 1
+    return seen[0]
+
+
+@pytest.mark.filterwarnings("ignore:.*self.log.*:UserWarning")
+def test_spotter_augments_features_only_in_training_step() -> None:
+    wave = tones(4) + 0.01 * torch.randn(4, SR, generator=torch.Generator().manual_seed(0))
+    target = torch.tensor([0, 1, 2, 3])
+    batch = (wave, target)
+
+    spotter = small_spotter(time_masks=2, time_mask_width=20, freq_masks=2, mixup_alpha=0.4)
+    spotter.eval()
+    plain = spotter.model(wave).detach()
+    for step in (
+        lambda: spotter.validation_step(batch, 0),
+        lambda: spotter.test_step(batch, 0),
+        lambda: spotter(wave),
+    ):
+        a, b = head_logits(spotter, step, 0), head_logits(spotter, step, 1)
+        assert torch.equal(a, b)
+        torch.testing.assert_close(a, plain)
+    probs = spotter(wave)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(4))
+
+    spotter.train()
+    train = lambda: spotter.training_step(batch, 0)  # noqa: E731
+    a, b = head_logits(spotter, train, 0), head_logits(spotter, train, 1)
+    assert not torch.equal(a, b)
+    assert torch.equal(a, head_logits(spotter, train, 0))
+
+    # Control: with SpecAugment and mixup off, training_step is as deterministic as eval.
+    off = small_spotter(time_masks=0, freq_masks=0, mixup_alpha=0.0).train()
+    train = lambda: off.training_step(batch, 0)  # noqa: E731
+    a, b = head_logits(off, train, 0), head_logits(off, train, 1)
+    assert torch.equal(a, b)
+    torch.testing.assert_close(a, off.model(wave).detach())
+
+
+def make_datamodule() -> SpeechCommandsDataModule:
+    dm = SpeechCommandsDataModule(
+        root="unused", download=False, noise_prob=1.0, snr_low=5.0, snr_high=5.0,
+        time_shift_ms=50.0, speed_low=0.9, speed_high=1.1,
+    )  # fmt: skip
+    gen = torch.Generator().manual_seed(0)
+    dm._bank = NoiseBank([0.1 * torch.randn(3 * SR, generator=gen)], SR)
+    return dm
+
+
+def test_datamodule_augments_waveforms_only_when_training() -> None:
+    dm = make_datamodule()
+    wave, target = tones(4), torch.tensor([0, 1, 2, 3])
+    batch = (wave, target)
+    torch.manual_seed(0)
+    assert dm.on_after_batch_transfer(batch, 0) is batch  # no trainer attached
+
+    for stage in ("validating", "testing", "predicting", "sanity_checking"):
+        dm.trainer = SimpleNamespace(training=False, **{stage: True})
+        out_wave, out_target = dm.on_after_batch_transfer(batch, 0)
+        assert torch.equal(out_wave, wave) and torch.equal(out_target, target), stage
+
+    dm.trainer = SimpleNamespace(training=True)
+    torch.manual_seed(0)
+    out_wave, out_target = dm.on_after_batch_transfer(batch, 0)
+    assert out_wave.shape == wave.shape
+    assert torch.equal(out_target, target)
+    assert not torch.equal(out_wave, wave)
+    assert (rms(out_wave - wave) > 0.01).all()
+    torch.manual_seed(0)
+    again, _ = dm.on_after_batch_transfer(batch, 0)
+    assert torch.equal(again, out_wave)
