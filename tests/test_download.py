@@ -432,3 +432,29 @@ def test_archives_table_lists_the_official_archives() -> None:
 def test_fetch_unknown_name_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="v0.02"):
         fetch("v9", tmp_path, progress=False)
+
+
+def test_datamodule_downloads_and_splits_the_official_archive(
+    server: Server, speech_archive: SpeechArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`SpeechCommandsDataModule(download=True)` fetches, verifies, extracts and splits."""
+    from speech_gru import download
+    from speech_gru.data import SpeechCommandsDataModule
+
+    monkeypatch.setitem(download.ARCHIVES, "v0.02", speech_archive.table()["v0.02"])
+    dm = SpeechCommandsDataModule(root=str(tmp_path / "cache"), labels="v2_35", num_workers=0)
+    dm.prepare_data()
+    dm.setup()
+    assert server.bytes_served == len(speech_archive.data)
+    root = tmp_path / "cache" / "v0.02"
+    names = {
+        split: sorted(c.path.relative_to(root).as_posix() for c in ds.clips)
+        for split, ds in dm.datasets.items()
+    }
+    assert names == {
+        "training": ["yes/abcd1234_nohash_0.wav"],
+        "validation": ["yes/abcd1234_nohash_1.wav"],
+        "testing": ["no/ef567890_nohash_0.wav"],
+    }
+    dm.prepare_data()  # a second run finds everything in place
+    assert server.bytes_served == len(speech_archive.data)
