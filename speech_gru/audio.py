@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -41,6 +41,7 @@ __all__ = [
     "fit_length",
     "info",
     "iter_blocks",
+    "iter_pcm",
     "list_devices",
     "load_audio",
     "write_wav",
@@ -439,6 +440,71 @@ def _stream_blocks(
 # --------------------------------------------------------------------------------------------
 
 
+def iter_pcm(
+    stream: BinaryIO,
+    sample_rate: int = SAMPLE_RATE,
+    channels: int = 1,
+    block_seconds: float = 0.1,
+    name: str = "stdin",
+) -> Iterator[np.ndarray]:
+    """Read raw signed 16-bit little-endian PCM from a byte stream as mono float32 blocks.
+
+    Args:
+        stream: binary stream, e.g. ``sys.stdin.buffer``; read until end of file.
+        sample_rate: rate of the PCM data; resampled to :data:`SAMPLE_RATE` if different.
+        channels: interleaved channels in the data (averaged).
+        block_seconds: length of the produced blocks (the last one may be shorter).
+        name: what error messages call the stream.
+
+    Yields:
+        float32 arrays at :data:`SAMPLE_RATE`.
+
+    Raises:
+        AudioError: the stream ends inside a frame (its length is not a whole number of
+            ``2 * channels`` bytes), or holds no samples at all.
+    """
+    rate = _check_rate(sample_rate)
+    if channels < 1:
+        raise ValueError("channels must be at least 1")
+    frame_bytes = 2 * channels
+    block_bytes = max(1, round(block_seconds * rate)) * frame_bytes
+    resampler = (
+        soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality=_RESAMPLE_QUALITY)
+        if rate != SAMPLE_RATE
+        else None
+    )
+    pending = b""
+    total = 0
+    while True:
+        data = stream.read(block_bytes - len(pending))
+        if not data:
+            break
+        pending += data
+        whole = len(pending) - len(pending) % frame_bytes
+        if whole < block_bytes:
+            continue
+        samples = np.frombuffer(pending[:whole], dtype="<i2").reshape(-1, channels)
+        pending = pending[whole:]
+        total += samples.shape[0]
+        mono = _mixdown(samples.astype(np.float32) / 32768.0)
+        yield mono if resampler is None else resampler.resample_chunk(mono, last=False)
+    if len(pending) % frame_bytes:
+        raise AudioError(
+            name,
+            f"malformed 16-bit PCM stream: ends with {len(pending) % frame_bytes} stray "
+            f"byte(s), not a whole {frame_bytes}-byte frame",
+        )
+    tail = np.frombuffer(pending, dtype="<i2").reshape(-1, channels)
+    total += tail.shape[0]
+    mono = _mixdown(tail.astype(np.float32) / 32768.0) if tail.size else np.zeros(0, np.float32)
+    if resampler is not None:
+        mono = resampler.resample_chunk(mono, last=True)
+    if mono.size:
+        yield mono
+    if total == 0:
+        raise AudioError(name, "no samples (empty PCM stream)")
+
+
 def fit_length(wave: np.ndarray, n: int = SAMPLE_RATE) -> np.ndarray:
     """Zero-pad or trim a waveform to exactly ``n`` samples.
 
@@ -555,6 +621,8 @@ class Microphone:
         channels: Number of channels captured (averaged to mono).
         block_size: Samples per produced chunk, ``round(block_seconds * sample_rate)``.
         timeout: Seconds without audio after which iteration raises.
+        startup_timeout: Seconds the first block may take (PulseAudio's ALSA plugin, for
+            one, delivers its first block about 2 s after the stream starts).
         overflows: Number of callbacks that reported an input overflow.
         dropped: Number of device blocks dropped because the queue was full.
     """
@@ -566,6 +634,7 @@ class Microphone:
         sample_rate: int = SAMPLE_RATE,
         channels: int = 1,
         timeout: float = 2.0,
+        startup_timeout: float = 10.0,
         max_queued_blocks: int = 200,
     ) -> None:
         """Find and check the input device (the stream is opened by :meth:`start`).
@@ -595,6 +664,8 @@ class Microphone:
         self.channels = min(int(channels), max_channels)
         self.block_size = max(1, round(block_seconds * self.sample_rate))
         self.timeout = float(timeout)
+        self.startup_timeout = max(float(startup_timeout), self.timeout)
+        self._delivered = False
         self.device_rate = self._choose_rate(default_rate)
         self._device_block = max(1, round(block_seconds * self.device_rate))
         self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=max_queued_blocks)
@@ -687,6 +758,7 @@ class Microphone:
         if self._stream is not None:
             return self
         self._closed = False
+        self._delivered = False
         self._rebuffer = _Rebuffer(self.block_size)
         while not self._queue.empty():  # leftovers from a previous start()
             self._queue.get_nowait()
@@ -756,8 +828,13 @@ class Microphone:
             if out is not None:
                 return out
             try:
-                data = self._queue.get(timeout=self.timeout)
+                wait = self.timeout if self._delivered else self.startup_timeout
+                data = self._queue.get(timeout=wait)
+                self._delivered = True
             except queue.Empty:
+                if not self._delivered:
+                    problem = f"audio device delivered no audio within {wait:g} s"
+                    raise self._error(problem) from None
                 raise self._error("audio device stopped delivering") from None
             mono = _mixdown(data.reshape(data.shape[0], -1))
             if self._resampler is not None:

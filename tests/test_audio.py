@@ -460,3 +460,12 @@ def test_microphone_native_16k_passthrough_and_device_errors(monkeypatch) -> Non
     with pytest.raises(MicrophoneError, match="not started"):
         next(audio.Microphone())
     assert "USB Mic" in audio.list_devices()
+
+
+def test_microphone_that_never_delivers_fails_after_the_startup_grace(monkeypatch) -> None:
+    sd = _fake_sounddevice([], rates=(16000,), max_channels=1)
+    monkeypatch.setitem(sys.modules, "sounddevice", sd)
+    mic = audio.Microphone(timeout=0.05, startup_timeout=0.2)
+    with mic, pytest.raises(MicrophoneError, match="delivered no audio within 0.2 s") as err:
+        next(mic)
+    assert "\n" not in str(err.value)

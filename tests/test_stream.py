@@ -1,0 +1,152 @@
+"""StreamingDetector: chunking invariance, smoothing, threshold, refractory time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from speech_gru.model import KeywordModel, ModelConfig
+from speech_gru.stream import DetectorConfig, Event, StreamingDetector
+
+SR = 16000
+LABELS = ["_silence_", "_unknown_", "yes", "no"]
+
+
+def level_scorer(windows: np.ndarray) -> np.ndarray:
+    """A stand-in model: the label is coded by the window's mean level.
+
+    Mean near 0.1 -> "yes", near 0.2 -> "no", near 0.3 -> "_unknown_", else "_silence_";
+    the probability is the share of the window at that level.
+    """
+    probs = np.zeros((len(windows), len(LABELS)))
+    for i, w in enumerate(windows):
+        for label, level in (("yes", 0.1), ("no", 0.2), ("_unknown_", 0.3)):
+            share = np.mean(np.isclose(w, level))
+            probs[i, LABELS.index(label)] = share
+        probs[i, 0] = 1.0 - probs[i, 1:].sum()
+    return probs
+
+
+def signal(*segments: tuple[float, float]) -> np.ndarray:
+    """Concatenate (level, seconds) segments."""
+    return np.concatenate([np.full(round(s * SR), v, dtype=np.float32) for v, s in segments])
+
+
+def detect(wave: np.ndarray, chunk: int | None = None, **config) -> list[Event]:
+    detector = StreamingDetector(level_scorer, LABELS, DetectorConfig(**config))
+    chunks = [wave] if chunk is None else [wave[i : i + chunk] for i in range(0, len(wave), chunk)]
+    return detector.run(chunks)
+
+
+@pytest.fixture(scope="module")
+def random_model_scorer():
+    """A real (untrained) BiGRU as scorer: deterministic, arbitrary posteriors."""
+    torch.manual_seed(0)
+    model = KeywordModel(ModelConfig(num_classes=len(LABELS), hidden_size=32, num_layers=1))
+    model.eval()
+    with torch.no_grad():  # centre and sharpen its near-constant logits so labels vary
+        centre = model(torch.randn(16, SR)).mean(0)
+
+    def score(windows: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(windows)).sub(centre).mul(300).softmax(-1).numpy()
+
+    return score
+
+
+@pytest.mark.parametrize("batch_windows", [1, 8])
+def test_events_do_not_depend_on_chunk_size(random_model_scorer, batch_windows: int) -> None:
+    rng = np.random.default_rng(0)
+    wave = (rng.standard_normal(SR * 6) * np.repeat(rng.uniform(0, 0.3, 60), SR // 10)).astype(
+        np.float32
+    )
+    config = DetectorConfig(threshold=0.5, refractory_s=0.3, batch_windows=batch_windows)
+    results = []
+    for chunk in (160, 1000, 4096, len(wave)):
+        detector = StreamingDetector(random_model_scorer, LABELS, config, keep_trace=True)
+        events = detector.run(wave[i : i + chunk] for i in range(0, len(wave), chunk))
+        results.append((events, np.stack(detector.trace)))
+        assert detector.windows_scored == (len(wave) - SR) // 1600 + 1
+    assert results[0][0], "the threshold should give some events to compare"
+    for events, trace in results[1:]:
+        assert events == results[0][0]
+        np.testing.assert_array_equal(trace, results[0][1])
+
+
+def test_one_utterance_gives_one_event_at_the_right_time() -> None:
+    wave = signal((0, 2.0), (0.1, 1.0), (0, 2.0))  # "yes" from 2.0 s to 3.0 s
+    events = detect(wave, chunk=1600)
+    assert [e.label for e in events] == ["yes"]
+    event = events[0]
+    assert event.end_s - event.start_s == 1.0
+    assert min(event.end_s, 3.0) - max(event.start_s, 2.0) >= 0.8  # the window covers it
+    assert 2.5 <= event.time_s <= 3.0 and event.score >= 0.7
+
+
+def test_refractory_time_suppresses_repeats_and_then_allows_them() -> None:
+    wave = signal((0.1, 4.0))  # a keyword held for 4 s
+    times = [e.time_s for e in detect(wave, refractory_s=1.5)]
+    assert len(times) >= 2
+    assert all(b - a >= 1.5 - 1e-9 for a, b in zip(times, times[1:], strict=False))
+    assert len(detect(wave, refractory_s=10.0)) == 1
+
+
+def last_sample_scorer(windows: np.ndarray) -> np.ndarray:
+    """A stand-in model that says "yes" (0.95) only for windows ending on a marker sample."""
+    probs = np.tile([0.9, 0.05, 0.03, 0.02], (len(windows), 1))
+    probs[windows[:, -1] == 1.0] = [0.02, 0.01, 0.95, 0.02]
+    return probs
+
+
+def test_averaging_ignores_a_single_spike() -> None:
+    wave = np.zeros(3 * SR, dtype=np.float32)
+    wave[2 * SR - 1] = 1.0  # only the window ending at 2.0 s sees it
+    for average_s, expected in ((0.0, ["yes"]), (0.5, [])):
+        config = DetectorConfig(average_s=average_s)
+        events = StreamingDetector(last_sample_scorer, LABELS, config).run([wave])
+        assert [e.label for e in events] == expected
+        assert all(e.time_s == 2.0 for e in events)
+
+
+def test_threshold_is_respected() -> None:
+    wave = signal((0, 1.0), (0.1, 0.8), (0.3, 0.2), (0, 1.0))  # at most 80% "yes"
+    assert detect(wave, threshold=0.75) != []
+    assert detect(wave, threshold=0.85) == []
+
+
+def test_silence_and_unknown_are_never_reported() -> None:
+    wave = signal((0.3, 3.0), (0.0, 3.0))  # certain _unknown_, then certain _silence_
+    assert detect(wave, threshold=0.1) == []
+
+
+def test_different_keywords_in_sequence() -> None:
+    wave = signal((0, 1.0), (0.1, 1.0), (0, 1.5), (0.2, 1.0), (0, 1.5), (0.1, 1.0), (0, 1.0))
+    assert [e.label for e in detect(wave, chunk=777)] == ["yes", "no", "yes"]
+
+
+def test_flush_scores_the_windows_still_waiting_for_a_batch() -> None:
+    wave = signal((0, 2.0), (0.1, 1.0))
+    detector = StreamingDetector(level_scorer, LABELS, DetectorConfig(batch_windows=64))
+    assert detector.push(wave) == []  # fewer than 64 windows: nothing scored yet
+    assert [e.label for e in detector.flush()] == ["yes"]
+    assert detector.time_s == pytest.approx(3.0)
+
+
+def test_reset_restarts_time() -> None:
+    wave = signal((0, 1.0), (0.1, 1.0))
+    detector = StreamingDetector(level_scorer, LABELS)
+    first = detector.run([wave])
+    detector.reset()
+    assert detector.run([wave]) == first
+
+
+def test_invalid_settings_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        DetectorConfig(hop_s=0)
+    with pytest.raises(ValueError):
+        DetectorConfig(threshold=1.5)
+    with pytest.raises(ValueError):
+        DetectorConfig(refractory_s=-1)
+    with pytest.raises(ValueError):
+        StreamingDetector(level_scorer, ["_silence_", "_unknown_"])

@@ -1,0 +1,236 @@
+"""`speech-gru stream` end to end: a file, stdin, and a real (virtual) microphone.
+
+The microphone test starts its own PulseAudio daemon with a null sink, plays spoken
+keywords into the sink with ``paplay`` and lets ``speech-gru stream`` record the sink's
+monitor through sounddevice/PortAudio, as it would a microphone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speech_gru.audio import load_audio
+from speech_gru.cli import main
+from speech_gru.data import speaker_of, which_set
+
+SEQUENCE = ["yes", "down", "no", "up"]
+STREAM_ARGS = ["--threshold", "0.5", "--json"]
+
+
+@pytest.fixture(scope="module")
+def sequence_wav(commands_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Keywords of training speakers, 2.5 s apart, over quiet noise: 1 s lead-in and tail."""
+    rng = np.random.default_rng(0)
+    parts = [0.002 * rng.standard_normal(16000)]
+    for word in SEQUENCE:
+        files = sorted((commands_dir / word).glob("*.wav"))
+        clip = next(
+            p for p in files if which_set(speaker_of(p), 10, 20, "speech_gru") == "training"
+        )
+        parts += [load_audio(clip), 0.002 * rng.standard_normal(24000)]
+    path = tmp_path_factory.mktemp("seq") / "sequence.wav"
+    sf.write(path, np.concatenate(parts).astype(np.float32), 16000, subtype="PCM_16")
+    return path
+
+
+def stream(checkpoint: Path, *args: str, stdin: bytes | None = None, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "speech_gru.cli", "stream", "--checkpoint", str(checkpoint), *args],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def labels_of(stdout: bytes) -> list[str]:
+    return [json.loads(line)["label"] for line in stdout.decode().splitlines()]
+
+
+def test_stream_a_file_reports_keywords_in_order(checkpoint: Path, sequence_wav: Path) -> None:
+    result = stream(checkpoint, "--input", str(sequence_wav), *STREAM_ARGS)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [e["label"] for e in events] == SEQUENCE
+    for i, event in enumerate(events):  # word i is inside [1 + 2.5 i, 2 + 2.5 i] s
+        assert 1.0 + 2.5 * i <= event["time_s"] <= 3.0 + 2.5 * i
+    assert "summary: 11.0 s of audio, 4 events" in result.stderr.decode()
+
+
+def test_stream_stdin_pcm_gives_the_same_events(checkpoint: Path, sequence_wav: Path) -> None:
+    from_file = stream(checkpoint, "--input", str(sequence_wav), *STREAM_ARGS)
+    pcm = sf.read(sequence_wav, dtype="int16")[0].astype("<i2").tobytes()
+    from_stdin = stream(checkpoint, "--input", "-", *STREAM_ARGS, stdin=pcm)
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    assert labels_of(from_stdin.stdout) == labels_of(from_file.stdout) == SEQUENCE
+
+    stereo_48k = np.repeat(sf.read(sequence_wav, dtype="int16")[0], 3)  # crude 48 kHz
+    pcm2 = np.stack([stereo_48k, stereo_48k], axis=1).astype("<i2").tobytes()
+    resampled = stream(
+        checkpoint, "--input", "-", "--rate", "48000", "--channels", "2", *STREAM_ARGS, stdin=pcm2
+    )
+    assert labels_of(resampled.stdout) == SEQUENCE
+
+
+def test_malformed_stdin_is_a_clear_error(checkpoint: Path) -> None:
+    result = stream(checkpoint, "--input", "-", stdin=b"\x01\x02" * 8000 + b"\x03")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.decode().splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: stdin: malformed 16-bit PCM stream: ends with 1 stray byte(s), "
+        "not a whole 2-byte frame"
+    ]
+    assert "Traceback" not in result.stderr.decode()
+
+
+def test_missing_input_file_is_a_clear_error(checkpoint: Path, tmp_path: Path) -> None:
+    result = stream(checkpoint, "--input", str(tmp_path / "nope.wav"))
+    assert result.returncode == 2
+    assert result.stderr.decode().strip() == f"error: {tmp_path / 'nope.wav'}: file not found"
+
+
+def test_no_input_device_and_missing_portaudio_are_clear_errors(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from speech_gru import audio
+    from tests.test_audio import _fake_sounddevice
+
+    fake = _fake_sounddevice([], max_channels=0)  # PortAudio sees only output devices
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    assert main(["stream", "--checkpoint", str(checkpoint)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no audio input device" in err[0]
+
+    def no_portaudio():
+        raise audio.MicrophoneError(
+            "PortAudio library not found; run: apt-get install libportaudio2"
+        )
+
+    monkeypatch.setattr(audio, "_import_sounddevice", no_portaudio)
+    assert main(["stream", "--checkpoint", str(checkpoint)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "apt-get install libportaudio2" in err[0]
+
+
+# -- a real microphone: PulseAudio null sink ----------------------------------------------
+
+
+class Pulse:
+    """A private PulseAudio daemon with one null sink, for one test."""
+
+    SINK = "speech_gru_test"
+
+    def __init__(self, root: Path) -> None:
+        self.socket = root / "native"
+        self.env = {
+            **os.environ,
+            "PULSE_RUNTIME_PATH": str(root),
+            "PULSE_STATE_PATH": str(root),
+            "PULSE_SERVER": f"unix:{self.socket}",
+            "PULSE_SOURCE": f"{self.SINK}.monitor",
+            "PULSE_SINK": self.SINK,
+        }
+        self.process = subprocess.Popen(
+            [
+                "pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1",
+                "--disallow-exit", "--use-pid-file=no", "--log-target=stderr",
+                "-L", f"module-null-sink sink_name={self.SINK} rate=16000 channels=1",
+                "-L", f"module-native-protocol-unix socket={self.socket}",
+            ],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            ready = subprocess.run(["pactl", "info"], env=self.env, capture_output=True)
+            if ready.returncode == 0:
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        self.stop()
+        pytest.skip("pulseaudio could not start a null sink here")
+
+    def play(self, path: Path) -> None:
+        subprocess.run(["paplay", f"--device={self.SINK}", str(path)], env=self.env, check=True)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@pytest.fixture
+def pulse(tmp_path: Path):
+    missing = [tool for tool in ("pulseaudio", "paplay", "pactl") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (make install sets them up)")
+    try:
+        import sounddevice  # noqa: F401
+    except OSError:
+        pytest.skip("PortAudio is not installed (make install sets it up)")
+    daemon = Pulse(tmp_path / "pulse")
+    yield daemon
+    daemon.stop()
+
+
+def start_listening(checkpoint: Path, pulse: Pulse) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "speech_gru.cli", "stream", "--checkpoint", str(checkpoint),
+            "--device", "pulse", *STREAM_ARGS,
+        ],
+        env=pulse.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    line = process.stderr.readline().decode()
+    assert line.startswith("listening to microphone"), line + process.stderr.read().decode()
+    return process
+
+
+def test_microphone_hears_keywords_in_order(
+    checkpoint: Path, sequence_wav: Path, pulse: Pulse
+) -> None:
+    process = start_listening(checkpoint, pulse)
+    try:
+        time.sleep(3.0)  # PulseAudio's ALSA plugin starts delivering after about 2 s
+        pulse.play(sequence_wav)
+        time.sleep(2.0)
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err.decode()
+    assert labels_of(out) == SEQUENCE
+    assert err.decode().splitlines()[-1].startswith("stopped: ")
+    assert "4 events" in err.decode() and "input overflows" in err.decode()
+
+
+def test_microphone_that_disappears_ends_with_a_clear_error(checkpoint: Path, pulse: Pulse) -> None:
+    process = start_listening(checkpoint, pulse)
+    try:
+        time.sleep(3.0)
+        pulse.stop()  # the sound server, and with it the device, goes away
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 2
+    errors = [line for line in err.decode().splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "microphone" in errors[0], err.decode()
+    assert "Traceback" not in err.decode()
