@@ -174,7 +174,7 @@ def mixup(
 
     Args:
         feats: (B, ...) inputs.
-        targets: (B,) class indices.
+        targets: (B,) class indices; -1 marks a padding item, whose target row is zero.
 
     Returns:
         mixed inputs (B, ...), soft targets (B, C) and the permutation used.
@@ -182,6 +182,7 @@ def mixup(
     lam = float(torch.distributions.Beta(alpha, alpha).sample())
     lam = max(lam, 1 - lam)  # the original clip dominates
     perm = torch.randperm(feats.shape[0], device=feats.device)
-    one_hot = nn.functional.one_hot(targets, num_classes).float()
+    valid = (targets >= 0).unsqueeze(-1)  # padding items (-1) carry no target
+    one_hot = nn.functional.one_hot(targets.clamp(min=0), num_classes).float() * valid
     mixed = feats * lam + feats[perm] * (1 - lam)
     return mixed, one_hot * lam + one_hot[perm] * (1 - lam), perm

@@ -28,7 +28,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from speech_gru.audio import SAMPLE_RATE, AudioError, fit_length, load_audio
 from speech_gru.augment import NoiseBank, add_noise, speed_perturb, tile_to, time_shift
@@ -144,6 +144,12 @@ def synthetic_noise(seconds: float = 60.0, seed: int = 0) -> list[np.ndarray]:
     return [(0.1 * x / np.abs(x).max()).astype(np.float32) for x in (white, pink)]
 
 
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """Seed of one training batch on one rank, from the run's seed."""
+    digest = hashlib.sha256(f"{seed}/{step}/{rank}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
 def subsample(clips: list[Clip], size: int, seed: int) -> list[Clip]:
     """A seeded random subset of ``size`` clips (all of them when fewer)."""
     if size >= len(clips):
@@ -152,47 +158,155 @@ def subsample(clips: list[Clip], size: int, seed: int) -> list[Clip]:
     return [clips[i] for i in sorted(order)]
 
 
+PAD = -1
+"""Sampler index of a padding item: a silent clip with label -1, which counts for nothing."""
+
+
 class ClipDataset(Dataset):
     """One-second clips as float32 waveforms with their label index.
 
-    Items with no file are silence, cut from the noise recordings at a random gain:
-    freshly random in training, fixed by ``seed`` and the index otherwise.
+    Items with no file are silence, cut from the noise recordings at a gain drawn from
+    ``(seed, index, draw)``: the training sampler passes ``(index, epoch)`` keys, so
+    silence changes every epoch yet a resumed run draws the same; evaluation uses draw 0.
+    The key ``PAD`` gives a silent clip labelled -1 (see ``ShardedSampler``).
 
     Args:
         clips: the examples.
         noise: background recordings for generated silence.
-        train: draw generated silence at random rather than from a fixed seed.
-        seed: seed of the fixed silence.
+        seed: seed of the generated silence.
     """
 
     def __init__(
-        self,
-        clips: list[Clip],
-        noise: list[np.ndarray] | None = None,
-        train: bool = False,
-        seed: int = 0,
+        self, clips: list[Clip], noise: list[np.ndarray] | None = None, seed: int = 0
     ) -> None:
         self.clips = clips
         self.noise = [tile_to(torch.from_numpy(n), CLIP_SAMPLES).numpy() for n in noise or []]
-        self.train = train
         self.seed = seed
 
     def __len__(self) -> int:
         return len(self.clips)
 
-    def silence(self, index: int) -> np.ndarray:
+    def silence(self, index: int, draw: int = 0) -> np.ndarray:
         if not self.noise:
             return np.zeros(CLIP_SAMPLES, dtype=np.float32)
-        seed = int(torch.randint(2**31, ())) if self.train else (self.seed, index)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng((self.seed, index, draw))
         rec = self.noise[rng.integers(len(self.noise))]
         start = rng.integers(rec.size - CLIP_SAMPLES + 1)
         return rec[start : start + CLIP_SAMPLES] * np.float32(rng.uniform(0.0, 1.0))
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, int]:
+        index, draw = key if isinstance(key, tuple) else (key, 0)
+        if index == PAD:
+            return torch.zeros(CLIP_SAMPLES), -1
         clip = self.clips[index]
-        wave = self.silence(index) if clip.path is None else load_audio(clip.path)
+        wave = self.silence(index, draw) if clip.path is None else load_audio(clip.path)
         return torch.from_numpy(fit_length(wave, CLIP_SAMPLES)), clip.label
+
+
+class ShardedSampler(DistributedSampler):
+    """One rank's share of a split, in an order fixed by the seed and the epoch.
+
+    Rank ``r`` of ``n`` takes every ``n``-th index of the (shuffled) order, so each clip
+    goes to exactly one rank. Ranks left one clip short are padded with ``PAD`` items,
+    which count for nothing, so every rank runs the same number of batches without a clip
+    being seen twice or dropped. A resumed run skips what its epoch already consumed.
+
+    Args:
+        dataset: the split.
+        num_replicas: world size.
+        rank: this process's global rank.
+        shuffle: shuffle per epoch (training).
+        seed: seed of the shuffle.
+        tag_epoch: yield ``(index, epoch)`` keys (training), so per-epoch random
+            content (generated silence) is a function of the epoch.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        num_replicas: int = 1,
+        rank: int = 0,
+        shuffle: bool = False,
+        seed: int = 0,
+        tag_epoch: bool = False,
+    ) -> None:
+        super().__init__(dataset, num_replicas, rank, shuffle=shuffle, seed=seed)
+        self.tag_epoch = tag_epoch
+        self._skip: tuple[int, int] | None = None  # (epoch, items to skip)
+
+    def skip(self, epoch: int, items: int) -> None:
+        """Leave out the first ``items`` of ``epoch`` (already consumed before a restart)."""
+        self._skip = (epoch, items)
+
+    def __iter__(self):  # noqa: ANN204 - an iterator of dataset keys
+        n = len(self.dataset)
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(n, generator=generator).tolist()
+        else:
+            order = list(range(n))
+        mine = order[self.rank :: self.num_replicas]
+        mine += [PAD] * (self.num_samples - len(mine))
+        if self._skip is not None and self._skip[0] == self.epoch:
+            mine = mine[self._skip[1] :]
+        self._skip = None
+        if self.tag_epoch:
+            return iter([(i, self.epoch) if i != PAD else (PAD, 0) for i in mine])
+        return iter(mine)
+
+
+@dataclass
+class LoaderProgress:
+    """Where a loader is in its epoch, shared by the loader and the DataModule.
+
+    Attributes:
+        epoch: epoch of the current pass.
+        batches: batches handed out in that pass (counting those skipped on resume).
+        resume: ``(epoch, batches)`` of an interrupted pass to continue on the next pass.
+    """
+
+    epoch: int = 0
+    batches: int = 0
+    resume: tuple[int, int] | None = None
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader that can continue an interrupted epoch.
+
+    Its progress (epoch, batches handed out) is saved with every checkpoint, through the
+    DataModule's ``state_dict``. A resumed run skips, at the sampler, the batches the
+    interrupted epoch had already trained on, so the rest of the epoch is exactly what the
+    uninterrupted run would have seen; its length stays the whole epoch, as Lightning
+    counts batches from the restored position.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        sampler: ShardedSampler,
+        progress: LoaderProgress | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(dataset, sampler=sampler, **kwargs)
+        self.progress = progress or LoaderProgress()
+
+    def __iter__(self):  # noqa: ANN204 - a generator of batches
+        progress, epoch = self.progress, self.sampler.epoch
+        done = 0
+        if progress.resume is not None and progress.resume[0] == epoch:
+            done = progress.resume[1]
+            self.sampler.skip(epoch, done * self.batch_size)
+        progress.resume = None
+        progress.epoch, progress.batches = epoch, done
+        for batch in super().__iter__():
+            progress.batches += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.progress.epoch, "batches": self.progress.batches}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.progress.resume = (state["epoch"], state["batches"])
 
 
 class SpeechCommandsDataModule(L.LightningDataModule):
@@ -262,6 +376,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self.labels = resolve_labels(labels)
         self.datasets: dict[str, ClipDataset] = {}
         self._bank: NoiseBank | None = None
+        self.train_progress = LoaderProgress()
 
     @property
     def label_names(self) -> list[str]:
@@ -382,33 +497,53 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self._bank = NoiseBank([torch.from_numpy(n) for n in noise], CLIP_SAMPLES)
         for split in SPLITS:
             clips = self.balance(splits[split], split)
-            self.datasets[split] = ClipDataset(
-                clips, noise, train=split == "training", seed=self.hparams.seed
-            )
+            self.datasets[split] = ClipDataset(clips, noise, seed=self.hparams.seed)
         for split, dataset in self.datasets.items():
             counts = Counter(self.labels[c.label] for c in dataset.clips)
             log.info("%s: %d clips %s", split, len(dataset), dict(sorted(counts.items())))
 
     # -- loaders -----------------------------------------------------------------------
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, train: bool) -> ResumableLoader:
+        """Loader of one split: this rank's shard, padded so all ranks run equal batches."""
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        dataset = self.datasets[split]
+        sampler = ShardedSampler(
+            dataset, world, rank, shuffle=train, seed=self.hparams.seed, tag_epoch=train
+        )
         workers = self.hparams.num_workers
-        return DataLoader(
-            self.datasets[split],
+        return ResumableLoader(
+            dataset,
+            sampler,
+            self.train_progress if train else None,
             batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
             num_workers=workers,
             persistent_workers=workers > 0,
-            drop_last=False,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("training", shuffle=True)
+    def state_dict(self) -> dict:
+        """Saved in every checkpoint: how far the training loader is in its epoch."""
+        return {
+            "train_loader": {
+                "epoch": self.train_progress.epoch,
+                "batches": self.train_progress.batches,
+            }
+        }
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", shuffle=False)
+    def load_state_dict(self, state: dict) -> None:
+        """Restored on resume: the next training pass continues the interrupted epoch."""
+        if "train_loader" in state:
+            loader = state["train_loader"]
+            self.train_progress.resume = (loader["epoch"], loader["batches"])
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("testing", shuffle=False)
+    def train_dataloader(self) -> ResumableLoader:
+        return self._loader("training", train=True)
+
+    def val_dataloader(self) -> ResumableLoader:
+        return self._loader("validation", train=False)
+
+    def test_dataloader(self) -> ResumableLoader:
+        return self._loader("testing", train=False)
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int):  # noqa: ANN201
         """Waveform augmentation on the device, for training batches only."""
@@ -416,6 +551,11 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             return batch
         wave, target = batch
         hp = self.hparams
+        # Every training batch draws its randomness (augmentation here, SpecAugment, mixup
+        # and dropout in the step) from a seed of its own, so a resumed run repeats exactly
+        # what the uninterrupted run would have done.
+        batches_before = self.trainer.fit_loop.epoch_loop.batch_progress.total.ready
+        torch.manual_seed(step_seed(hp.seed, batches_before, self.trainer.global_rank))
         wave = speed_perturb(wave, hp.speed_low, hp.speed_high)
         wave = time_shift(wave, int(hp.time_shift_ms * SAMPLE_RATE / 1000))
         if hp.noise_prob > 0 and self._bank is not None:

@@ -8,11 +8,13 @@ alone restores a working model and its label list.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import lightning as L
 import torch
 from torch import Tensor, nn
+from torchmetrics import SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from speech_gru import __version__
@@ -21,7 +23,10 @@ from speech_gru.features import FeatureConfig
 from speech_gru.labels import resolve_labels
 from speech_gru.model import KeywordModel, ModelConfig
 
+log = logging.getLogger(__name__)
+
 SCHEDULES = ("cosine", "constant")
+LR_SCALINGS = ("sqrt", "linear", "none")
 
 
 class KeywordSpotter(L.LightningModule):
@@ -52,6 +57,11 @@ class KeywordSpotter(L.LightningModule):
         warmup_epochs: linear warm-up length, in epochs (fractions allowed).
         schedule: ``"cosine"`` decay to ``min_lr_ratio * lr`` after warm-up, or ``"constant"``.
         min_lr_ratio: final learning rate as a fraction of ``lr``.
+        batch_size: clips per device per step (the recipe links it to ``data.batch_size``).
+        lr_scaling: how the learning rate follows the global batch
+            (``batch_size x devices x nodes x accumulate_grad_batches``): ``"sqrt"`` (the
+            default, suited to AdamW), ``"linear"`` or ``"none"``.
+        lr_reference_batch: global batch at which the learning rate is ``lr``.
     """
 
     def __init__(
@@ -80,10 +90,15 @@ class KeywordSpotter(L.LightningModule):
         warmup_epochs: float = 1.0,
         schedule: str = "cosine",
         min_lr_ratio: float = 0.01,
+        batch_size: int = 64,
+        lr_scaling: str = "sqrt",
+        lr_reference_batch: int = 64,
     ) -> None:
         super().__init__()
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        if lr_scaling not in LR_SCALINGS:
+            raise ValueError(f"lr_scaling must be one of {LR_SCALINGS}, got {lr_scaling!r}")
         self.labels = resolve_labels(labels)
         self.save_hyperparameters()
         self.hparams["labels"] = self.labels  # always the resolved list
@@ -98,15 +113,37 @@ class KeywordSpotter(L.LightningModule):
                 feature_norm=feature_norm, features=features,
             )
         )  # fmt: skip
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         n = len(self.labels)
-        self.train_acc = MulticlassAccuracy(n, average="micro")
-        self.val_acc = MulticlassAccuracy(n, average="micro")
-        self.test_acc = MulticlassAccuracy(n, average="micro")
+        # Label -1 marks padding items of a rank's last batch (speech_gru.data.PAD).
+        self.train_acc = MulticlassAccuracy(n, average="micro", ignore_index=-1)
+        self.val_acc = MulticlassAccuracy(n, average="micro", ignore_index=-1)
+        self.test_acc = MulticlassAccuracy(n, average="micro", ignore_index=-1)
+        # Clips scored per epoch, summed over ranks: each clip exactly once.
+        self.train_clips, self.val_clips, self.test_clips = SumMetric(), SumMetric(), SumMetric()
+        self.metrics = {
+            "val": (self.val_acc, self.val_clips),
+            "test": (self.test_acc, self.test_clips),
+        }
 
     def forward(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
         """(B, N) waveforms -> (B, C) class probabilities."""
         return self.model(wave, lengths).softmax(-1)
+
+    def loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Cross-entropy averaged over real clips: padding items (label -1) count for nothing.
+
+        Args:
+            logits: (B, C).
+            target: (B,) class indices, or (B, C) soft targets (mixup).
+        """
+        per_clip = nn.functional.cross_entropy(
+            logits,
+            target.clamp(min=0) if target.ndim == 1 else target,
+            label_smoothing=self.hparams.label_smoothing,
+            reduction="none",
+        )  # (B,)
+        valid = (target >= 0) if target.ndim == 1 else target.sum(-1) > 0
+        return (per_clip * valid).sum() / valid.sum().clamp(min=1)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         wave, target = batch
@@ -120,20 +157,25 @@ class KeywordSpotter(L.LightningModule):
         if hp.mixup_alpha > 0:
             feats, soft_target, _ = mixup(feats, target, len(self.labels), hp.mixup_alpha)
         logits = self.model.classify(feats, frame_lengths)["logits"]
-        loss = self.criterion(logits, soft_target)
+        loss = self.loss(logits, soft_target)
         self.train_acc(logits, target)
+        self.train_clips(target >= 0)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(target))
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(target))
+        epoch = {"on_step": False, "on_epoch": True, "batch_size": len(target)}
+        self.log("train/acc", self.train_acc, **epoch)
+        self.log("train/clips", self.train_clips, **epoch)
         return loss
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
         wave, target = batch
         logits = self.model(wave)
-        metric = self.val_acc if stage == "val" else self.test_acc
+        metric, clips = self.metrics[stage]
         metric(logits, target)
-        kwargs = {"batch_size": len(target), "sync_dist": True}
-        self.log(f"{stage}/loss", self.criterion(logits, target), **kwargs)
-        self.log(f"{stage}/acc", metric, prog_bar=True, batch_size=len(target))
+        clips(target >= 0)
+        kwargs = {"batch_size": len(target)}
+        self.log(f"{stage}/loss", self.loss(logits, target), sync_dist=True, **kwargs)
+        self.log(f"{stage}/acc", metric, prog_bar=True, **kwargs)
+        self.log(f"{stage}/clips", clips, **kwargs)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -145,8 +187,25 @@ class KeywordSpotter(L.LightningModule):
         wave = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(wave)
 
+    def scaled_lr(self) -> float:
+        """The peak learning rate for this run's global batch (see ``lr_scaling``)."""
+        hp = self.hparams
+        trainer = self._trainer
+        world = trainer.world_size * trainer.accumulate_grad_batches if trainer else 1
+        ratio = hp.batch_size * world / hp.lr_reference_batch
+        factor = {"sqrt": math.sqrt(ratio), "linear": ratio, "none": 1.0}[hp.lr_scaling]
+        return hp.lr * factor
+
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's own return shapes
         hp = self.hparams
+        lr = self.scaled_lr()
+        if lr != hp.lr:
+            log.info(
+                "learning rate %.3g (lr %.3g scaled by %s for the global batch)",
+                lr,
+                hp.lr,
+                hp.lr_scaling,
+            )
         decay, no_decay = [], []
         for name, param in self.named_parameters():
             (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
@@ -155,7 +214,7 @@ class KeywordSpotter(L.LightningModule):
                 {"params": decay, "weight_decay": hp.weight_decay},
                 {"params": no_decay, "weight_decay": 0.0},
             ],
-            lr=hp.lr,
+            lr=lr,
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = max(1, self.trainer.max_epochs or 1)

@@ -99,8 +99,10 @@ class AttentionPool(nn.Module):
 
     def __init__(self, dim: int, attention_dim: int) -> None:
         super().__init__()
+        # No bias on the last layer: softmax ignores a constant shift, so it would get no
+        # gradient (only float noise, which Adam would amplify).
         self.score = nn.Sequential(
-            nn.Linear(dim, attention_dim), nn.Tanh(), nn.Linear(attention_dim, 1)
+            nn.Linear(dim, attention_dim), nn.Tanh(), nn.Linear(attention_dim, 1, bias=False)
         )
 
     def forward(self, h: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

@@ -23,26 +23,25 @@ def require_espeak() -> None:
         pytest.skip("espeak-ng is not installed (make install sets it up)")
 
 
-@pytest.fixture(scope="session")
-def commands_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Speech-Commands-layout folder: 4 commands, 3 other words, 48 synthetic speakers."""
+def synthesize(factory: pytest.TempPathFactory, name: str, speakers: int, seed: int) -> Path:
     require_espeak()
     from tools.make_synthetic_commands import make_dataset
 
-    root = tmp_path_factory.mktemp("commands")
-    make_dataset(root, words=WORDS, unknown_words=UNKNOWN_WORDS, speakers=48, seed=0)
+    root = factory.mktemp(name)
+    make_dataset(root, words=WORDS, unknown_words=UNKNOWN_WORDS, speakers=speakers, seed=seed)
     return root
+
+
+@pytest.fixture(scope="session")
+def commands_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Speech-Commands-layout folder: 4 commands, 3 other words, 48 synthetic speakers."""
+    return synthesize(tmp_path_factory, "commands", speakers=48, seed=0)
 
 
 @pytest.fixture(scope="session")
 def unseen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Other synthetic speakers (another seed), for scoring on voices never trained on."""
-    require_espeak()
-    from tools.make_synthetic_commands import make_dataset
-
-    root = tmp_path_factory.mktemp("unseen")
-    make_dataset(root, words=WORDS, unknown_words=UNKNOWN_WORDS, speakers=6, seed=7)
-    return root
+    return synthesize(tmp_path_factory, "unseen", speakers=6, seed=7)
 
 
 def train_args(data_root: Path, run_dir: Path, *extra: str) -> list[str]:

@@ -345,13 +345,22 @@ def test_datamodule_augments_waveforms_only_when_training() -> None:
         out_wave, out_target = dm.on_after_batch_transfer(batch, 0)
         assert torch.equal(out_wave, wave) and torch.equal(out_target, target), stage
 
-    dm.trainer = SimpleNamespace(training=True)
+    def training_trainer(batches_before: int, rank: int = 0) -> SimpleNamespace:
+        progress = SimpleNamespace(total=SimpleNamespace(ready=batches_before))
+        loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress))
+        return SimpleNamespace(training=True, fit_loop=loop, global_rank=rank)
+
+    dm.trainer = training_trainer(0)
     torch.manual_seed(0)
     out_wave, out_target = dm.on_after_batch_transfer(batch, 0)
     assert out_wave.shape == wave.shape
     assert torch.equal(out_target, target)
     assert not torch.equal(out_wave, wave)
     assert (rms(out_wave - wave) > 0.01).all()
-    torch.manual_seed(0)
+    # Each batch's randomness comes from (seed, batch number, rank), whatever came before.
+    torch.manual_seed(123)
     again, _ = dm.on_after_batch_transfer(batch, 0)
     assert torch.equal(again, out_wave)
+    for other in (training_trainer(1), training_trainer(0, rank=1)):
+        dm.trainer = other
+        assert not torch.equal(dm.on_after_batch_transfer(batch, 0)[0], out_wave)

@@ -18,7 +18,15 @@ import pytest
 import torch
 
 from speech_gru.audio import SAMPLE_RATE, load_audio, write_wav
-from speech_gru.data import SPLITS, SpeechCommandsDataModule, speaker_of, which_set
+from speech_gru.data import (
+    PAD,
+    SPLITS,
+    ResumableLoader,
+    ShardedSampler,
+    SpeechCommandsDataModule,
+    speaker_of,
+    which_set,
+)
 from speech_gru.labels import BACKGROUND_NOISE, COMMANDS, SILENCE, UNKNOWN
 
 WORDS = ("yes", "no", "up", "cat", "dog", "bird")  # cat, dog, bird are not commands
@@ -354,11 +362,16 @@ def test_eval_silence_is_deterministic_and_cut_from_the_noise(
     assert not torch.equal(reseeded.datasets["validation"][i][0], twin.datasets["validation"][i][0])
 
 
-def test_training_silence_varies_between_calls(folder_module: SpeechCommandsDataModule) -> None:
+def test_training_silence_changes_every_epoch_and_repeats_within_one(
+    folder_module: SpeechCommandsDataModule,
+) -> None:
+    """The training sampler keys items by (index, epoch): fresh silence each epoch, yet a
+    resumed run draws exactly what the interrupted one would have."""
     dataset = folder_module.datasets["training"]
     i = generated_silence(folder_module, "training")[0]
-    draws = [dataset[i][0] for _ in range(3)]
-    assert not torch.equal(draws[0], draws[1]) or not torch.equal(draws[1], draws[2])
+    draws = [dataset[(i, epoch)][0] for epoch in range(3)]
+    assert not torch.equal(draws[0], draws[1]) and not torch.equal(draws[1], draws[2])
+    assert torch.equal(dataset[(i, 1)][0], draws[1])
     assert all(abs(peak_hz(w.numpy()) - NOISE_HZ) < 5 for w in draws if w.abs().max() > 1e-3)
 
 
@@ -548,3 +561,81 @@ def test_official_missing_folder_without_download(tmp_path: Path) -> None:
     SpeechCommandsDataModule(
         root=str(tmp_path), version="v0.02", labels="v2_35", download=False
     ).prepare_data()
+
+
+def test_noise_dir_feeds_mixing_and_generated_silence(tmp_path: Path) -> None:
+    """Any folder of noise recordings replaces the dataset's own background noise."""
+    make_folder(tmp_path / "data", speaker_ids(20, seed=21), words=("yes", "cat"))
+    (tmp_path / "noise" / "fan").mkdir(parents=True)
+    write_wav(tmp_path / "noise" / "fan" / "hum.wav", tone(300.0, seconds=3.0))
+    dm = folder_dm(tmp_path / "data", noise_dir=str(tmp_path / "noise"))
+    assert dm._bank is not None
+    assert abs(peak_hz(dm._bank.sample(1)[0].numpy()) - 300.0) < 5
+    i = generated_silence(dm, "validation")[0]
+    assert abs(peak_hz(dm.datasets["validation"][i][0].numpy()) - 300.0) < 5
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no readable noise audio"):
+        folder_dm(tmp_path / "data", noise_dir=str(empty))
+
+
+# ------------------------------------------------------------------------------ sharding
+
+
+class Indices(torch.utils.data.Dataset):
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, key):  # noqa: ANN001, ANN204
+        return key if isinstance(key, int) else key[0]
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_shards_cover_every_clip_exactly_once(shuffle: bool) -> None:
+    dataset = Indices(11)
+    shards = [list(ShardedSampler(dataset, 2, rank, shuffle=shuffle, seed=3)) for rank in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 6  # equal batches on every rank
+    real = [i for shard in shards for i in shard if i != PAD]
+    assert sorted(real) == list(range(11))
+    assert sum(i == PAD for shard in shards for i in shard) == 1
+
+
+def test_shuffle_follows_seed_and_epoch() -> None:
+    sampler = ShardedSampler(Indices(50), shuffle=True, seed=1)
+    first = list(sampler)
+    assert list(ShardedSampler(Indices(50), shuffle=True, seed=1)) == first
+    sampler.set_epoch(1)
+    assert list(sampler) != first and sorted(sampler) == sorted(first)
+
+
+def test_training_keys_carry_the_epoch() -> None:
+    sampler = ShardedSampler(Indices(5), 2, 1, shuffle=True, tag_epoch=True)
+    sampler.set_epoch(4)
+    keys = list(sampler)
+    assert all(k == (PAD, 0) or k[1] == 4 for k in keys)
+
+
+def test_loader_resumes_mid_epoch_with_the_remaining_batches() -> None:
+    def loader() -> ResumableLoader:
+        return ResumableLoader(Indices(23), ShardedSampler(Indices(23), shuffle=True), batch_size=4)
+
+    full = loader()
+    full.sampler.set_epoch(2)
+    batches = iter(full)
+    seen = [next(batches).tolist() for _ in range(3)]
+    state = full.state_dict()
+    assert state == {"epoch": 2, "batches": 3}
+    rest = [b.tolist() for b in batches]
+
+    resumed = loader()
+    resumed.load_state_dict(state)
+    resumed.sampler.set_epoch(2)
+    assert [b.tolist() for b in resumed] == rest
+    assert resumed.state_dict() == {"epoch": 2, "batches": 3 + len(rest)}
+    assert len(resumed) == len(full)  # Lightning counts the whole epoch
+    resumed.sampler.set_epoch(3)  # the skip applies to the interrupted epoch only
+    assert sum(len(b) for b in resumed) == 23 and seen

@@ -18,9 +18,14 @@ from tests.conftest import LABELS, RECIPE_CONF, train_args
 def test_fit_then_test_writes_the_run_folder(trained_run: Path) -> None:
     assert (trained_run / "checkpoints" / "best.ckpt").is_file()
     assert (trained_run / "checkpoints" / "last.ckpt").is_file()
-    assert (trained_run / "metrics.csv").read_text().startswith("epoch,step")
-    config = yaml.safe_load((trained_run / "config.yaml").read_text())
+    logs = trained_run / "logs" / "version_0"
+    assert (logs / "metrics.csv").read_text().startswith("epoch,step")
+    config = yaml.safe_load((logs / "config.yaml").read_text())
     assert config["data"]["labels"] == LABELS
+    assert (trained_run / "labels.txt").read_text().split() == LABELS
+    info = json.loads((trained_run / "run_info.json").read_text())
+    assert info["speech_gru_version"] and info["world_size"] == 1 and info["seed"] == 0
+    assert info["git_commit"] is None or len(info["git_commit"].split("-")[0]) == 40
     results = json.loads((trained_run / "results.json").read_text())
     assert results["checkpoint"].endswith("best.ckpt")
     # Held-out synthetic speakers, 6 classes (chance ~0.17): the recipe really learns.

@@ -45,21 +45,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from speech_gru.audio import SAMPLE_RATE
 from speech_gru.data import speaker_of, which_set
-
-COMMANDS: tuple[str, ...] = (
-    "yes",
-    "no",
-    "up",
-    "down",
-    "left",
-    "right",
-    "on",
-    "off",
-    "stop",
-    "go",
-)
-"""The ten command words of the Speech Commands keyword-spotting task."""
+from speech_gru.labels import BACKGROUND_NOISE as BACKGROUND_DIR
+from speech_gru.labels import COMMANDS
 
 UNKNOWN: tuple[str, ...] = (
     "bed",
@@ -75,8 +64,6 @@ UNKNOWN: tuple[str, ...] = (
 )
 """Auxiliary words of the real dataset, used for the "unknown" class."""
 
-SAMPLE_RATE = 16000
-BACKGROUND_DIR = "_background_noise_"
 NOISE_KINDS: tuple[str, ...] = ("white", "pink", "brown", "hum")
 NOISE_FILES: dict[str, str] = {
     "white": "white_noise.wav",

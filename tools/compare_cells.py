@@ -1,0 +1,139 @@
+"""GRU against LSTM at matched size: parameters, speed and held-out accuracy.
+
+For each cell this trains the recipe once per seed (each run in its own run folder, so an
+interrupted comparison picks up where it stopped), measures training throughput and
+one-clip inference latency on this machine, and prints a Markdown table::
+
+    python tools/compare_cells.py --data-root ../shared/data/speech_commands_v2_dev \\
+        --seeds 0 1 2 --out runs/compare
+
+Both cells get the same recipe (``conf/folder.yaml``) and the same hidden size unless
+``--lstm-hidden`` says otherwise; nothing is tuned for one cell only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "recipes" / "speech_commands" / "conf" / "folder.yaml"
+
+
+def model_args(cell: str, hidden: int) -> list[str]:
+    return ["--model.cell", cell, "--model.hidden_size", str(hidden)]
+
+
+def train(cell: str, hidden: int, seed: int, args: argparse.Namespace) -> dict:
+    """Run the recipe (fit, then test) unless its run folder already has results."""
+    run_dir = Path(args.out) / f"{cell}{hidden}-seed{seed}"
+    results = run_dir / "results.json"
+    if not results.is_file():
+        command = [
+            sys.executable, str(ROOT / "recipes" / "speech_commands" / "train.py"), "fit",
+            "--config", str(args.config), "--data.root", str(args.data_root),
+            "--run_dir", str(run_dir), "--seed_everything", str(seed),
+            "--trainer.enable_progress_bar", "false", *model_args(cell, hidden), *args.extra,
+        ]  # fmt: skip
+        start = time.monotonic()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        (run_dir / "wall_seconds.txt").write_text(f"{time.monotonic() - start:.1f}\n")
+    out = json.loads(results.read_text())
+    wall = run_dir / "wall_seconds.txt"
+    out["wall_seconds"] = float(wall.read_text()) if wall.is_file() else float("nan")
+    return out
+
+
+def speed(cell: str, hidden: int, steps: int, batch: int) -> dict:
+    """Training clips/s (full step: features, SpecAugment, forward, backward, AdamW) and
+    the median latency of classifying one 1-second clip on one thread."""
+    from speech_gru.lit import KeywordSpotter
+
+    module = KeywordSpotter(cell=cell, hidden_size=hidden)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
+    wave = torch.randn(batch, 16000) * 0.1
+    target = torch.randint(0, len(module.labels), (batch,))
+    module.log = lambda *a, **k: None  # no trainer attached
+    module.train()
+    for i in range(steps + 2):
+        if i == 2:  # warm-up done
+            start = time.perf_counter()
+        loss = module.training_step((wave, target), i)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    clips_per_s = steps * batch / (time.perf_counter() - start)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    module.eval()
+    clip = torch.randn(1, 16000) * 0.1
+    times = []
+    with torch.inference_mode():
+        for i in range(60):
+            t = time.perf_counter()
+            module(clip)
+            if i >= 10:
+                times.append(time.perf_counter() - t)
+    torch.set_num_threads(threads)
+    return {
+        "params": module.model.num_parameters(),
+        "train_clips_per_s": clips_per_s,
+        "latency_ms": 1000 * statistics.median(times),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", required=True, help="dataset folder (folder layout)")
+    parser.add_argument("--config", default=str(CONFIG), help="recipe config")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--hidden", type=int, default=128, help="GRU hidden size")
+    parser.add_argument("--lstm-hidden", type=int, help="LSTM hidden size (default: --hidden)")
+    parser.add_argument("--out", default="runs/compare", help="folder of the run folders")
+    parser.add_argument("--speed-steps", type=int, default=10, help="timed training steps")
+    parser.add_argument("--skip-training", action="store_true", help="speed only")
+    parser.add_argument("--json", help="write the numbers to this file")
+    parser.add_argument("extra", nargs="*", help="more recipe arguments, after --")
+    args = parser.parse_args(argv)
+    cells = {"gru": args.hidden, "lstm": args.lstm_hidden or args.hidden}
+
+    rows = {}
+    for cell, hidden in cells.items():
+        row = speed(cell, hidden, args.speed_steps, batch=64)
+        if not args.skip_training:
+            runs = [train(cell, hidden, seed, args) for seed in args.seeds]
+            accs = [r["test/acc"] for r in runs]
+            row |= {
+                "test_acc": accs,
+                "test_acc_mean": statistics.mean(accs),
+                "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                "train_minutes": statistics.mean(r["wall_seconds"] for r in runs) / 60,
+            }
+        rows[f"{cell} {hidden}"] = row
+
+    print("| cell | parameters | train clips/s | 1-clip latency (ms, 1 thread) | held-out acc |")
+    print("|---|---|---|---|---|")
+    for name, row in rows.items():
+        acc = "not trained"
+        if "test_acc" in row:
+            seeds = ", ".join(f"{a:.4f}" for a in row["test_acc"])
+            acc = f"{row['test_acc_mean']:.4f} ± {row['test_acc_std']:.4f} ({seeds})"
+        print(
+            f"| {name} | {row['params']:,} | {row['train_clips_per_s']:.0f} "
+            f"| {row['latency_ms']:.2f} | {acc} |"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
