@@ -34,6 +34,7 @@ import soxr
 
 __all__ = [
     "SAMPLE_RATE",
+    "AUDIO_EXTENSIONS",
     "AudioError",
     "AudioInfo",
     "Microphone",
@@ -44,11 +45,17 @@ __all__ = [
     "iter_pcm",
     "list_devices",
     "load_audio",
+    "loudest_window",
     "write_wav",
 ]
 
 SAMPLE_RATE = 16000
 """Sample rate (Hz) of every waveform the pipeline works with."""
+
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aif", ".aiff"}
+)
+"""File name endings treated as audio when folders are walked."""
 
 _RESAMPLE_QUALITY = "HQ"
 """soxr quality preset (same as librosa's ``res_type="soxr_hq"``)."""
@@ -532,6 +539,20 @@ def fit_length(wave: np.ndarray, n: int = SAMPLE_RATE) -> np.ndarray:
     out = np.zeros(n, dtype=wave.dtype)
     out[: wave.size] = wave
     return out
+
+
+def loudest_window(wave: np.ndarray, n: int = SAMPLE_RATE, step: int = 160) -> np.ndarray:
+    """The ``n``-sample stretch of ``wave`` with the most energy (zero-padded if shorter).
+
+    Used to classify a clip slightly longer than the model's window without cutting off
+    the word: the window slides in ``step``-sample steps.
+    """
+    if wave.size <= n:
+        return fit_length(wave, n)
+    energy = np.concatenate([[0.0], np.cumsum(wave.astype(np.float64) ** 2)])
+    starts = np.arange(0, wave.size - n + 1, step)
+    best = int(starts[np.argmax(energy[starts + n] - energy[starts])])
+    return wave[best : best + n].copy()
 
 
 def write_wav(

@@ -1,9 +1,10 @@
 """``speech-gru``: the command line. Argument parsing and printing only.
 
 Sub-commands:
-    transcribe   label audio files or folders
+    transcribe   label audio files or folders; find keywords in long recordings
     stream       detect keywords live from a microphone, a file or stdin
     evaluate     score a labelled folder (canonical test-archive layout)
+    export       write a self-contained TorchScript or ONNX model
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from rich.console import Console
+
 from speech_gru import __version__
-from speech_gru.audio import AudioError, fit_length, load_audio
-from speech_gru.data import CLIP_SAMPLES, is_audio
+from speech_gru.audio import AudioError
+from speech_gru.stream import DetectorConfig
 
 
 class CliError(Exception):
@@ -28,26 +31,6 @@ class CliError(Exception):
 
 def fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
-
-
-def audio_files(paths: Sequence[str]) -> Iterator[tuple[Path, str | None]]:
-    """Each input file, and each audio file under each input folder (recursively).
-
-    Yields:
-        ``(path, problem)``: problem is None for a file to read, else a one-line reason.
-    """
-    for name in paths:
-        path = Path(name)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if is_audio(p))
-            if not files:
-                yield path, "no audio files in this folder"
-            for file in files:
-                yield file, None
-        elif path.exists():
-            yield path, None
-        else:
-            yield path, "file not found"
 
 
 def load_model(args: argparse.Namespace):  # noqa: ANN201 - a Classifier
@@ -59,41 +42,65 @@ def load_model(args: argparse.Namespace):  # noqa: ANN201 - a Classifier
         raise CliError(str(err)) from None
 
 
+def detector_config(args: argparse.Namespace, batch_windows: int) -> DetectorConfig:
+    return DetectorConfig(
+        hop_s=args.hop,
+        average_s=args.average,
+        threshold=args.threshold,
+        refractory_s=args.refractory,
+        batch_windows=batch_windows,
+    )
+
+
 def cmd_transcribe(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from speech_gru.transcribe import CSV_HEADER, Failure, Transcriber, format_record
+
     classifier = load_model(args)
-    labels = classifier.labels
-    top_k = max(1, min(args.top_k, len(labels)))
-    failed = 0
-    batch: list[tuple[Path, object]] = []
+    fmt = "json" if args.json else args.format
+    transcriber = Transcriber(
+        classifier, args.top_k, args.batch_size, args.jobs, detector_config(args, 32)
+    )
+    out = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed} files"),
+        TextColumn("{task.fields[audio]:.0f} s of audio"), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty(),
+    )  # fmt: skip
+    try:
+        with progress:
+            task = progress.add_task("transcribing", total=None, audio=0.0)
+            if fmt == "csv":
+                print(CSV_HEADER, file=out, flush=True)
+            records = transcriber.run(
+                args.inputs,
+                on_file=lambda: progress.advance(task),
+                on_audio=lambda s: progress.update(task, audio=transcriber.summary.audio_s),
+            )
+            for record in records:
+                if isinstance(record, Failure):
+                    message = f"error: {record.path}: {record.problem}"
+                    progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
+                else:
+                    print(format_record(record, fmt), file=out, flush=True)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    print(f"summary: {transcriber.summary.line()}", file=sys.stderr)
+    return 1 if transcriber.summary.failed else 0
 
-    def flush() -> None:
-        if not batch:
-            return
-        probs = classifier.predict([wave for _, wave in batch])
-        for (path, _), p in zip(batch, probs, strict=True):
-            scores, order = p.topk(top_k)
-            top = [(labels[i], float(s)) for s, i in zip(scores, order, strict=True)]
-            if args.json:
-                record = {"path": str(path), "label": top[0][0], "score": top[0][1]}
-                record["top"] = [{"label": lab, "score": s} for lab, s in top]
-                print(json.dumps(record), flush=True)
-            else:
-                print("\t".join([str(path), *(f"{lab}\t{s:.4f}" for lab, s in top)]), flush=True)
-        batch.clear()
 
-    for path, problem in audio_files(args.inputs):
-        if problem is None:
-            try:
-                batch.append((path, fit_length(load_audio(path), CLIP_SAMPLES)))
-            except AudioError as err:
-                problem = err.problem
-        if problem is not None:
-            failed += 1
-            fail(f"{path}: {problem}")
-        if len(batch) >= args.batch_size:
-            flush()
-    flush()
-    return 1 if failed else 0
+def cmd_export(args: argparse.Namespace) -> int:
+    from speech_gru.export import export
+    from speech_gru.infer import ModelLoadError
+
+    try:
+        path = export(args.checkpoint, args.out, args.format, args.quantize == "int8")
+    except ModelLoadError as err:
+        raise CliError(str(err)) from None
+    print(f"wrote {path} ({args.format}{', int8' if args.quantize == 'int8' else ''})")
+    return 0
 
 
 def paced(chunks: Iterator, sample_rate: int) -> Iterator:
@@ -122,7 +129,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     import torch
 
     from speech_gru.audio import SAMPLE_RATE, Microphone, iter_blocks, iter_pcm, list_devices
-    from speech_gru.stream import DetectorConfig, StreamingDetector
+    from speech_gru.stream import StreamingDetector
 
     if args.list_devices:
         try:
@@ -135,13 +142,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)  # one window at a time: more threads only add overhead
     classifier = load_model(args)
     live = args.input is None or args.realtime
-    config = DetectorConfig(
-        hop_s=args.hop,
-        average_s=args.average,
-        threshold=args.threshold,
-        refractory_s=args.refractory,
-        batch_windows=1 if live else 32,
-    )
+    config = detector_config(args, batch_windows=1 if live else 32)
     detector = StreamingDetector(
         lambda w: classifier.predict(torch.from_numpy(w), batch_size=len(w)).numpy(),
         classifier.labels,
@@ -218,6 +219,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_detector_arguments(p: argparse.ArgumentParser) -> None:
+    """Keyword detection settings (defaults: the reference recognizer's, see stream.py)."""
+    p.add_argument("--hop", type=float, default=0.1, help="seconds between windows")
+    p.add_argument("--average", type=float, default=0.5, help="posterior averaging (s)")
+    p.add_argument("--threshold", type=float, default=0.7, help="detection threshold")
+    p.add_argument("--refractory", type=float, default=1.5, help="silence after an event (s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="speech-gru", description="Keyword spotting with a bidirectional GRU."
@@ -226,12 +235,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("transcribe", help="label audio files or folders")
-    p.add_argument("--checkpoint", required=True, help="trained checkpoint (.ckpt)")
+    p.add_argument("--checkpoint", required=True, help="checkpoint (.ckpt) or exported model")
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio files or folders")
-    p.add_argument("--top-k", type=int, default=1, help="labels printed per file (default 1)")
-    p.add_argument("--json", action="store_true", help="print one JSON object per file")
+    p.add_argument("--top-k", type=int, default=1, help="labels printed per clip (default 1)")
+    p.add_argument("--format", choices=("text", "json", "csv"), default="text")
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    p.add_argument("--output", help="write the results to this file instead of stdout")
     p.add_argument("--batch-size", type=int, default=64, help="clips per forward pass")
+    p.add_argument("--jobs", type=int, default=4, help="threads decoding audio")
+    add_detector_arguments(p)
     p.set_defaults(func=cmd_transcribe)
+
+    p = sub.add_parser("export", help="write a self-contained TorchScript or ONNX model")
+    p.add_argument("--checkpoint", required=True, help="trained checkpoint (.ckpt)")
+    p.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript")
+    p.add_argument("--out", required=True, help="file to write (.pt or .onnx)")
+    p.add_argument("--quantize", choices=("none", "int8"), default="none",
+                   help="int8 dynamic quantization of the GRU and linear layers")  # fmt: skip
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("stream", help="detect keywords live (microphone, file or stdin)")
     p.add_argument("--checkpoint", help="trained checkpoint (.ckpt)")
@@ -246,10 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--rate", type=int, default=16000, help="sample rate of stdin PCM")
     p.add_argument("--channels", type=int, default=1, help="channels of stdin PCM")
-    p.add_argument("--hop", type=float, default=0.1, help="seconds between windows")
-    p.add_argument("--average", type=float, default=0.5, help="posterior averaging (s)")
-    p.add_argument("--threshold", type=float, default=0.7, help="detection threshold")
-    p.add_argument("--refractory", type=float, default=1.5, help="silence after an event (s)")
+    add_detector_arguments(p)
     p.add_argument("--threads", type=int, default=1, help="CPU threads for the model")
     p.add_argument("--json", action="store_true", help="print events as JSON lines")
     p.set_defaults(func=cmd_stream)

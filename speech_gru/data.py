@@ -30,14 +30,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from speech_gru.audio import SAMPLE_RATE, AudioError, fit_length, load_audio
+from speech_gru.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, fit_length, load_audio
 from speech_gru.augment import NoiseBank, add_noise, speed_perturb, tile_to, time_shift
 from speech_gru.labels import BACKGROUND_NOISE, SILENCE, UNKNOWN, map_word, resolve_labels
 
 log = logging.getLogger(__name__)
 
 CLIP_SAMPLES = SAMPLE_RATE  # one second
-AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aif", ".aiff"}
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # from the dataset README's split function
 SPLITS = ("training", "validation", "testing")
 VERSIONS = ("v0.02", "v0.01", "folder")

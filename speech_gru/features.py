@@ -51,18 +51,27 @@ class FeatureConfig:
         return asdict(self)
 
 
-def power_spectrogram(wave: Tensor, window: Tensor, n_fft: int, hop_length: int) -> Tensor:
+def power_spectrogram(
+    wave: Tensor, window: Tensor, n_fft: int, hop_length: int, real_stft: bool = False
+) -> Tensor:
     """Power spectrum of full frames only.
 
     Args:
         wave: (B, N) float waveforms; shorter than ``n_fft`` is zero-padded to one frame.
         window: (n_fft,) analysis window.
+        real_stft: take the STFT as (real, imaginary) pairs instead of complex numbers;
+            same values, and the form ONNX's STFT operator exports from.
 
     Returns:
         (B, n_fft // 2 + 1, T) power, ``T = 1 + (N - n_fft) // hop_length``.
     """
     if wave.shape[-1] < n_fft:
         wave = nn.functional.pad(wave, (0, n_fft - wave.shape[-1]))
+    if real_stft:
+        pairs = torch.stft(
+            wave, n_fft, hop_length, window=window, center=False, return_complex=False
+        )  # (B, F, T, 2)
+        return pairs.square().sum(-1)
     spec = torch.stft(
         wave, n_fft, hop_length, window=window, center=False, return_complex=True
     )  # (B, F, T)
@@ -91,6 +100,7 @@ def mfcc(
     n_fft: int,
     hop_length: int,
     log_floor: float,
+    real_stft: bool = False,
 ) -> Tensor:
     """MFCCs of a batch of waveforms.
 
@@ -99,21 +109,27 @@ def mfcc(
         window: (n_fft,) Hann window.
         fbank: (n_fft // 2 + 1, n_mels) mel filterbank.
         dct: (n_mels, n_mfcc) orthonormal DCT-II matrix.
+        real_stft: see ``power_spectrogram``.
 
     Returns:
         (B, T, n_mfcc) coefficients.
     """
-    power = power_spectrogram(wave, window, n_fft, hop_length)
+    power = power_spectrogram(wave, window, n_fft, hop_length, real_stft)
     return torch.matmul(log_mel(power, fbank, log_floor), dct)
 
 
 class MFCC(nn.Module):
-    """MFCC frontend: (B, N) waveforms -> (B, T, n_mfcc), on whatever device it lives on."""
+    """MFCC frontend: (B, N) waveforms -> (B, T, n_mfcc), on whatever device it lives on.
+
+    Attributes:
+        real_stft: compute the STFT in the form ONNX export supports (set for export).
+    """
 
     def __init__(self, config: FeatureConfig | None = None) -> None:
         super().__init__()
         c = self.config = config or FeatureConfig()
         self.n_fft, self.hop_length, self.log_floor = c.n_fft, c.hop_length, c.log_floor
+        self.real_stft = False
         fbank = AF.melscale_fbanks(
             c.n_fft // 2 + 1, c.f_min, c.f_max, c.n_mels, c.sample_rate, "slaney", "slaney"
         )
@@ -125,5 +141,5 @@ class MFCC(nn.Module):
         """(B, N) waveforms -> (B, T, n_mfcc)."""
         return mfcc(
             wave.float(), self.window, self.fbank, self.dct,
-            self.n_fft, self.hop_length, self.log_floor,
+            self.n_fft, self.hop_length, self.log_floor, self.real_stft,
         )  # fmt: skip

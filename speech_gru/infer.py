@@ -1,18 +1,27 @@
-"""Load a trained model and classify waveforms.
+"""Load a trained or exported model and classify waveforms.
 
-``load_classifier`` takes a Lightning checkpoint; it returns a ``Classifier`` that maps
-batches of 16 kHz waveforms to class probabilities, whatever their lengths.
+``load_classifier`` takes a training checkpoint (``.ckpt``), a TorchScript export or an
+ONNX export (see ``speech_gru.export``); every kind becomes a ``Classifier`` that maps
+waveforms of any lengths to class probabilities.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+import warnings
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from speech_gru.model import KeywordModel
+
+Backend = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
+"""(B, N) float32 waveforms and optional (B,) lengths -> (B, C) probabilities."""
 
 
 class ModelLoadError(Exception):
@@ -24,50 +33,80 @@ class Classifier:
     """A model ready for inference.
 
     Attributes:
-        model: maps ((B, N) waveforms, (B,) lengths) to (B, C) logits.
+        backend: computes probabilities of a batch (see ``Backend``).
         labels: class names, in output order.
         source: the file it was loaded from.
+        kind: ``"checkpoint"``, ``"torchscript"`` or ``"onnx"``.
         metadata: what the file records besides weights (hyper-parameters, test metrics).
+        takes_lengths: the backend masks padding itself; otherwise clips of different
+            lengths are run in separate batches.
     """
 
-    model: nn.Module
+    backend: Backend
     labels: list[str]
     source: Path
-    metadata: dict
+    kind: str
+    metadata: dict = field(default_factory=dict)
+    takes_lengths: bool = False
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @torch.inference_mode()
-    def predict(self, waves: Tensor | Sequence[np.ndarray], batch_size: int = 64) -> Tensor:
+    def predict(self, waves: Tensor | np.ndarray | Sequence, batch_size: int = 64) -> Tensor:
         """Class probabilities of each waveform.
 
         Args:
-            waves: a (B, N) tensor, or a list of 1-D arrays of any lengths (padded here).
+            waves: a (B, N) array or tensor, or a list of 1-D waveforms of any lengths.
             batch_size: waveforms per forward pass.
 
         Returns:
-            (B, C) probabilities on the CPU.
+            (B, C) float32 probabilities on the CPU.
         """
-        if isinstance(waves, Tensor):
-            waves = list(waves)
-        out = []
-        for start in range(0, len(waves), batch_size):
-            chunk = [
-                torch.as_tensor(w, dtype=torch.float32) for w in waves[start : start + batch_size]
-            ]
-            lengths = torch.tensor([w.numel() for w in chunk])
-            batch = nn.utils.rnn.pad_sequence(chunk, batch_first=True).to(self.device)
-            same = bool((lengths == lengths[0]).all())
-            logits = self.model(batch, None if same else lengths.to(self.device))
-            out.append(logits.float().softmax(-1).cpu())
-        num_classes = len(self.labels)
-        return torch.cat(out) if out else torch.empty(0, num_classes)
+        waves = [np.asarray(w, dtype=np.float32) for w in waves]
+        out = np.zeros((len(waves), len(self.labels)), dtype=np.float32)
+        groups = [list(range(len(waves)))]
+        if not self.takes_lengths:  # equal lengths per batch
+            by_length: dict[int, list[int]] = {}
+            for i, w in enumerate(waves):
+                by_length.setdefault(w.size, []).append(i)
+            groups = list(by_length.values())
+        for group in groups:
+            for start in range(0, len(group), batch_size):
+                index = group[start : start + batch_size]
+                lengths = np.array([waves[i].size for i in index])
+                batch = np.zeros((len(index), lengths.max()), dtype=np.float32)
+                for row, i in enumerate(index):
+                    batch[row, : lengths[row]] = waves[i]
+                same = bool((lengths == lengths[0]).all())
+                out[index] = self.backend(batch, None if same else lengths)
+        return torch.from_numpy(out)
 
 
-def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Classifier:
-    """Load a checkpoint written by the training recipe.
+def checkpoint_backend(model: KeywordModel) -> Backend:
+    @torch.inference_mode()
+    def run(batch: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+        logits = model(
+            torch.from_numpy(batch), None if lengths is None else torch.from_numpy(lengths)
+        )
+        return logits.float().softmax(-1).numpy()
+
+    return run
+
+
+def torchscript_backend(module: torch.jit.ScriptModule) -> Backend:
+    @torch.inference_mode()
+    def run(batch: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+        return module(torch.from_numpy(batch)).numpy()
+
+    return run
+
+
+def onnx_backend(session) -> Backend:  # noqa: ANN001 - an onnxruntime.InferenceSession
+    def run(batch: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+        return session.run(None, {"waveform": batch})[0]
+
+    return run
+
+
+def load_checkpoint_model(path: str | Path) -> tuple[KeywordModel, list[str], dict]:
+    """The KeywordModel (eval mode, CPU), labels and hyper-parameters of a checkpoint.
 
     Raises:
         ModelLoadError: missing file, or a file that is not a speech_gru checkpoint.
@@ -75,8 +114,6 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Cla
     from speech_gru.lit import KeywordSpotter
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: model file not found")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
@@ -90,11 +127,77 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Cla
     except Exception as err:  # noqa: BLE001 - a mismatched checkpoint fails in many ways
         reason = " ".join(str(err).split())[:160]
         raise ModelLoadError(f"{path}: not a speech_gru checkpoint ({reason})") from None
-    model = module.model.eval().to(device)
+    return module.model.eval(), list(module.labels), dict(checkpoint["hyper_parameters"])
+
+
+def load_classifier(path: str | Path) -> Classifier:
+    """Load a checkpoint, a TorchScript export or an ONNX export, by content.
+
+    Raises:
+        ModelLoadError: a missing or unreadable file, with a one-line reason.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: model file not found")
+    if path.suffix == ".onnx":
+        return _load_onnx(path)
+    if _is_torchscript(path):
+        return _load_torchscript(path)
+    model, labels, hparams = load_checkpoint_model(path)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     metadata = {
-        "hyper_parameters": dict(checkpoint["hyper_parameters"]),
+        "hyper_parameters": hparams,
         "test_metrics": checkpoint.get("test_metrics", {}),
         "epoch": checkpoint.get("epoch"),
         "version": checkpoint.get("speech_gru_version"),
     }
-    return Classifier(model, list(module.labels), path, metadata)
+    return Classifier(
+        checkpoint_backend(model), labels, path, "checkpoint", metadata, takes_lengths=True
+    )
+
+
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript archives hold compiled code; ``torch.save`` checkpoints do not."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("constants.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _load_torchscript(path: Path) -> Classifier:
+    extra = {"labels.json": "", "metadata.json": ""}
+    try:
+        with warnings.catch_warnings():  # torch.jit.load announces its own deprecation
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except RuntimeError as err:
+        reason = " ".join(str(err).split())[:160]
+        raise ModelLoadError(f"{path}: not a readable TorchScript model ({reason})") from None
+    if not extra["labels.json"]:
+        raise ModelLoadError(f"{path}: TorchScript file without labels.json (not an export)")
+    meta = json.loads(extra["metadata.json"] or "{}")
+    return Classifier(
+        torchscript_backend(module.eval()), json.loads(extra["labels.json"]), path,
+        "torchscript", meta,
+    )  # fmt: skip
+
+
+def _load_onnx(path: Path) -> Classifier:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ModelLoadError(
+            f"{path}: ONNX models need onnxruntime (pip install 'speech-gru[onnx]')"
+        ) from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+        reason = " ".join(str(err).split())[:160]
+        raise ModelLoadError(f"{path}: not a readable ONNX model ({reason})") from None
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    if "labels" not in meta:
+        raise ModelLoadError(f"{path}: ONNX model without a labels entry (not an export)")
+    return Classifier(onnx_backend(session), json.loads(meta["labels"]), path, "onnx", meta)

@@ -107,7 +107,7 @@ class AttentionPool(nn.Module):
 
     def forward(self, h: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         scores = self.score(h).squeeze(-1)  # (B, T)
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        scores = scores.masked_fill(~mask, float("-inf"))  # every clip has a valid frame
         weights = torch.softmax(scores.float(), dim=-1).to(h.dtype)  # (B, T)
         return torch.bmm(weights.unsqueeze(1), h).squeeze(1), weights
 

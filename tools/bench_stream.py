@@ -72,14 +72,15 @@ class BenchResult:
 
 def make_classifier(checkpoint: str | None):  # noqa: ANN201 - a speech_gru.infer.Classifier
     """The checkpoint's classifier, or an untrained default model with the v2_12 labels."""
-    from speech_gru.infer import Classifier, load_classifier
+    from speech_gru.infer import Classifier, checkpoint_backend, load_classifier
 
     if checkpoint:
         return load_classifier(checkpoint)
     from speech_gru.lit import KeywordSpotter
 
     module = KeywordSpotter(labels="v2_12")
-    return Classifier(module.model.eval(), list(module.labels), Path("untrained"), {})
+    backend = checkpoint_backend(module.model.eval())
+    return Classifier(backend, list(module.labels), Path("untrained"), "checkpoint")
 
 
 def bench(
@@ -176,11 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = bench(score, classifier.labels, audio, config, args.warmup)
     budget_ms = 1000 * config.hop_s * config.batch_windows  # audio that arrives per call
     s = result.summary(budget_ms)
-    params = sum(p.numel() for p in classifier.model.parameters())
     table = Table(title="Streaming cost", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("model", f"{args.checkpoint or 'untrained v2_12'} ({params / 1e6:.2f} M params)")
+    table.add_row("model", f"{args.checkpoint or 'untrained v2_12'} ({classifier.kind})")
     table.add_row(
         "settings",
         f"hop {config.hop_s:g} s, window {config.window_s:g} s, batch_windows "
@@ -204,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "settings": vars(args),
             "detector": asdict(config),
             "threads": torch.get_num_threads(),
-            "parameters": params,
+            "model_kind": classifier.kind,
             "results": s,
             "latencies_ms": result.call_ms,
         }

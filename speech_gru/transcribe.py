@@ -1,0 +1,263 @@
+"""Label audio files: one label per short clip, timestamped keywords in long recordings.
+
+Inputs are files or folders (walked recursively). Clips of about one second (at most
+``long_after_s``) are decoded in parallel threads and classified in batches; longer files
+are streamed block by block through the same ``StreamingDetector`` as ``speech-gru
+stream``, as fast as possible, so an hour-long file needs no more memory than a minute.
+Every failure is a one-line ``Failure`` record and the run carries on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from speech_gru.audio import (
+    AUDIO_EXTENSIONS,
+    SAMPLE_RATE,
+    AudioError,
+    info,
+    iter_blocks,
+    load_audio,
+    loudest_window,
+)
+from speech_gru.infer import Classifier
+from speech_gru.stream import DetectorConfig, Event, StreamingDetector
+
+LONG_AFTER_S = 1.25
+"""Files longer than this are scanned for keywords; shorter ones get one label."""
+
+
+@dataclass(frozen=True)
+class ClipResult:
+    """The labels of a short clip, best first: ``top = [(label, probability), ...]``."""
+
+    path: Path
+    top: list[tuple[str, float]]
+
+
+@dataclass(frozen=True)
+class EventResult:
+    """A keyword found in a long recording."""
+
+    path: Path
+    event: Event
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A file or folder that could not be used, with a one-line reason."""
+
+    path: Path
+    problem: str
+
+
+Record = ClipResult | EventResult | Failure
+
+
+@dataclass
+class Summary:
+    """Counts for the closing line."""
+
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    events: int = 0
+    long_files: int = 0
+    audio_s: float = 0.0
+
+    def line(self) -> str:
+        total = self.done + self.failed + self.skipped
+        text = (
+            f"{total} files: {self.done} done, {self.failed} failed, {self.skipped} skipped"
+            f" (not audio); {self.audio_s:.1f} s of audio"
+        )
+        if self.long_files:
+            text += f"; {self.events} keywords in {self.long_files} long recordings"
+        return text
+
+
+def walk(inputs: Sequence[str | Path], summary: Summary) -> Iterator[Path | Failure]:
+    """Files to read, in order: each input file, and the files under each input folder.
+
+    Non-audio files inside folders are counted as skipped; a folder with no audio and a
+    missing path are failures.
+    """
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            audio = [p for p in files if p.suffix.lower() in AUDIO_EXTENSIONS]
+            summary.skipped += len(files) - len(audio)
+            if not audio:
+                yield Failure(path, "no audio files in this folder")
+            yield from audio
+        elif path.exists():
+            yield path
+        else:
+            yield Failure(path, "file not found")
+
+
+def _read_clip(path: Path) -> tuple[np.ndarray | None, float, Failure | None]:
+    """Decode a file if it is a short clip; (None, duration) for a long one."""
+    try:
+        duration = info(path).duration_s
+        if duration > LONG_AFTER_S:
+            return None, duration, None
+        wave = load_audio(path)
+    except AudioError as err:
+        return None, 0.0, Failure(path, err.problem)
+    return loudest_window(wave, SAMPLE_RATE), wave.size / SAMPLE_RATE, None
+
+
+class Transcriber:
+    """Labels files with a classifier.
+
+    Args:
+        classifier: the model.
+        top_k: labels reported per short clip.
+        batch_size: clips per forward pass.
+        jobs: decoding threads.
+        detector: streaming settings for long recordings (batched windows).
+    """
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        top_k: int = 1,
+        batch_size: int = 64,
+        jobs: int = 4,
+        detector: DetectorConfig | None = None,
+    ) -> None:
+        self.classifier = classifier
+        self.top_k = max(1, min(top_k, len(classifier.labels)))
+        self.batch_size = batch_size
+        self.jobs = max(1, jobs)
+        self.detector = detector or DetectorConfig(batch_windows=32)
+        self.summary = Summary()
+
+    def _score(self, windows: np.ndarray) -> np.ndarray:
+        return self.classifier.predict(windows, batch_size=len(windows)).numpy()
+
+    def _classify(self, batch: list[tuple[Path, np.ndarray]]) -> Iterator[ClipResult]:
+        probs = self.classifier.predict([w for _, w in batch], self.batch_size).numpy()
+        labels = self.classifier.labels
+        for (path, _), p in zip(batch, probs, strict=True):
+            order = np.argsort(-p)[: self.top_k]
+            yield ClipResult(path, [(labels[i], float(p[i])) for i in order])
+
+    def scan(self, path: Path, on_audio=None) -> Iterator[EventResult | Failure]:  # noqa: ANN001
+        """Keywords of a long recording, streamed block by block."""
+        detector = StreamingDetector(self._score, self.classifier.labels, self.detector)
+        try:
+            for block in iter_blocks(path, block_seconds=10.0):
+                self.summary.audio_s += block.size / SAMPLE_RATE
+                if on_audio is not None:
+                    on_audio(block.size / SAMPLE_RATE)
+                for event in detector.push(block):
+                    yield EventResult(path, event)
+            for event in detector.flush():
+                yield EventResult(path, event)
+        except AudioError as err:
+            yield Failure(path, err.problem)
+
+    def run(self, inputs: Sequence[str | Path], on_file=None, on_audio=None) -> Iterator[Record]:  # noqa: ANN001
+        """Records in input order.
+
+        Args:
+            inputs: files and folders.
+            on_file: called once per file handled (for a progress bar).
+            on_audio: called with seconds of long recordings scanned.
+        """
+        items = walk(inputs, self.summary)
+        with ThreadPoolExecutor(self.jobs) as pool:
+            while chunk := _take(items, 4 * self.batch_size):
+                paths = [p for p in chunk if isinstance(p, Path)]
+                decoded = dict(zip(paths, pool.map(_read_clip, paths), strict=True))
+                batch: list[tuple[Path, np.ndarray]] = []
+                for item in chunk:
+                    wave, duration, failure = (
+                        (None, 0.0, item) if isinstance(item, Failure) else decoded[item]
+                    )
+                    if failure is not None:
+                        yield from self._count([failure])
+                    elif wave is None:  # long: flush short clips first to keep the order
+                        yield from self._count(self._classify(batch) if batch else [])
+                        batch = []
+                        self.summary.long_files += 1
+                        yield from self._count(self.scan(item, on_audio), long=True)
+                    else:
+                        self.summary.audio_s += duration
+                        batch.append((item, wave))
+                    if on_file is not None:
+                        on_file()
+                if batch:
+                    yield from self._count(self._classify(batch))
+
+    def _count(self, records: Iterable[Record], long: bool = False) -> Iterator[Record]:
+        failed = False
+        for record in records:
+            if isinstance(record, Failure):
+                failed = True
+            elif isinstance(record, EventResult):
+                self.summary.events += 1
+            elif not long:
+                self.summary.done += 1
+            yield record
+        if long:
+            if failed:
+                self.summary.failed += 1
+            else:
+                self.summary.done += 1
+        elif failed:
+            self.summary.failed += 1
+
+
+def _take(items: Iterator, n: int) -> list:
+    out = []
+    for item in items:
+        out.append(item)
+        if len(out) == n:
+            break
+    return out
+
+
+FORMATS = ("text", "json", "csv")
+
+
+def format_record(record: Record, fmt: str) -> str | None:
+    """One output line for a result (None for failures, which go to stderr)."""
+    if isinstance(record, Failure):
+        return None
+    if isinstance(record, ClipResult):
+        label, score = record.top[0]
+        if fmt == "json":
+            top = [{"label": lab, "score": s} for lab, s in record.top]
+            row = {"path": str(record.path), "label": label, "score": score, "top": top}
+            return json.dumps(row)
+        if fmt == "csv":
+            return _csv_row([record.path, label, f"{score:.4f}", "", ""])
+        return "\t".join([str(record.path), *(f"{lab}\t{s:.4f}" for lab, s in record.top)])
+    e = record.event
+    if fmt == "json":
+        return json.dumps({"path": str(record.path), **e.to_dict()})
+    if fmt == "csv":
+        span = [f"{e.start_s:.2f}", f"{e.end_s:.2f}"]
+        return _csv_row([record.path, e.label, f"{e.score:.4f}", *span])
+    return f"{record.path}\t{e.label}\t{e.score:.4f}\t{e.start_s:.2f}\t{e.end_s:.2f}"
+
+
+CSV_HEADER = "path,label,score,start_s,end_s"
+
+
+def _csv_row(values: list) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(values)
+    return buffer.getvalue()
