@@ -16,6 +16,7 @@ the model's device in ``on_after_batch_transfer``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -33,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from speech_gru.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, fit_length, load_audio
 from speech_gru.augment import NoiseBank, add_noise, speed_perturb, tile_to, time_shift
 from speech_gru.labels import BACKGROUND_NOISE, SILENCE, UNKNOWN, map_word, resolve_labels
+from speech_gru.pack import PackedSplit, open_pack, pack_dir_for, write_pack
 
 log = logging.getLogger(__name__)
 
@@ -173,14 +175,21 @@ class ClipDataset(Dataset):
         clips: the examples.
         noise: background recordings for generated silence.
         seed: seed of the generated silence.
+        packed: the split's packed clips (see ``speech_gru.pack``), read instead of the
+            files when present.
     """
 
     def __init__(
-        self, clips: list[Clip], noise: list[np.ndarray] | None = None, seed: int = 0
+        self,
+        clips: list[Clip],
+        noise: list[np.ndarray] | None = None,
+        seed: int = 0,
+        packed: PackedSplit | None = None,
     ) -> None:
         self.clips = clips
         self.noise = [tile_to(torch.from_numpy(n), CLIP_SAMPLES).numpy() for n in noise or []]
         self.seed = seed
+        self.packed = packed
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -198,7 +207,10 @@ class ClipDataset(Dataset):
         if index == PAD:
             return torch.zeros(CLIP_SAMPLES), -1
         clip = self.clips[index]
-        wave = self.silence(index, draw) if clip.path is None else load_audio(clip.path)
+        if clip.path is None:
+            wave = self.silence(index, draw)
+        elif self.packed is None or (wave := self.packed.get(clip.path)) is None:
+            wave = load_audio(clip.path)
         return torch.from_numpy(fit_length(wave, CLIP_SAMPLES)), clip.label
 
 
@@ -338,7 +350,11 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         time_shift_ms: largest random time shift in training, in milliseconds.
         speed_low: slowest speed (and pitch) perturbation factor; 1.0 turns it off.
         speed_high: fastest perturbation factor.
-        seed: seed of subsets and of the fixed validation and test silence.
+        seed: seed of subsets, shuffles and generated silence (the recipe sets it from
+            ``seed_everything``).
+        use_pack: read clips from the packed int16 cache when one matches the split
+            (``recipes/speech_commands/prepare.py`` writes it); WAV files otherwise.
+        pack_dir: where packs live; default ``~/.cache/speech_gru/packs/<folder>-<hash>``.
     """
 
     def __init__(
@@ -362,6 +378,8 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         speed_low: float = 1.0,
         speed_high: float = 1.0,
         seed: int = 0,
+        use_pack: bool = True,
+        pack_dir: str | None = None,
     ) -> None:
         super().__init__()
         if version not in VERSIONS:
@@ -488,6 +506,35 @@ class SpeechCommandsDataModule(L.LightningDataModule):
                 clips = clips + [Clip(None, silence, SILENCE)] * count
         return clips
 
+    def pack_path(self) -> Path:
+        if self.hparams.pack_dir:
+            return Path(self.hparams.pack_dir)
+        return pack_dir_for(self.data_dir())
+
+    def pack(self, progress: bool = True) -> dict[str, int]:
+        """Write the packed cache of every split whose pack is missing or stale.
+
+        Returns:
+            Clips packed per split (0 where a valid pack was already there).
+        """
+        from rich.progress import Progress
+
+        written = {}
+        pack_dir = self.pack_path()
+        with Progress(disable=not progress) as bar:
+            for split, clips in self.build_splits().items():
+                files = [c.path for c in clips if c.path is not None]
+                if open_pack(pack_dir, split, files) is not None:
+                    written[split] = 0
+                    continue
+                task = bar.add_task(f"packing {split}", total=len(files))
+                advance = functools.partial(bar.advance, task)
+                _, errors = write_pack(pack_dir, split, files, advance)
+                for error in errors:
+                    log.warning("left out of the pack: %s", error["error"])
+                written[split] = len(files) - len(errors)
+        return written
+
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
@@ -495,11 +542,24 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         noise = self.noise_recordings(splits)
         self._bank = NoiseBank([torch.from_numpy(n) for n in noise], CLIP_SAMPLES)
         for split in SPLITS:
+            packed = None
+            if self.hparams.use_pack:
+                files = [c.path for c in splits[split] if c.path is not None]
+                packed = open_pack(self.pack_path(), split, files)
+            if packed is not None and packed.unreadable:
+                log.warning("%s: leaving out %d unreadable files", split, len(packed.unreadable))
+                splits[split] = [
+                    c for c in splits[split]
+                    if c.path is None or str(c.path.resolve()) not in packed.unreadable
+                ]  # fmt: skip
             clips = self.balance(splits[split], split)
-            self.datasets[split] = ClipDataset(clips, noise, seed=self.hparams.seed)
+            self.datasets[split] = ClipDataset(clips, noise, self.hparams.seed, packed)
         for split, dataset in self.datasets.items():
             counts = Counter(self.labels[c.label] for c in dataset.clips)
-            log.info("%s: %d clips %s", split, len(dataset), dict(sorted(counts.items())))
+            source = "packed" if dataset.packed is not None else "files"
+            log.info(
+                "%s (%s): %d clips %s", split, source, len(dataset), dict(sorted(counts.items()))
+            )
 
     # -- loaders -----------------------------------------------------------------------
     def _loader(self, split: str, train: bool) -> ResumableLoader:

@@ -1,0 +1,105 @@
+"""Packed int16 caches: same samples and labels as the files, invalidated when they change."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from speech_gru.audio import write_wav
+from speech_gru.data import SpeechCommandsDataModule
+from speech_gru.prepare import main as prepare
+
+
+def make_folder(root: Path, speakers: int = 12) -> Path:
+    rng = np.random.default_rng(0)
+    for word, hz in (("yes", 300.0), ("no", 500.0), ("cat", 700.0)):
+        (root / word).mkdir(parents=True)
+        for s in range(speakers):
+            t = np.arange(16000 - 1000 * (s % 3)) / 16000  # some clips shorter than 1 s
+            wave = 0.3 * np.sin(2 * np.pi * (hz + 10 * s) * t) + 0.01 * rng.standard_normal(t.size)
+            write_wav(root / word / f"{s:08x}_nohash_0.wav", wave)
+    (root / "_background_noise_").mkdir()
+    write_wav(root / "_background_noise_" / "white.wav", 0.1 * rng.standard_normal(48000))
+    return root
+
+
+def datamodule(root: Path, pack_dir: Path, use_pack: bool = True) -> SpeechCommandsDataModule:
+    dm = SpeechCommandsDataModule(
+        root=str(root), version="folder", labels="v2_12", num_workers=0,
+        unknown_fraction=None, validation_percent=20, testing_percent=20,
+        pack_dir=str(pack_dir), use_pack=use_pack,
+    )  # fmt: skip
+    return dm
+
+
+def items(dm: SpeechCommandsDataModule, split: str) -> tuple[torch.Tensor, list[int]]:
+    dataset = dm.datasets[split]
+    waves, labels = zip(*(dataset[i] for i in range(len(dataset))), strict=True)
+    return torch.stack(waves), list(labels)
+
+
+def test_packed_and_unpacked_give_the_same_samples_and_labels(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "data")
+    packer = datamodule(root, tmp_path / "pack")
+    written = packer.pack(progress=False)
+    assert sum(written.values()) == 36
+    packed, files = datamodule(root, tmp_path / "pack"), datamodule(root, tmp_path / "pack", False)
+    packed.setup()
+    files.setup()
+    for split in ("training", "validation", "testing"):
+        assert packed.datasets[split].packed is not None
+        assert files.datasets[split].packed is None
+        waves_p, labels_p = items(packed, split)
+        waves_f, labels_f = items(files, split)
+        assert labels_p == labels_f
+        # int16 storage: within one quantisation step of the float samples
+        torch.testing.assert_close(waves_p, waves_f, atol=1 / 32768, rtol=0)
+    assert packer.pack(progress=False) == {"training": 0, "validation": 0, "testing": 0}
+
+
+def test_a_changed_folder_invalidates_the_pack(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "data")
+    datamodule(root, tmp_path / "pack").pack(progress=False)
+    changed = next(iter(sorted((root / "yes").glob("*.wav"))))
+    write_wav(changed, np.zeros(16000))  # new content (and size/mtime)
+    os.utime(changed, ns=(0, 123456789))
+    (root / "no" / "deadbeef_nohash_0.wav").write_bytes(changed.read_bytes())  # a new file
+    dm = datamodule(root, tmp_path / "pack")
+    dm.setup()
+    stale = [s for s, ds in dm.datasets.items() if ds.packed is None]
+    assert stale, "splits whose files changed must fall back to the files"
+    for split in stale:  # and they read the new content
+        dataset = dm.datasets[split]
+        for i, clip in enumerate(dataset.clips):
+            if clip.path == changed:
+                assert float(dataset[i][0].abs().max()) == 0.0
+    assert datamodule(root, tmp_path / "pack").pack(progress=False)[stale[0]] > 0
+
+
+def test_unreadable_files_are_left_out_of_the_pack(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "data", speakers=20)
+    broken = root / "yes" / "0badf00d_nohash_0.wav"
+    broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    dm = datamodule(root, tmp_path / "pack")
+    dm.pack(progress=False)
+    dm.setup()
+    paths = [c.path for ds in dm.datasets.values() for c in ds.clips]
+    assert broken not in paths and len([p for p in paths if p is not None]) == 60
+
+
+def test_prepare_is_safe_to_rerun(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = make_folder(tmp_path / "data")
+    args = [
+        "--data.root", str(root), "--data.version", "folder", "--data.labels", "v2_12",
+        "--data.pack_dir", str(tmp_path / "pack"), "--data.unknown_fraction", "null",
+    ]  # fmt: skip
+    assert prepare(args) == 0
+    first = capsys.readouterr().out
+    assert prepare(args) == 0
+    second = capsys.readouterr().out
+    assert "training 0, validation 0, testing 0" in second and first != second
+    assert prepare(["--data.root", str(tmp_path / "missing"), "--data.version", "folder"]) == 2

@@ -1,0 +1,224 @@
+"""Training throughput in clips/s, stage by stage, against a plain reference loop.
+
+One run measures, on this machine (CPU, or a GPU with ``--device cuda``):
+
+* ``loader``: the recipe's training loader alone (packed int16 cache, or WAV files);
+* ``features``: MFCC, normalisation and SpecAugment on batches on the device;
+* ``model step``: forward, loss, backward and optimizer step on ready features;
+* ``full step``: loader + waveform augmentation on the device + the whole training step,
+  as the recipe runs it;
+* ``reference``: a plain loop: a Dataset that reads each WAV file with soundfile and
+  computes its MFCCs one clip at a time, a DataLoader without workers, the same model;
+
+and prints the full step's speed-up over the reference::
+
+    python tools/bench_train.py --data ../shared/data/speech_commands_v2_dev
+    python tools/bench_train.py --data DIR --device cuda --precision bf16-mixed --batch 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+def timed(fn: Callable[[], int], seconds: float, warmup: int = 2) -> float:
+    """Clips per second of ``fn`` (which returns clips done), run for about ``seconds``."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    clips, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        clips += fn()
+    sync()
+    return clips / (time.perf_counter() - start)
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+class ReferenceDataset(Dataset):
+    """The plain way: read a WAV with soundfile, pad, compute its MFCCs, per item."""
+
+    def __init__(self, files: list[Path], labels: list[int], frontend: torch.nn.Module):
+        self.files, self.labels, self.frontend = files, labels, frontend
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        wave, _ = sf.read(self.files[i], dtype="float32")
+        wave = np.pad(wave[:16000], (0, max(0, 16000 - wave.size)))
+        with torch.no_grad():
+            feats = self.frontend(torch.from_numpy(wave)[None])[0]  # (T, F)
+        return feats, self.labels[i]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="dataset folder (folder layout)")
+    parser.add_argument("--config", default="recipes/speech_commands/conf/folder.yaml")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--precision", default="32", choices=("32", "bf16-mixed"))
+    parser.add_argument("--batch", type=int, help="clips per batch (default: the config's)")
+    parser.add_argument("--workers", type=int, help="loader workers (default: the config's)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="time per measurement")
+    parser.add_argument("--json", help="write the numbers to this file")
+    args = parser.parse_args(argv)
+
+    import yaml
+
+    from speech_gru.data import SpeechCommandsDataModule
+    from speech_gru.lit import KeywordSpotter
+
+    config = yaml.safe_load(Path(args.config).read_text())
+    data_cfg = {**config.get("data", {}), "root": args.data}
+    if args.batch:
+        data_cfg["batch_size"] = args.batch
+    if args.workers is not None:
+        data_cfg["num_workers"] = args.workers
+    device = torch.device(args.device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision != "32")
+
+    # the recipe's data path, packed once into a temporary cache
+    pack_dir = Path(tempfile.mkdtemp(prefix="speech_gru_pack_"))
+    dm = SpeechCommandsDataModule(**data_cfg, pack_dir=str(pack_dir))
+    dm.pack(progress=False)
+    dm.setup()
+    module = KeywordSpotter(labels=dm.labels, **config.get("model", {})).to(device)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
+    module.log = lambda *a, **k: None  # no trainer attached
+    batch_size = dm.hparams.batch_size
+    results: dict[str, float] = {}
+
+    loader = dm.train_dataloader()
+
+    def loader_pass() -> Callable[[], int]:
+        iterator = iter(loader)
+
+        def step() -> int:
+            nonlocal iterator
+            try:
+                wave, _ = next(iterator)
+            except StopIteration:
+                iterator = iter(loader)
+                wave, _ = next(iterator)
+            return len(wave)
+
+        return step
+
+    results["loader (packed)"] = timed(loader_pass(), args.seconds)
+
+    wave = torch.randn(batch_size, 16000, device=device) * 0.1
+    target = torch.randint(0, len(dm.labels), (batch_size,), device=device)
+
+    def features() -> int:
+        with torch.no_grad(), autocast:
+            module.model.features(wave)
+        return batch_size
+
+    results["features"] = timed(features, args.seconds / 2)
+    with torch.no_grad():
+        feats, lengths = module.model.features(wave)
+
+    def model_step() -> int:
+        with autocast:
+            logits = module.model.classify(feats, lengths)["logits"]
+            loss = module.loss(logits, target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return batch_size
+
+    results["model step"] = timed(model_step, args.seconds)
+
+    class Trainer:  # what on_after_batch_transfer reads of a trainer
+        training = True
+        global_rank = 0
+
+        class fit_loop:  # noqa: N801
+            class epoch_loop:  # noqa: N801
+                class batch_progress:  # noqa: N801
+                    class total:  # noqa: N801
+                        ready = 0
+
+    dm.trainer = Trainer()
+    iterator = iter(loader)
+
+    def full() -> int:
+        nonlocal iterator
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            iterator = iter(loader)
+            batch = next(iterator)
+        batch = [t.to(device, non_blocking=True) for t in batch]
+        batch = dm.on_after_batch_transfer(batch, 0)
+        Trainer.fit_loop.epoch_loop.batch_progress.total.ready += 1
+        with autocast:
+            loss = module.training_step(batch, 0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return len(batch[1])
+
+    results["full step"] = timed(full, args.seconds)
+
+    train = dm.datasets["training"]
+    files = [c.path for c in train.clips if c.path is not None]
+    labels = [c.label for c in train.clips if c.path is not None]
+    reference = DataLoader(
+        ReferenceDataset(files, labels, module.model.frontend.cpu()),
+        batch_size=batch_size, shuffle=True, num_workers=0,
+    )  # fmt: skip
+    module.to(device)
+    ref_iter = iter(reference)
+
+    def reference_step() -> int:
+        nonlocal ref_iter
+        try:
+            feats, target = next(ref_iter)
+        except StopIteration:
+            ref_iter = iter(reference)
+            feats, target = next(ref_iter)
+        feats, target = feats.to(device), target.to(device)
+        lengths = torch.full((len(feats),), feats.shape[1], device=device)
+        valid = torch.ones(feats.shape[:2], dtype=torch.bool, device=device)
+        logits = module.model.classify(module.model.norm(feats, valid), lengths)["logits"]
+        loss = module.loss(logits, target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return len(target)
+
+    results["reference loop"] = timed(reference_step, args.seconds)
+
+    print(
+        f"\n{device} ({torch.get_num_threads()} threads), precision {args.precision}, "
+        f"batch {batch_size}, {dm.hparams.num_workers} loader workers, "
+        f"model {module.hparams.cell} {module.hparams.num_layers}x{module.hparams.hidden_size}"
+    )
+    print("| stage | clips/s |\n|---|---|")
+    for name, value in results.items():
+        print(f"| {name} | {value:,.0f} |")
+    speedup = results["full step"] / results["reference loop"]
+    print(f"\nfull step vs reference loop: {speedup:.2f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps({**results, "speedup": speedup}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
