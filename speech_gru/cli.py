@@ -5,6 +5,8 @@ Sub-commands:
     stream       detect keywords live from a microphone, a file or stdin
     evaluate     score a labelled folder (canonical test-archive layout)
     export       write a self-contained TorchScript or ONNX model
+    explain      plot what a GRU checkpoint attends to and how its gates move, on one file
+    info         print a model card: labels, features, architecture, parameters, test accuracy
 """
 
 from __future__ import annotations
@@ -219,6 +221,35 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from speech_gru.explain import ExplainError, explain_file, plot_explanation, write_json
+    from speech_gru.infer import ModelLoadError
+
+    try:
+        explanation = explain_file(args.checkpoint, args.file)
+    except (ModelLoadError, ExplainError, AudioError) as err:
+        raise CliError(str(err)) from None
+    print(f"{args.file}: {explanation.predicted} {explanation.score:.2f}")
+    if explanation.window_note():
+        print(f"note: {explanation.window_note()}")
+    print(f"wrote {plot_explanation(explanation, args.out)}")
+    if args.json:
+        print(f"wrote {write_json(explanation, args.json)}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from speech_gru.explain import format_card, model_card
+    from speech_gru.infer import ModelLoadError
+
+    try:
+        card = model_card(args.checkpoint)
+    except ModelLoadError as err:
+        raise CliError(str(err)) from None
+    print(json.dumps(card, indent=2) if args.json else format_card(card))
+    return 0
+
+
 def add_detector_arguments(p: argparse.ArgumentParser) -> None:
     """Keyword detection settings (defaults: the reference recognizer's, see stream.py)."""
     p.add_argument("--hop", type=float, default=0.1, help="seconds between windows")
@@ -278,6 +309,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for the report (default: next to the checkpoint)")
     p.add_argument("--batch-size", type=int, default=64, help="clips per forward pass")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("explain", help="plot attention and GRU gate activity over one file")
+    p.add_argument("--checkpoint", required=True, help="trained GRU checkpoint (.ckpt)")
+    p.add_argument("file", help="audio file (longer than 1 s: its loudest second)")
+    p.add_argument("--out", default="explain.png", help="PNG to write (default explain.png)")
+    p.add_argument("--json", metavar="FILE.json", help="also write the plotted numbers here")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("info", help="print the model card of a checkpoint or an export")
+    p.add_argument("--checkpoint", required=True, help="checkpoint (.ckpt) or exported model")
+    p.add_argument("--json", action="store_true", help="print the card as JSON")
+    p.set_defaults(func=cmd_info)
     return parser
 
 

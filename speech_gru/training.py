@@ -13,6 +13,7 @@ launch the same command. This module adds only what every recipe run needs:
   ``fit --ckpt_path last`` continues exactly where it stopped;
 * the label list linked from the data into the model, the per-device batch size into the
   learning-rate scaling, and ``seed_everything`` into the data's seed;
+* early stopping on ``val/acc`` (``--early_stopping_patience N``, off by default);
 * a refusal to start a new ``fit`` over an earlier run's checkpoints;
 * a test of the best checkpoint right after ``fit``.
 """
@@ -31,7 +32,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -97,17 +98,19 @@ class LastCheckpoint(Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.save_checkpoint(self.path)  # after validation, so best-model state is current
+        # After validation, so the best-model state is current. The full state (optimizer,
+        # loops, callbacks), said explicitly: Lightning logs a line per save otherwise.
+        trainer.save_checkpoint(self.path, weights_only=False)
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
         self._restore_handler()
         if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit":
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
 
     def _restore_handler(self) -> None:
         if self._previous is not None and _main_thread():
@@ -138,6 +141,12 @@ class SpeechGruCLI(LightningCLI):
             type=int,
             default=100,
             help="save checkpoints/last.ckpt every N training steps (0: epoch ends only)",
+        )
+        parser.add_argument(
+            "--early_stopping_patience",
+            type=int,
+            default=0,
+            help="stop fit when val/acc has not improved for N epochs (0: run every epoch)",
         )
         parser.link_arguments("data.label_names", "model.labels", apply_on="instantiate")
         parser.link_arguments("data.batch_size", "model.batch_size")
@@ -183,6 +192,9 @@ class SpeechGruCLI(LightningCLI):
             # Pre-emption is handled here (SIGUSR1 -> last.ckpt); the batch script requeues.
             plugins.append(SLURMEnvironment(auto_requeue=False))
         callbacks = [LastCheckpoint(checkpoint_dir(config.run_dir), config.last_every_n_steps)]
+        patience = config.early_stopping_patience
+        if patience > 0:
+            callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=patience))
         trainer = super().instantiate_trainer(plugins=plugins, **kwargs)
         trainer.callbacks.extend(callbacks)
         return trainer

@@ -111,8 +111,9 @@ def test_transcribe_reports_bad_files_and_carries_on(
     result = run_cli("transcribe", "--checkpoint", str(checkpoint), paths[0], str(good), *paths[1:])
     assert result.returncode == 1
     assert result.stdout.splitlines()[0].startswith(str(good) + "\t")
-    errors = result.stderr.strip().splitlines()
+    *errors, summary = result.stderr.strip().splitlines()
     assert len(errors) == len(bad), result.stderr  # one line each, no traceback
+    assert summary.startswith("summary: 7 files: 1 done, 6 failed"), summary
     for line, (name, problem) in zip(errors, bad.items(), strict=True):
         assert line.startswith(f"error: {tmp_path / name}: ")
         assert problem in line

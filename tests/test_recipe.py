@@ -97,3 +97,16 @@ def test_every_config_runs_a_fast_dev_run(conf: str, commands_dir: Path, tmp_pat
     if conf == "v2_12.yaml":  # the 12-class test set is the canonical test archive
         test_files = {c.path for c in cli.datamodule.datasets["testing"].clips}
         assert all(p.is_relative_to(data_root / "test_v0.02") for p in test_files)
+
+
+def test_early_stopping_ends_fit_when_val_acc_stalls(commands_dir: Path, tmp_path: Path) -> None:
+    # With a zero learning rate val/acc never improves: patience 2 stops after 3 epochs.
+    cli = main(
+        train_args(
+            commands_dir, tmp_path / "run",
+            "--model.lr", "0", "--trainer.max_epochs", "10",
+            "--early_stopping_patience", "2", "--test_after_fit", "false",
+        )
+    )  # fmt: skip
+    assert cli.trainer.current_epoch == 3 and cli.trainer.should_stop
+    assert (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()

@@ -25,7 +25,7 @@ from speech_gru.cli import main
 from speech_gru.data import speaker_of, which_set
 
 SEQUENCE = ["yes", "down", "no", "up"]
-STREAM_ARGS = ["--threshold", "0.5", "--json"]
+STREAM_ARGS = ["--threshold", "0.4", "--json"]
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +217,7 @@ def test_microphone_hears_keywords_in_order(
     finally:
         process.kill()
     assert process.returncode == 0, err.decode()
-    assert labels_of(out) == SEQUENCE
+    assert labels_of(out) == SEQUENCE, (out + err).decode()
     assert err.decode().splitlines()[-1].startswith("stopped: ")
     assert "4 events" in err.decode() and "input overflows" in err.decode()
 

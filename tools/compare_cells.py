@@ -51,12 +51,16 @@ def train(cell: str, hidden: int, seed: int, args: argparse.Namespace) -> dict:
     return out
 
 
-def speed(cell: str, hidden: int, steps: int, batch: int) -> dict:
+def speed(cell: str, hidden: int, steps: int, batch: int, config: Path) -> dict:
     """Training clips/s (full step: features, SpecAugment, forward, backward, AdamW) and
-    the median latency of classifying one 1-second clip on one thread."""
+    the median latency of classifying one 1-second clip on one thread, for the model the
+    recipe config describes."""
+    import yaml
+
     from speech_gru.lit import KeywordSpotter
 
-    module = KeywordSpotter(cell=cell, hidden_size=hidden)
+    settings = yaml.safe_load(Path(config).read_text()).get("model") or {}
+    module = KeywordSpotter(**(settings | {"cell": cell, "hidden_size": hidden}))
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
     wave = torch.randn(batch, 16000) * 0.1
     target = torch.randint(0, len(module.labels), (batch,))
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", required=True, help="dataset folder (folder layout)")
     parser.add_argument("--config", default=str(CONFIG), help="recipe config")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--hidden", type=int, default=128, help="GRU hidden size")
+    parser.add_argument("--hidden", type=int, default=192, help="GRU hidden size")
     parser.add_argument("--lstm-hidden", type=int, help="LSTM hidden size (default: --hidden)")
     parser.add_argument("--out", default="runs/compare", help="folder of the run folders")
     parser.add_argument("--speed-steps", type=int, default=10, help="timed training steps")
@@ -107,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = {}
     for cell, hidden in cells.items():
-        row = speed(cell, hidden, args.speed_steps, batch=64)
+        row = speed(cell, hidden, args.speed_steps, batch=64, config=args.config)
         if not args.skip_training:
             runs = [train(cell, hidden, seed, args) for seed in args.seeds]
             accs = [r["test/acc"] for r in runs]

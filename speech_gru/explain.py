@@ -1,0 +1,457 @@
+"""Look inside a trained model: its gates over one clip, and its model card.
+
+``explain_file`` runs a checkpoint's model on one audio file and records, per frame, the
+attention weight and the mean update-gate (z) and reset-gate (r) activity of every GRU
+layer and direction; ``plot_explanation`` draws them on one time axis under the waveform
+and the MFCCs, and ``Explanation.to_dict`` gives the same numbers for ``--json``. The
+gates come from ``speech_gru.gru.ExplicitGRU`` loaded with the encoder's weights; its
+outputs are checked against the encoder's, and the prediction and attention come from
+the real model.
+
+``model_card`` collects what a checkpoint or an export says about itself (labels, feature
+settings, architecture, parameter counts, training data, test accuracy) for
+``speech-gru info``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speech_gru.audio import SAMPLE_RATE, load_audio, loudest_window
+from speech_gru.gru import DIRECTIONS, ExplicitGRU
+from speech_gru.labels import LABEL_SETS
+from speech_gru.model import KeywordModel
+
+CLIP_SAMPLES = SAMPLE_RATE  # the model is trained on 1 s clips
+ENCODER_TOLERANCE = 1e-4  # largest difference allowed between ExplicitGRU and the encoder
+
+
+class ExplainError(Exception):
+    """The model cannot be explained (e.g. an LSTM); ``str()`` is one line."""
+
+
+@dataclass
+class GateTrack:
+    """Mean gate activity over the units of one layer and direction, per frame.
+
+    Attributes:
+        layer: 1 for the layer nearest the input.
+        direction: ``"forward"`` or ``"backward"``.
+        z: (T,) mean update gate: near 1, the memory is carried forward unchanged.
+        r: (T,) mean reset gate: near 0, the candidate ignores the memory.
+    """
+
+    layer: int
+    direction: str
+    z: np.ndarray
+    r: np.ndarray
+
+
+@dataclass
+class Explanation:
+    """What the model saw and did on one clip.
+
+    Attributes:
+        source: the audio file.
+        labels: class names, in output order.
+        probabilities: (C,) softmax of the logits.
+        wave: (N,) the explained samples (the loudest second, zero-padded if shorter).
+        sample_rate: of ``wave``.
+        start_s: where ``wave`` starts in the file, in seconds.
+        file_s: duration of the file, in seconds.
+        times: (T,) centre of each frame, in seconds from the start of the file.
+        frame_s: seconds between frames (the hop).
+        features: (T, F) normalised MFCCs: the GRU's input.
+        attention: (T,) attention weights (sum to 1).
+        gates: one ``GateTrack`` per layer and direction.
+    """
+
+    source: str
+    labels: list[str]
+    probabilities: np.ndarray
+    wave: np.ndarray
+    sample_rate: int
+    start_s: float
+    file_s: float
+    times: np.ndarray
+    frame_s: float
+    features: np.ndarray
+    attention: np.ndarray
+    gates: list[GateTrack] = field(default_factory=list)
+
+    @property
+    def predicted(self) -> str:
+        return self.labels[int(np.argmax(self.probabilities))]
+
+    @property
+    def score(self) -> float:
+        return float(np.max(self.probabilities))
+
+    def window_note(self) -> str:
+        """One line on which part of the file was explained ("" for a 1 s clip)."""
+        window_s = self.wave.size / self.sample_rate
+        if self.file_s > window_s:
+            return (
+                f"{self.file_s:.2f} s clip: explained its loudest {window_s:g} s, "
+                f"{self.start_s:.2f}-{self.start_s + window_s:.2f} s"
+            )
+        if self.file_s < window_s:
+            return f"{self.file_s:.2f} s clip: zero-padded to {window_s:g} s"
+        return ""
+
+    def to_dict(self) -> dict:
+        """The numbers behind the plot, JSON-ready (floats rounded to 6 digits)."""
+
+        def rounded(values: np.ndarray) -> list[float]:
+            return [round(float(v), 6) for v in values]
+
+        return {
+            "file": self.source,
+            "predicted": self.predicted,
+            "score": round(self.score, 6),
+            "probabilities": dict(zip(self.labels, rounded(self.probabilities), strict=True)),
+            "window": {
+                "start_s": round(self.start_s, 6),
+                "end_s": round(self.start_s + self.wave.size / self.sample_rate, 6),
+                "file_s": round(self.file_s, 6),
+                "note": self.window_note(),
+            },
+            "frame_s": self.frame_s,
+            "times": rounded(self.times),
+            "attention": rounded(self.attention),
+            "gates": [
+                {"layer": g.layer, "direction": g.direction, "z": rounded(g.z), "r": rounded(g.r)}
+                for g in self.gates
+            ],
+        }
+
+
+def check_gru(model: KeywordModel, source: str | Path) -> None:
+    """Raise ExplainError unless the model's encoder is a GRU."""
+    if model.config.cell != "gru":
+        raise ExplainError(
+            f"{source}: gate plots need a GRU encoder; this checkpoint has cell: "
+            f"{model.config.cell}"
+        )
+
+
+@torch.no_grad()
+def explain_wave(
+    model: KeywordModel, labels: list[str], wave: np.ndarray, source: str = "", start_s: float = 0.0
+) -> Explanation:
+    """Run a GRU model on one waveform and record its attention and gate activity.
+
+    Args:
+        model: a KeywordModel with a GRU encoder, in eval mode.
+        labels: its class names.
+        wave: (N,) float32 samples at the model's sample rate.
+        source: name of the audio, for messages.
+        start_s: where ``wave`` starts in its file (shifts the time axis).
+
+    Returns:
+        The Explanation (``file_s`` is the length of ``wave``; the caller may override it).
+
+    Raises:
+        ExplainError: an LSTM model, or explicit gates that disagree with the encoder.
+    """
+    check_gru(model, source)
+    config = model.config.features
+    batch = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))[None]  # (1, N)
+    feats, frame_lengths = model.features(batch)  # (1, T, F), (1,)
+    result = model.classify(feats, frame_lengths)
+    explicit = ExplicitGRU.from_gru(model.encoder).eval()
+    states, _, trace = explicit(feats, frame_lengths)  # (1, T, 2H)
+    difference = float((states - result["states"]).abs().max())
+    if difference > ENCODER_TOLERANCE:
+        raise ExplainError(f"{source}: explicit GRU differs from the encoder by {difference:.2g}")
+    num_frames = feats.shape[1]
+    centres = np.arange(num_frames) * config.hop_length + config.n_fft / 2  # samples
+    gates = [
+        GateTrack(
+            layer=k + 1,
+            direction=DIRECTIONS[d],
+            z=acts.z[0].mean(-1).numpy(),  # (T,) mean over units
+            r=acts.r[0].mean(-1).numpy(),
+        )
+        for k, directions in enumerate(trace.layers)
+        for d, acts in enumerate(directions)
+    ]
+    return Explanation(
+        source=str(source),
+        labels=list(labels),
+        probabilities=result["logits"][0].float().softmax(-1).numpy(),
+        wave=np.asarray(wave, dtype=np.float32),
+        sample_rate=config.sample_rate,
+        start_s=start_s,
+        file_s=wave.size / config.sample_rate,
+        times=start_s + centres / config.sample_rate,
+        frame_s=config.hop_length / config.sample_rate,
+        features=feats[0].numpy(),
+        attention=result["attention"][0].float().numpy(),
+        gates=gates,
+    )
+
+
+def window_start(wave: np.ndarray, window: np.ndarray, step: int = 160) -> int:
+    """Where ``window`` (a copy of ``wave[s : s + len(window)]``, ``s`` a multiple of
+    ``step``) starts in ``wave``."""
+    n = window.size
+    for start in range(0, wave.size - n + 1, step):
+        if np.array_equal(wave[start : start + n], window):
+            return start
+    raise ValueError("window not found in wave")
+
+
+def explain_file(checkpoint: str | Path, path: str | Path) -> Explanation:
+    """Explain a checkpoint's prediction on one audio file.
+
+    Clips longer than one second are cut to their loudest second, shorter ones
+    zero-padded, as ``speech-gru transcribe`` does.
+
+    Raises:
+        ModelLoadError: the checkpoint cannot be loaded.
+        ExplainError: an exported model, or a model that is not a GRU.
+        AudioError: the audio file cannot be read.
+    """
+    from speech_gru.infer import _is_torchscript, load_checkpoint_model
+
+    source = Path(checkpoint)
+    if source.suffix == ".onnx" or (source.is_file() and _is_torchscript(source)):
+        raise ExplainError(
+            f"{source}: an exported model; explain needs the training checkpoint (.ckpt)"
+        )
+    model, labels, _ = load_checkpoint_model(checkpoint)
+    check_gru(model, checkpoint)
+    rate = model.config.features.sample_rate
+    wave = load_audio(path, rate)
+    window = loudest_window(wave, CLIP_SAMPLES)
+    start = window_start(wave, window) if wave.size > CLIP_SAMPLES else 0
+    explanation = explain_wave(model, labels, window, str(path), start / rate)
+    explanation.file_s = wave.size / rate
+    return explanation
+
+
+def write_json(explanation: Explanation, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(explanation.to_dict(), indent=1) + "\n")
+    return path
+
+
+def plot_explanation(explanation: Explanation, path: str | Path, dpi: int = 100) -> Path:
+    """Draw waveform, MFCCs, attention and gate activity on one time axis to a PNG.
+
+    One gate panel per GRU layer: mean z (solid) and r (dashed) over the units, forward
+    (blue) and backward (orange) direction.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    e = explanation
+    layers = sorted({g.layer for g in e.gates})
+    heights = [1.0, 1.3, 0.9] + [1.2] * len(layers)
+    fig, axes = plt.subplots(
+        len(heights), 1, sharex=True, figsize=(10, 1.6 + 1.55 * sum(heights)),
+        gridspec_kw={"height_ratios": heights},
+    )  # fmt: skip
+    wave_ax, mfcc_ax, attention_ax, *gate_axes = axes
+
+    t_wave = e.start_s + np.arange(e.wave.size) / e.sample_rate
+    wave_ax.plot(t_wave, e.wave, color="0.25", linewidth=0.5)
+    wave_ax.set_ylabel("waveform")
+    peak = float(np.abs(e.wave).max()) or 1.0
+    wave_ax.set_ylim(-1.05 * peak, 1.05 * peak)
+
+    half = e.frame_s / 2
+    extent = (e.times[0] - half, e.times[-1] + half, -0.5, e.features.shape[1] - 0.5)
+    mfcc_ax.imshow(
+        e.features.T, origin="lower", aspect="auto", extent=extent, cmap="magma",
+        interpolation="nearest",
+    )  # fmt: skip
+    mfcc_ax.set_ylabel("MFCC\n(normalised)")
+
+    attention_ax.fill_between(e.times, e.attention, color="tab:green", alpha=0.3, linewidth=0)
+    attention_ax.plot(e.times, e.attention, color="tab:green", linewidth=1.2)
+    attention_ax.set_ylabel("attention")
+    attention_ax.set_ylim(0, 1.1 * float(e.attention.max()))
+
+    colors = {"forward": "tab:blue", "backward": "tab:orange"}
+    for ax, layer in zip(gate_axes, layers, strict=True):
+        for g in (g for g in e.gates if g.layer == layer):
+            ax.plot(e.times, g.z, color=colors[g.direction], linewidth=1.3,
+                    label=f"z update, {g.direction}")  # fmt: skip
+            ax.plot(e.times, g.r, color=colors[g.direction], linewidth=1.0, linestyle="--",
+                    label=f"r reset, {g.direction}")  # fmt: skip
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(f"GRU layer {layer}/{len(layers)}\nmean gate")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right", fontsize=7, ncol=2, framealpha=0.8)
+    axes[-1].set_xlabel("time in file (s)")
+    axes[-1].set_xlim(e.start_s, e.start_s + e.wave.size / e.sample_rate)
+
+    top = np.argsort(e.probabilities)[::-1][:3]
+    others = ", ".join(f"{e.labels[i]} {e.probabilities[i]:.2f}" for i in top[1:])
+    title = f"{Path(e.source).name}: predicted '{e.predicted}' (p = {e.score:.2f})"
+    subtitle = "; ".join(s for s in (f"next: {others}" if others else "", e.window_note()) if s)
+    fig.suptitle(f"{title}\n{subtitle}" if subtitle else title, fontsize=11)
+    fig.align_ylabels(axes)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+# -- model card ---------------------------------------------------------------------------
+
+
+def label_set_name(labels: list[str], version: str | None = None) -> str:
+    """The name of a built-in label set equal to ``labels``, else ``"custom"``."""
+    names = [name for name, members in LABEL_SETS.items() if list(members) == list(labels)]
+    if version == "v0.01":
+        names.sort(key=lambda name: not name.startswith("v1"))
+    return names[0] if names else "custom"
+
+
+def spotter_arguments(hparams: dict) -> dict:
+    """The entries of a hyper-parameter dict that ``KeywordSpotter`` takes."""
+    from speech_gru.lit import KeywordSpotter
+
+    accepted = inspect.signature(KeywordSpotter.__init__).parameters
+    return {k: v for k, v in hparams.items() if k in accepted and k != "self"}
+
+
+def parameter_counts(model: KeywordModel) -> dict[str, int]:
+    """Trainable numbers per part; the MFCC frontend and feature norm hold only buffers."""
+    parts = {"frontend": model.frontend, "norm": model.norm, "encoder": model.encoder,
+             "pooling": model.pool, "head": model.head}  # fmt: skip
+    counts = {name: sum(p.numel() for p in part.parameters()) for name, part in parts.items()}
+    return {"total": model.num_parameters(), **counts}
+
+
+def describe_model(model: KeywordModel) -> tuple[dict, dict]:
+    """(features, architecture) sections of a model card."""
+    c = model.config
+    f = c.features
+    features = {
+        "sample_rate": f.sample_rate, "n_fft": f.n_fft, "hop_length": f.hop_length,
+        "n_mels": f.n_mels, "n_mfcc": f.n_mfcc, "f_min": f.f_min, "f_max": f.f_max,
+        "feature_norm": c.feature_norm,
+    }  # fmt: skip
+    architecture = {
+        "cell": c.cell, "num_layers": c.num_layers, "hidden_size": c.hidden_size,
+        "bidirectional": bool(model.encoder.bidirectional), "attention_dim": c.attention_dim,
+        "dropout": c.dropout,
+    }  # fmt: skip
+    return features, architecture
+
+
+def model_card(path: str | Path) -> dict:
+    """What a checkpoint or an exported model records about itself.
+
+    Keys: ``file``, ``kind``, ``labels``, ``features``, ``architecture``, ``parameters``
+    (per part), ``training`` (data and progress; None when not recorded), ``test_metrics``
+    (None when not recorded), ``speech_gru_version`` and, for exports, ``metadata``.
+
+    Raises:
+        ModelLoadError: a missing or unreadable model file.
+    """
+    from speech_gru.infer import load_checkpoint_model, load_classifier
+    from speech_gru.lit import KeywordSpotter
+
+    classifier = load_classifier(path)
+    card: dict = {"file": str(path), "kind": classifier.kind, "labels": classifier.labels}
+    if classifier.kind == "checkpoint":
+        model, _, _ = load_checkpoint_model(path)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        data = checkpoint.get("datamodule_hyper_parameters")
+        training = {"epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step")}
+        if data:
+            training = {"root": data.get("root"), "version": data.get("version"), **training}
+        training["label_set"] = label_set_name(classifier.labels, (data or {}).get("version"))
+        card["training"] = training
+        card["test_metrics"] = checkpoint.get("test_metrics") or None
+        card["speech_gru_version"] = checkpoint.get("speech_gru_version")
+    else:
+        meta = dict(classifier.metadata)
+        hparams = meta.get("hyper_parameters", "{}")
+        hparams = json.loads(hparams) if isinstance(hparams, str) else dict(hparams)
+        arguments = spotter_arguments({**hparams, "labels": classifier.labels})
+        model = KeywordSpotter(**arguments).model  # the same architecture, to count
+        card["training"] = None
+        card["test_metrics"] = None
+        card["speech_gru_version"] = meta.get("speech_gru_version")
+        card["metadata"] = {
+            k: v
+            for k, v in meta.items()
+            if k not in ("labels", "hyper_parameters", "speech_gru_version")
+        }
+    card["features"], card["architecture"] = describe_model(model)
+    card["parameters"] = parameter_counts(model)
+    return card
+
+
+def format_card(card: dict) -> str:
+    """A model card as aligned text lines."""
+    f, a, p = card["features"], card["architecture"], card["parameters"]
+    rate = f["sample_rate"]
+    lines = [
+        ("file", f"{card['file']} ({card['kind']}, speech_gru {card['speech_gru_version']})"),
+        ("labels", f"{len(card['labels'])}: {' '.join(card['labels'])}"),
+        (
+            "features",
+            f"{rate} Hz, n_fft {f['n_fft']} ({1000 * f['n_fft'] / rate:g} ms), "
+            f"hop {f['hop_length']} ({1000 * f['hop_length'] / rate:g} ms), "
+            f"{f['n_mels']} mels {f['f_min']:g}-{f['f_max']:g} Hz, {f['n_mfcc']} MFCC, "
+            f"norm {f['feature_norm']}",
+        ),
+        (
+            "architecture",
+            f"{'bidirectional ' if a['bidirectional'] else ''}{a['cell'].upper()}, "
+            f"{a['num_layers']} layers x {a['hidden_size']} units per direction, "
+            f"attention dim {a['attention_dim']}, dropout {a['dropout']:g}",
+        ),
+        (
+            "parameters",
+            f"{p['total']:,} (encoder {p['encoder']:,}, pooling {p['pooling']:,}, "
+            f"head {p['head']:,}; frontend {p['frontend']:,} and norm {p['norm']:,}: "
+            "buffers only)",
+        ),
+    ]
+    training = card.get("training")
+    if training:
+        data = (
+            f"root {training['root']}, version {training['version']}, "
+            if "root" in training
+            else "data not recorded, "
+        )
+        lines.append(
+            (
+                "training",
+                f"{data}label set {training['label_set']}; epoch {training['epoch']}, "
+                f"step {training['global_step']}",
+            )
+        )
+    else:
+        lines.append(("training", "not recorded in exports"))
+    metrics = card.get("test_metrics")
+    if metrics:
+        acc = metrics.get("test/acc")
+        rest = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "test/acc")
+        text = f"{acc:.4f}" if acc is not None else "not recorded"
+        lines.append(("test accuracy", f"{text} ({rest})" if rest else text))
+    else:
+        lines.append(("test accuracy", "not recorded"))
+    for key, value in (card.get("metadata") or {}).items():
+        lines.append((key, str(value)))
+    width = max(len(key) for key, _ in lines)
+    return "\n".join(f"{key + ':':<{width + 1}} {value}" for key, value in lines)
