@@ -45,6 +45,7 @@ __all__ = [
     "iter_pcm",
     "list_devices",
     "load_audio",
+    "loudest_start",
     "loudest_window",
     "write_wav",
 ]
@@ -541,6 +542,16 @@ def fit_length(wave: np.ndarray, n: int = SAMPLE_RATE) -> np.ndarray:
     return out
 
 
+def loudest_start(wave: np.ndarray, n: int = SAMPLE_RATE, step: int = 160) -> int:
+    """Where the ``n``-sample stretch of ``wave`` with the most energy starts (a multiple
+    of ``step``; 0 when ``wave`` is no longer than ``n``)."""
+    if wave.size <= n:
+        return 0
+    energy = np.concatenate([[0.0], np.cumsum(wave.astype(np.float64) ** 2)])
+    starts = np.arange(0, wave.size - n + 1, step)
+    return int(starts[np.argmax(energy[starts + n] - energy[starts])])
+
+
 def loudest_window(wave: np.ndarray, n: int = SAMPLE_RATE, step: int = 160) -> np.ndarray:
     """The ``n``-sample stretch of ``wave`` with the most energy (zero-padded if shorter).
 
@@ -549,9 +560,7 @@ def loudest_window(wave: np.ndarray, n: int = SAMPLE_RATE, step: int = 160) -> n
     """
     if wave.size <= n:
         return fit_length(wave, n)
-    energy = np.concatenate([[0.0], np.cumsum(wave.astype(np.float64) ** 2)])
-    starts = np.arange(0, wave.size - n + 1, step)
-    best = int(starts[np.argmax(energy[starts + n] - energy[starts])])
+    best = loudest_start(wave, n, step)
     return wave[best : best + n].copy()
 
 

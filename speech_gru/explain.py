@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speech_gru.audio import SAMPLE_RATE, load_audio, loudest_window
+from speech_gru.audio import SAMPLE_RATE, fit_length, load_audio, loudest_start
 from speech_gru.gru import DIRECTIONS, ExplicitGRU
 from speech_gru.labels import LABEL_SETS
 from speech_gru.model import KeywordModel
@@ -198,16 +198,6 @@ def explain_wave(
     )
 
 
-def window_start(wave: np.ndarray, window: np.ndarray, step: int = 160) -> int:
-    """Where ``window`` (a copy of ``wave[s : s + len(window)]``, ``s`` a multiple of
-    ``step``) starts in ``wave``."""
-    n = window.size
-    for start in range(0, wave.size - n + 1, step):
-        if np.array_equal(wave[start : start + n], window):
-            return start
-    raise ValueError("window not found in wave")
-
-
 def explain_file(checkpoint: str | Path, path: str | Path) -> Explanation:
     """Explain a checkpoint's prediction on one audio file.
 
@@ -230,8 +220,8 @@ def explain_file(checkpoint: str | Path, path: str | Path) -> Explanation:
     check_gru(model, checkpoint)
     rate = model.config.features.sample_rate
     wave = load_audio(path, rate)
-    window = loudest_window(wave, CLIP_SAMPLES)
-    start = window_start(wave, window) if wave.size > CLIP_SAMPLES else 0
+    start = loudest_start(wave, CLIP_SAMPLES)
+    window = fit_length(wave[start : start + CLIP_SAMPLES], CLIP_SAMPLES)
     explanation = explain_wave(model, labels, window, str(path), start / rate)
     explanation.file_s = wave.size / rate
     return explanation

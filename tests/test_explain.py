@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from speech_gru.audio import write_wav
+from speech_gru.audio import loudest_start, write_wav
 from speech_gru.cli import main
-from speech_gru.explain import explain_file, window_start
+from speech_gru.explain import explain_file
 from speech_gru.lit import KeywordSpotter
 
 LABELS = ["_silence_", "_unknown_", "yes", "no"]
@@ -167,8 +167,10 @@ def test_long_clips_explain_their_loudest_second(
     record = run_explain(checkpoint, clips["short"], folder / "short")
     assert "zero-padded" in record["window"]["note"]
 
-    wave = np.arange(1000.0)
-    assert window_start(wave, wave[320:520], step=160) == 320
+    wave = np.zeros(1000)
+    wave[330:500] = 1.0  # the loudest 200 samples, on a 160-sample grid, start at 320
+    assert loudest_start(wave, 200, step=160) == 320
+    assert loudest_start(wave[:150], 200) == 0
 
 
 def test_explain_bad_input_and_lstm(
