@@ -15,7 +15,6 @@ settings, architecture, parameter counts, training data, test accuracy) for
 
 from __future__ import annotations
 
-import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,14 +311,6 @@ def label_set_name(labels: list[str], version: str | None = None) -> str:
     return names[0] if names else "custom"
 
 
-def spotter_arguments(hparams: dict) -> dict:
-    """The entries of a hyper-parameter dict that ``KeywordSpotter`` takes."""
-    from speech_gru.lit import KeywordSpotter
-
-    accepted = inspect.signature(KeywordSpotter.__init__).parameters
-    return {k: v for k, v in hparams.items() if k in accepted and k != "self"}
-
-
 def parameter_counts(model: KeywordModel) -> dict[str, int]:
     """Trainable numbers per part; the MFCC frontend and feature norm hold only buffers."""
     parts = {"frontend": model.frontend, "norm": model.norm, "encoder": model.encoder,
@@ -355,23 +346,30 @@ def model_card(path: str | Path) -> dict:
     Raises:
         ModelLoadError: a missing or unreadable model file.
     """
-    from speech_gru.infer import load_checkpoint_model, load_classifier
+    from speech_gru.infer import (
+        _is_torchscript,
+        load_checkpoint_model,
+        load_classifier,
+        spotter_arguments,
+    )
     from speech_gru.lit import KeywordSpotter
 
-    classifier = load_classifier(path)
-    card: dict = {"file": str(path), "kind": classifier.kind, "labels": classifier.labels}
-    if classifier.kind == "checkpoint":
-        model, _, _ = load_checkpoint_model(path)
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    path = Path(path)
+    exported = path.suffix == ".onnx" or (path.is_file() and _is_torchscript(path))
+    if not exported:
+        model, labels, checkpoint = load_checkpoint_model(path)
+        card: dict = {"file": str(path), "kind": "checkpoint", "labels": labels}
         data = checkpoint.get("datamodule_hyper_parameters")
         training = {"epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step")}
         if data:
             training = {"root": data.get("root"), "version": data.get("version"), **training}
-        training["label_set"] = label_set_name(classifier.labels, (data or {}).get("version"))
+        training["label_set"] = label_set_name(labels, (data or {}).get("version"))
         card["training"] = training
         card["test_metrics"] = checkpoint.get("test_metrics") or None
         card["speech_gru_version"] = checkpoint.get("speech_gru_version")
     else:
+        classifier = load_classifier(path)
+        card = {"file": str(path), "kind": classifier.kind, "labels": classifier.labels}
         meta = dict(classifier.metadata)
         hparams = meta.get("hyper_parameters", "{}")
         hparams = json.loads(hparams) if isinstance(hparams, str) else dict(hparams)

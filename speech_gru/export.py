@@ -132,11 +132,11 @@ def export(
 
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
-    model, labels, hyper_parameters = load_checkpoint_model(checkpoint)
+    model, labels, loaded = load_checkpoint_model(checkpoint)
     wrapper = WaveformClassifier(model).eval()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = metadata(labels, hyper_parameters)
+    meta = metadata(labels, dict(loaded["hyper_parameters"]))
     with torch.no_grad():
         if fmt == "torchscript":
             export_torchscript(wrapper, out, meta, quantize)

@@ -7,6 +7,7 @@ waveforms of any lengths to class probabilities.
 
 from __future__ import annotations
 
+import inspect
 import json
 import warnings
 import zipfile
@@ -105,8 +106,18 @@ def onnx_backend(session) -> Backend:  # noqa: ANN001 - an onnxruntime.Inference
     return run
 
 
+def spotter_arguments(hparams: dict) -> dict:
+    """The entries of a hyper-parameter dict that ``KeywordSpotter`` takes (checkpoints
+    written through LightningCLI carry extra bookkeeping entries)."""
+    from speech_gru.lit import KeywordSpotter
+
+    accepted = inspect.signature(KeywordSpotter.__init__).parameters
+    return {k: v for k, v in hparams.items() if k in accepted and k != "self"}
+
+
 def load_checkpoint_model(path: str | Path) -> tuple[KeywordModel, list[str], dict]:
-    """The KeywordModel (eval mode, CPU), labels and hyper-parameters of a checkpoint.
+    """The KeywordModel (eval mode, CPU), labels and the whole checkpoint dict
+    (``hyper_parameters``, ``test_metrics``, ``epoch``, ...), from one read of the file.
 
     Raises:
         ModelLoadError: missing file, or a file that is not a speech_gru checkpoint.
@@ -114,6 +125,8 @@ def load_checkpoint_model(path: str | Path) -> tuple[KeywordModel, list[str], di
     from speech_gru.lit import KeywordSpotter
 
     path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: model file not found")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
@@ -123,11 +136,12 @@ def load_checkpoint_model(path: str | Path) -> tuple[KeywordModel, list[str], di
     if not isinstance(checkpoint, dict) or "hyper_parameters" not in checkpoint:
         raise ModelLoadError(f"{path}: not a speech_gru checkpoint (no hyper-parameters)")
     try:
-        module = KeywordSpotter.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+        module = KeywordSpotter(**spotter_arguments(dict(checkpoint["hyper_parameters"])))
+        module.load_state_dict(checkpoint["state_dict"])
     except Exception as err:  # noqa: BLE001 - a mismatched checkpoint fails in many ways
         reason = " ".join(str(err).split())[:160]
         raise ModelLoadError(f"{path}: not a speech_gru checkpoint ({reason})") from None
-    return module.model.eval(), list(module.labels), dict(checkpoint["hyper_parameters"])
+    return module.model.eval(), list(module.labels), checkpoint
 
 
 def load_classifier(path: str | Path) -> Classifier:
@@ -143,10 +157,9 @@ def load_classifier(path: str | Path) -> Classifier:
         return _load_onnx(path)
     if _is_torchscript(path):
         return _load_torchscript(path)
-    model, labels, hparams = load_checkpoint_model(path)
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    model, labels, checkpoint = load_checkpoint_model(path)
     metadata = {
-        "hyper_parameters": hparams,
+        "hyper_parameters": dict(checkpoint["hyper_parameters"]),
         "test_metrics": checkpoint.get("test_metrics", {}),
         "epoch": checkpoint.get("epoch"),
         "version": checkpoint.get("speech_gru_version"),
