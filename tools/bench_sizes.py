@@ -1,0 +1,93 @@
+"""Where one clip's inference time goes, and how it scales with the encoder's size.
+
+Latency does not depend on the weights' values, so this needs no checkpoint: it builds
+untrained models with a recipe config's features and head, exports each to TorchScript
+(float32 and int8, as ``speech-gru export`` does), and prints on ``--threads`` CPU threads
+(default one) the median time to classify one 1-second clip, per hidden size; then the
+time of the MFCC frontend and of the recurrent encoder alone, at the config's size::
+
+    python tools/bench_sizes.py --config recipes/speech_commands/conf/folder.yaml \\
+        --sizes 64 96 128 160 192
+
+Use it to pick a deployment size before training one; accuracy needs a trained model
+(``tools/bench_infer.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def median_ms(fn: Callable[[], object], runs: int) -> float:
+    with torch.no_grad():
+        for _ in range(10):
+            fn()
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def build(model_config: dict, cell: str, hidden: int) -> torch.nn.Module:
+    from speech_gru.infer import spotter_arguments
+    from speech_gru.lit import KeywordSpotter
+
+    arguments = spotter_arguments({**model_config, "cell": cell, "hidden_size": hidden})
+    return KeywordSpotter(**arguments).model.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import yaml
+
+    from speech_gru.export import WaveformClassifier, quantize_int8
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=str(ROOT / "recipes/speech_commands/conf/folder.yaml"))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 96, 128, 160, 192])
+    parser.add_argument("--cell", default="gru", choices=["gru", "lstm"])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model_config = dict(yaml.safe_load(Path(args.config).read_text()).get("model") or {})
+    clip = torch.randn(1, 16000) * 0.1
+
+    print(f"one 1-second clip, {args.threads} thread(s), median of {args.runs} runs")
+    print(f"{'hidden':>6} {'parameters':>10} {'float32 ms':>10} {'int8 ms':>8}")
+    for hidden in args.sizes:
+        model = build(model_config, args.cell, hidden)
+        wrapper = WaveformClassifier(model).eval()
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # TorchScript and torch.ao deprecation notices
+            forms = [torch.jit.script(wrapper), torch.jit.script(quantize_int8(wrapper))]
+        fp32, int8 = (median_ms(lambda f=f: f(clip), args.runs) for f in forms)
+        print(f"{hidden:>6} {model.num_parameters():>10,} {fp32:>10.2f} {int8:>8.2f}")
+
+    model = build(model_config, args.cell, int(model_config.get("hidden_size", args.sizes[-1])))
+    with torch.no_grad():
+        feats = model.frontend(clip)  # (1, T, F)
+    steps, layers = feats.shape[1], model.config.num_layers
+    frontend = median_ms(lambda: model.frontend(clip), args.runs)
+    encoder = median_ms(lambda: model.encoder(feats), args.runs)
+    print(
+        f"\nat hidden {model.config.hidden_size} (float32): MFCC frontend {frontend:.2f} ms, "
+        f"{args.cell.upper()} encoder {encoder:.2f} ms = {steps} steps x {layers} layers x 2 "
+        f"directions, {1000 * encoder / (steps * layers * 2):.1f} us per step"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
