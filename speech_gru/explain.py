@@ -208,10 +208,10 @@ def explain_file(checkpoint: str | Path, path: str | Path) -> Explanation:
         ExplainError: an exported model, or a model that is not a GRU.
         AudioError: the audio file cannot be read.
     """
-    from speech_gru.infer import _is_torchscript, load_checkpoint_model
+    from speech_gru.infer import load_checkpoint_model, model_kind
 
     source = Path(checkpoint)
-    if source.suffix == ".onnx" or (source.is_file() and _is_torchscript(source)):
+    if model_kind(source) != "checkpoint":
         raise ExplainError(
             f"{source}: an exported model; explain needs the training checkpoint (.ckpt)"
         )
@@ -347,16 +347,15 @@ def model_card(path: str | Path) -> dict:
         ModelLoadError: a missing or unreadable model file.
     """
     from speech_gru.infer import (
-        _is_torchscript,
         load_checkpoint_model,
         load_classifier,
+        model_kind,
         spotter_arguments,
     )
     from speech_gru.lit import KeywordSpotter
 
     path = Path(path)
-    exported = path.suffix == ".onnx" or (path.is_file() and _is_torchscript(path))
-    if not exported:
+    if model_kind(path) == "checkpoint":
         model, labels, checkpoint = load_checkpoint_model(path)
         card: dict = {"file": str(path), "kind": "checkpoint", "labels": labels}
         data = checkpoint.get("datamodule_hyper_parameters")

@@ -151,11 +151,10 @@ def load_classifier(path: str | Path) -> Classifier:
         ModelLoadError: a missing or unreadable file, with a one-line reason.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: model file not found")
-    if path.suffix == ".onnx":
+    kind = model_kind(path)
+    if kind == "onnx":
         return _load_onnx(path)
-    if _is_torchscript(path):
+    if kind == "torchscript":
         return _load_torchscript(path)
     model, labels, checkpoint = load_checkpoint_model(path)
     metadata = {
@@ -167,6 +166,20 @@ def load_classifier(path: str | Path) -> Classifier:
     return Classifier(
         checkpoint_backend(model), labels, path, "checkpoint", metadata, takes_lengths=True
     )
+
+
+def model_kind(path: str | Path) -> str:
+    """``"onnx"`` (by its suffix), ``"torchscript"`` (by content) or ``"checkpoint"``.
+
+    Raises:
+        ModelLoadError: the file does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: model file not found")
+    if path.suffix == ".onnx":
+        return "onnx"
+    return "torchscript" if _is_torchscript(path) else "checkpoint"
 
 
 def _is_torchscript(path: Path) -> bool:
