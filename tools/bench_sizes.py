@@ -16,28 +16,18 @@ Use it to pick a deployment size before training one; accuracy needs a trained m
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+try:
+    from tools.bench_infer import median_ms
+except ImportError:  # run as a script: tools/ itself is on sys.path
+    from bench_infer import median_ms  # type: ignore[no-redef]
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def median_ms(fn: Callable[[], object], runs: int) -> float:
-    with torch.no_grad():
-        for _ in range(10):
-            fn()
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def build(model_config: dict, cell: str, hidden: int) -> torch.nn.Module:
@@ -72,15 +62,15 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # TorchScript and torch.ao deprecation notices
             forms = [torch.jit.script(wrapper), torch.jit.script(quantize_int8(wrapper))]
-        fp32, int8 = (median_ms(lambda f=f: f(clip), args.runs) for f in forms)
+            fp32, int8 = (median_ms(lambda f=f: f(clip), args.runs) for f in forms)
         print(f"{hidden:>6} {model.num_parameters():>10,} {fp32:>10.2f} {int8:>8.2f}")
 
     model = build(model_config, args.cell, int(model_config.get("hidden_size", args.sizes[-1])))
     with torch.no_grad():
         feats = model.frontend(clip)  # (1, T, F)
+        frontend = median_ms(lambda: model.frontend(clip), args.runs)
+        encoder = median_ms(lambda: model.encoder(feats), args.runs)
     steps, layers = feats.shape[1], model.config.num_layers
-    frontend = median_ms(lambda: model.frontend(clip), args.runs)
-    encoder = median_ms(lambda: model.encoder(feats), args.runs)
     print(
         f"\nat hidden {model.config.hidden_size} (float32): MFCC frontend {frontend:.2f} ms, "
         f"{args.cell.upper()} encoder {encoder:.2f} ms = {steps} steps x {layers} layers x 2 "

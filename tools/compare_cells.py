@@ -23,6 +23,11 @@ from pathlib import Path
 
 import torch
 
+try:
+    from tools.bench_infer import median_ms
+except ImportError:  # run as a script: tools/ itself is on sys.path
+    from bench_infer import median_ms  # type: ignore[no-redef]
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "recipes" / "speech_commands" / "conf" / "folder.yaml"
 
@@ -79,18 +84,13 @@ def speed(cell: str, hidden: int, steps: int, batch: int, config: Path) -> dict:
     torch.set_num_threads(1)
     module.eval()
     clip = torch.randn(1, 16000) * 0.1
-    times = []
     with torch.inference_mode():
-        for i in range(60):
-            t = time.perf_counter()
-            module(clip)
-            if i >= 10:
-                times.append(time.perf_counter() - t)
+        latency = median_ms(lambda: module(clip), runs=50)
     torch.set_num_threads(threads)
     return {
         "params": module.model.num_parameters(),
         "train_clips_per_s": clips_per_s,
-        "latency_ms": 1000 * statistics.median(times),
+        "latency_ms": latency,
     }
 
 
