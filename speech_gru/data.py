@@ -355,6 +355,8 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         use_pack: read clips from the packed int16 cache when one matches the split
             (``recipes/speech_commands/prepare.py`` writes it); WAV files otherwise.
         pack_dir: where packs live; default ``~/.cache/speech_gru/packs/<folder>-<hash>``.
+        pin_memory: hand batches over in page-locked memory, so the copy to a GPU runs
+            asynchronously; None pins when training runs on a CUDA device.
     """
 
     def __init__(
@@ -380,6 +382,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         seed: int = 0,
         use_pack: bool = True,
         pack_dir: str | None = None,
+        pin_memory: bool | None = None,
     ) -> None:
         super().__init__()
         if version not in VERSIONS:
@@ -571,6 +574,10 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             dataset, world, rank, shuffle=train, seed=self.hparams.seed, tag_epoch=train
         )
         workers = self.hparams.num_workers
+        pin = self.hparams.pin_memory
+        if pin is None:  # pin for a CUDA device: the trainer's, or (no trainer) any there is
+            cuda = torch.cuda.is_available()
+            pin = trainer.strategy.root_device.type == "cuda" if trainer else cuda
         return ResumableLoader(
             dataset,
             sampler,
@@ -578,6 +585,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             batch_size=self.hparams.batch_size,
             num_workers=workers,
             persistent_workers=workers > 0,
+            pin_memory=pin,
         )
 
     def state_dict(self) -> dict:

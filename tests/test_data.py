@@ -12,6 +12,7 @@ import math
 import re
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -438,6 +439,22 @@ def test_loader_batches_are_fixed_length_float32_with_int64_labels(tmp_path: Pat
             short += source.size < SAMPLE_RATE
             long += source.size > SAMPLE_RATE
     assert short and long and short + long < len(files)
+
+
+def test_loader_pins_memory_for_a_cuda_trainer_only(
+    folder_module: SpeechCommandsDataModule, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def trainer(device: str) -> SimpleNamespace:
+        strategy = SimpleNamespace(root_device=torch.device(device))
+        return SimpleNamespace(world_size=1, global_rank=0, strategy=strategy)
+
+    monkeypatch.setattr(folder_module, "trainer", trainer("cuda"))
+    assert folder_module.train_dataloader().pin_memory
+    assert folder_module.val_dataloader().pin_memory
+    monkeypatch.setattr(folder_module, "trainer", trainer("cpu"))
+    assert not folder_module.train_dataloader().pin_memory
+    monkeypatch.setitem(folder_module.hparams, "pin_memory", True)  # the user's choice wins
+    assert folder_module.train_dataloader().pin_memory
 
 
 def test_on_after_batch_transfer_is_identity_without_a_trainer(

@@ -52,9 +52,13 @@ def librosa_mfcc(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return librosa.feature.mfcc(S=log_s, n_mfcc=cfg.n_mfcc, dct_type=2, norm="ortho").T
 
 
-@pytest.fixture(scope="module")
-def frontend() -> MFCC:
-    return MFCC(FeatureConfig())
+@pytest.fixture(scope="module", params=["fft", "dft"])
+def frontend(request: pytest.FixtureRequest) -> MFCC:
+    """The training frontend (FFT), and the strided-DFT form that ONNX export uses."""
+    mfcc = MFCC(FeatureConfig())
+    if request.param == "dft":
+        mfcc.use_dft()
+    return mfcc
 
 
 def test_mfcc_matches_librosa(frontend: MFCC) -> None:

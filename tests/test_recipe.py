@@ -72,17 +72,20 @@ def official_layout(commands_dir: Path, root: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("conf", ["v2_12.yaml", "folder.yaml", "demo.yaml"])
+@pytest.mark.parametrize("conf", ["v2_12.yaml", "folder.yaml", "demo.yaml", "small.yaml"])
 def test_every_config_runs_a_fast_dev_run(conf: str, commands_dir: Path, tmp_path: Path) -> None:
     data_root = commands_dir
     extra = []
+    configs = ["--config", str(RECIPE_CONF / conf)]
     if conf == "v2_12.yaml":
         data_root = official_layout(commands_dir, tmp_path / "cache")
         extra = ["--data.download", "false"]
+    if conf == "small.yaml":  # an overlay: after a recipe config
+        configs = ["--config", str(RECIPE_CONF / "folder.yaml"), *configs]
     cli = main(
         [
             "fit",
-            "--config", str(RECIPE_CONF / conf),
+            *configs,
             "--data.root", str(data_root),
             "--data.num_workers", "0",
             "--run_dir", str(tmp_path / "run"),
@@ -94,6 +97,9 @@ def test_every_config_runs_a_fast_dev_run(conf: str, commands_dir: Path, tmp_pat
     )  # fmt: skip
     assert cli.trainer.state.finished and cli.trainer.global_step == 1
     assert cli.model.labels == cli.datamodule.labels
+    if conf == "small.yaml":
+        assert cli.model.model.config.hidden_size == 128
+        assert cli.model.model.frontend.n_fft == 480
     if conf == "v2_12.yaml":  # the 12-class test set is the canonical test archive
         test_files = {c.path for c in cli.datamodule.datasets["testing"].clips}
         assert all(p.is_relative_to(data_root / "test_v0.02") for p in test_files)

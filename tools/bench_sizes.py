@@ -3,7 +3,8 @@
 Latency does not depend on the weights' values, so this needs no checkpoint: it builds
 untrained models with a recipe config's features and head, exports each to TorchScript
 (float32 and int8, as ``speech-gru export`` does), and prints on ``--threads`` CPU threads
-(default one) the median time to classify one 1-second clip, per hidden size; then the
+(default one) the median time to classify one 1-second clip, per hidden size, and the same
+for the ONNX export in ONNX Runtime; then the
 time of the MFCC frontend and of the recurrent encoder alone, at the config's size::
 
     python tools/bench_sizes.py --config recipes/speech_commands/conf/folder.yaml \\
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -38,6 +40,23 @@ def build(model_config: dict, cell: str, hidden: int) -> torch.nn.Module:
     return KeywordSpotter(**arguments).model.eval()
 
 
+def onnx_ms(wrapper: torch.nn.Module, clip: torch.Tensor, runs: int, threads: int) -> float:
+    """Median latency of ``wrapper`` exported as ``speech-gru export --format onnx`` does."""
+    import onnxruntime
+
+    from speech_gru.export import export_onnx
+
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notices on GRU batch sizes
+        path = Path(tmp) / "model.onnx"
+        export_onnx(wrapper, path, {}, quantize=False)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = threads
+        session = onnxruntime.InferenceSession(str(path), options)
+    feed = {"waveform": clip.numpy()}
+    return median_ms(lambda: session.run(None, feed), runs)
+
+
 def main(argv: list[str] | None = None) -> int:
     import yaml
 
@@ -55,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     clip = torch.randn(1, 16000) * 0.1
 
     print(f"one 1-second clip, {args.threads} thread(s), median of {args.runs} runs")
-    print(f"{'hidden':>6} {'parameters':>10} {'float32 ms':>10} {'int8 ms':>8}")
+    print(f"{'hidden':>6} {'parameters':>10} {'TorchScript ms':>14} {'int8 ms':>8} {'ONNX ms':>8}")
     for hidden in args.sizes:
         model = build(model_config, args.cell, hidden)
         wrapper = WaveformClassifier(model).eval()
@@ -63,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("ignore")  # TorchScript and torch.ao deprecation notices
             forms = [torch.jit.script(wrapper), torch.jit.script(quantize_int8(wrapper))]
             fp32, int8 = (median_ms(lambda f=f: f(clip), args.runs) for f in forms)
-        print(f"{hidden:>6} {model.num_parameters():>10,} {fp32:>10.2f} {int8:>8.2f}")
+            onnx = onnx_ms(wrapper, clip, args.runs, args.threads)
+        print(f"{hidden:>6} {model.num_parameters():>10,} {fp32:>14.2f} {int8:>8.2f} {onnx:>8.2f}")
 
     model = build(model_config, args.cell, int(model_config.get("hidden_size", args.sizes[-1])))
     with torch.no_grad():
