@@ -40,21 +40,20 @@ def build(model_config: dict, cell: str, hidden: int) -> torch.nn.Module:
     return KeywordSpotter(**arguments).model.eval()
 
 
-def onnx_ms(wrapper: torch.nn.Module, clip: torch.Tensor, runs: int, threads: int) -> float:
-    """Median latency of ``wrapper`` exported as ``speech-gru export --format onnx`` does."""
-    import onnxruntime
+def onnx_ms(wrapper: torch.nn.Module, classes: int, clip: torch.Tensor, runs: int) -> float:
+    """Median latency of ``wrapper`` exported as ``speech-gru export --format onnx`` does,
+    in the ONNX Runtime session that ``load_classifier`` opens (on torch's thread count)."""
+    from speech_gru.export import export_onnx, metadata
+    from speech_gru.infer import load_classifier
 
-    from speech_gru.export import export_onnx
-
+    labels = [str(i) for i in range(classes)]  # an export needs a label list
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notices on GRU batch sizes
         path = Path(tmp) / "model.onnx"
-        export_onnx(wrapper, path, {}, quantize=False)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = threads
-        session = onnxruntime.InferenceSession(str(path), options)
-    feed = {"waveform": clip.numpy()}
-    return median_ms(lambda: session.run(None, feed), runs)
+        export_onnx(wrapper, path, metadata(labels, {}), quantize=False)
+        backend = load_classifier(path).backend
+    batch = clip.numpy()
+    return median_ms(lambda: backend(batch, None), runs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("ignore")  # TorchScript and torch.ao deprecation notices
             forms = [torch.jit.script(wrapper), torch.jit.script(quantize_int8(wrapper))]
             fp32, int8 = (median_ms(lambda f=f: f(clip), args.runs) for f in forms)
-            onnx = onnx_ms(wrapper, clip, args.runs, args.threads)
+            onnx = onnx_ms(wrapper, model.config.num_classes, clip, args.runs)
         print(f"{hidden:>6} {model.num_parameters():>10,} {fp32:>14.2f} {int8:>8.2f} {onnx:>8.2f}")
 
     model = build(model_config, args.cell, int(model_config.get("hidden_size", args.sizes[-1])))

@@ -83,18 +83,19 @@ WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", 
 def write_noise_dataset(root: Path, clips: int, seed: int = 0) -> None:
     """``clips`` one-second 16 kHz int16 noise clips under ``root/WORD/SPEAKER_nohash_K.wav``
     (plus a background-noise file), unless ``root`` already holds that many."""
+    from speech_gru.audio import write_wav
+
     if len(list(root.glob("*/*_nohash_*.wav"))) == clips:
         return
     rng = np.random.default_rng(seed)
     noise = root / "_background_noise_"
     noise.mkdir(parents=True, exist_ok=True)
-    sf.write(noise / "noise.wav", rng.normal(0, 0.1, 16000 * 30).astype(np.float32), 16000)
+    write_wav(noise / "noise.wav", rng.normal(0, 0.1, 16000 * 30))
 
     def write(i: int) -> None:
         word, speaker = WORDS[i % len(WORDS)], f"{i // len(WORDS) % 200:08x}"
         path = root / word / f"{speaker}_nohash_{i // (len(WORDS) * 200)}.wav"
-        wave = np.random.default_rng((seed, i)).normal(0, 0.1, 16000).clip(-1, 1)
-        sf.write(path, (wave * 32767).astype(np.int16), 16000, subtype="PCM_16")
+        write_wav(path, np.random.default_rng((seed, i)).normal(0, 0.1, 16000))
 
     for word in WORDS:
         (root / word).mkdir(exist_ok=True)
