@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor
@@ -129,6 +130,18 @@ def test_speed_perturb_scales_frequency_by_rate(rate: float) -> None:
     if rate > 1:
         edge = int(SR * (1 - 1 / rate) / 2) - 2
         assert (out[:, :edge] == 0).all() and (out[:, -edge:] == 0).all()
+
+
+def test_speed_perturb_is_linear_interpolation_about_the_centre() -> None:
+    n = 4000
+    t = torch.arange(n, dtype=torch.float64)
+    x = torch.sin(2 * torch.pi * 440 * t / SR) * torch.hann_window(n, dtype=torch.float64)
+    centre = (n - 1) / 2
+    for rate in (0.8, 0.93, 1.1, 1.25):
+        out = speed_perturb(x.float()[None], rate, rate)[0]
+        pos = (t - centre) * rate + centre
+        expected = np.interp(pos.numpy(), t.numpy(), x.numpy(), left=0, right=0)
+        np.testing.assert_allclose(out.numpy(), expected, atol=2e-4)
 
 
 def _labelled_recordings(lengths: list[int]) -> list[Tensor]:
