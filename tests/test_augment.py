@@ -346,6 +346,13 @@ def make_datamodule() -> SpeechCommandsDataModule:
     return dm
 
 
+def training_trainer(batches_before: int, rank: int = 0) -> SimpleNamespace:
+    """What ``on_after_batch_transfer`` reads of a trainer in the middle of ``fit``."""
+    progress = SimpleNamespace(total=SimpleNamespace(ready=batches_before))
+    loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress))
+    return SimpleNamespace(training=True, fit_loop=loop, global_rank=rank)
+
+
 def test_datamodule_augments_waveforms_only_when_training() -> None:
     dm = make_datamodule()
     wave, target = tones(4), torch.tensor([0, 1, 2, 3])
@@ -357,11 +364,6 @@ def test_datamodule_augments_waveforms_only_when_training() -> None:
         dm.trainer = SimpleNamespace(training=False, **{stage: True})
         out_wave, out_target = dm.on_after_batch_transfer(batch, 0)
         assert torch.equal(out_wave, wave) and torch.equal(out_target, target), stage
-
-    def training_trainer(batches_before: int, rank: int = 0) -> SimpleNamespace:
-        progress = SimpleNamespace(total=SimpleNamespace(ready=batches_before))
-        loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress))
-        return SimpleNamespace(training=True, fit_loop=loop, global_rank=rank)
 
     dm.trainer = training_trainer(0)
     torch.manual_seed(0)

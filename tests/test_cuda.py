@@ -12,11 +12,10 @@ import pytest
 import torch
 
 from speech_gru.audio import write_wav
-from speech_gru.augment import NoiseBank
-from speech_gru.data import SpeechCommandsDataModule
 from speech_gru.model import KeywordModel, ModelConfig
 from speech_gru.training import main
 from tests.conftest import LABELS, train_args
+from tests.test_augment import make_datamodule, training_trainer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -45,11 +44,8 @@ def test_features_on_cuda_match_the_cpu(form: str, monkeypatch: pytest.MonkeyPat
 
 
 def test_waveform_augmentation_runs_on_the_batch_device() -> None:
-    dm = SpeechCommandsDataModule(root="unused", download=False, noise_prob=1.0)
-    dm._bank = NoiseBank([0.1 * torch.randn(3 * SR)], SR)
-    progress = type("P", (), {"total": type("T", (), {"ready": 0})})
-    loop = type("L", (), {"epoch_loop": type("E", (), {"batch_progress": progress})})
-    dm.trainer = type("Tr", (), {"training": True, "fit_loop": loop, "global_rank": 0})
+    dm = make_datamodule()
+    dm.trainer = training_trainer(0)
     wave = torch.sin(2 * torch.pi * 440 * torch.arange(SR) / SR).repeat(4, 1).cuda()
     target = torch.arange(4).cuda()
     out, out_target = dm.on_after_batch_transfer((wave, target), 0)
