@@ -11,7 +11,11 @@ One run measures, on this machine (CPU, or a GPU with ``--device cuda``):
   computes its MFCCs one clip at a time, a DataLoader without workers, the same model
   at the same precision;
 
-and prints the full step's speed-up over the reference::
+and prints the full step's speed-up over the reference. It also counts the matrix
+products of one model step (``torch.utils.flop_counter``) and times a large matrix
+product on the device at the same precision: the model step can run no faster than
+that rate allows, whatever the input pipeline or GRU kernel, and the tool prints that
+ceiling::
 
     python tools/bench_train.py --data ../shared/data/speech_commands_v2_dev
     python tools/bench_train.py --data DIR --device cuda --precision bf16-mixed --batch 512
@@ -53,6 +57,33 @@ def timed(fn: Callable[[], int], seconds: float, warmup: int = 2) -> float:
         clips += fn()
     sync()
     return clips / (time.perf_counter() - start)
+
+
+def matmul_rate(device: torch.device, autocast, seconds: float, n: int = 2048) -> float:
+    """FLOP/s of an ``n`` x ``n`` matrix product on ``device`` under ``autocast``."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+
+    def product() -> int:
+        with autocast:
+            a @ b
+        return 1
+
+    return 2 * n**3 * timed(product, seconds)
+
+
+def model_step_flops(module: torch.nn.Module, feats, lengths, target) -> int:
+    """FLOPs of one forward and backward pass, counting matrix products only.
+
+    Counted on a CPU copy: there the GRU runs as matrix products the counter sees, where
+    on a GPU it is one cuDNN call the counter does not know.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    module = copy.deepcopy(module).cpu()
+    with FlopCounterMode(display=False) as counter:
+        logits = module.model.classify(feats.cpu(), lengths.cpu())["logits"]
+        module.loss(logits, target.cpu()).backward()
+    return counter.get_total_flops()
 
 
 def sync() -> None:
@@ -193,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         return batch_size
 
     measure("model step", model_step, args.seconds)
+    step_flops = model_step_flops(module, feats, lengths, target)
+    peak = matmul_rate(device, autocast, args.seconds / 4)
 
     class Trainer:  # what on_after_batch_transfer reads of a trainer
         training = True
@@ -276,8 +309,18 @@ def main(argv: list[str] | None = None) -> int:
         f"step's rate: {V2_TRAINING_CLIPS / results['full step']:.1f} s; loader alone "
         f"{results['loader (packed)'] / results['full step']:.1f}x the full step's rate"
     )
+    per_clip = step_flops / batch_size
+    ceiling = peak / per_clip  # clips/s if every product ran at the large product's rate
+    print(
+        f"model step: {per_clip / 1e9:.3f} GFLOP per clip in matrix products, run at "
+        f"{results['model step'] * per_clip / 1e9:,.0f} GFLOP/s; a 2048x2048 product runs at "
+        f"{peak / 1e9:,.0f} GFLOP/s here, so this model's step cannot exceed {ceiling:,.0f} "
+        f"clips/s on this device ({ceiling / results['reference loop']:.2f}x the reference loop)"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({**results, "speedup": speedup}, indent=2))
+        extra = {"speedup": speedup, "step_gflop_per_clip": per_clip / 1e9}
+        extra |= {"matmul_gflops": peak / 1e9, "compute_ceiling": ceiling}
+        Path(args.json).write_text(json.dumps({**results, **extra}, indent=2))
     return 0
 
 
