@@ -218,9 +218,13 @@ def test_microphone_hears_keywords_in_order(
         process.kill()
     assert process.returncode == 0, err.decode()
     heard = labels_of(out)
-    # Through the virtual microphone one word has been seen to fire twice, 1.5 s apart
-    # (the refractory period), where the same audio from a file fires once; the file
-    # and stdin tests above pin the exact events. Here: every word, in order, no other.
+    # The null sink's monitor gives exact zeros until paplay starts. Depending on where
+    # the windows fall, this small test model can score the window where those zeros
+    # give way to the file's noise floor as "yes" (0.41-0.46, just over the test's
+    # threshold 0.4), and then the real "yes" (about 0.9) once the 1.5 s refractory
+    # period is over. Recorded and streamed from a file, the same audio gives the same
+    # events, so the stream path is exact (the file and stdin tests above pin events).
+    # Here: every word, in order, no other, and at most one repeat.
     words = [label for i, label in enumerate(heard) if i == 0 or label != heard[i - 1]]
     assert words == SEQUENCE, (out + err).decode()
     assert len(heard) <= len(SEQUENCE) + 1, (out + err).decode()
