@@ -7,7 +7,9 @@ AIFF, ...); formats it cannot open fall back to :func:`librosa.load` (audioread)
 uses :mod:`soxr` in high-quality mode, both one-shot and streaming.
 
 Every failure to read a file is reported as an :class:`AudioError` whose ``str()`` is a
-single line ``"{path}: {problem}"``; no soundfile, librosa or audioread exception escapes.
+single line ``"{path}: {problem}"``, safe to print (see :func:`printable`); no soundfile,
+librosa or audioread exception escapes. File names that are not valid UTF-8 (Python holds
+their bytes as surrogate escapes) are handed to soundfile as bytes, so they read as well.
 
 Note:
     ``torchaudio.load`` is deliberately not used: on this platform it needs ``torchcodec``.
@@ -20,6 +22,8 @@ import importlib
 import math
 import os
 import queue
+import re
+import struct
 import threading
 import warnings
 from collections.abc import Iterator
@@ -47,6 +51,7 @@ __all__ = [
     "load_audio",
     "loudest_start",
     "loudest_window",
+    "printable",
     "write_wav",
 ]
 
@@ -57,6 +62,11 @@ AUDIO_EXTENSIONS = frozenset(
     {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aif", ".aiff"}
 )
 """File name endings treated as audio when folders are walked."""
+
+MIN_FILE_RATE = 1000
+MAX_FILE_RATE = 384000
+"""Sample rates (Hz) a file may have; others are damaged headers (a 32 KB file claiming
+1 Hz would be a 4.4-hour recording)."""
 
 _RESAMPLE_QUALITY = "HQ"
 """soxr quality preset (same as librosa's ``res_type="soxr_hq"``)."""
@@ -81,11 +91,34 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+# C0 and C1 controls, DEL, line/paragraph separators, bidirectional overrides, and the
+# surrogates that stand for the bytes of a file name that is not valid UTF-8.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's stand-in for an undecodable byte
+        return f"\\x{code - 0xDC00:02x}"
+    return repr(match.group())[1:-1]
+
+
+def printable(text: object) -> str:
+    """``text`` safe to print on a terminal: control characters escaped as ``repr`` does.
+
+    Newlines, tabs, ANSI escape sequences (``\\x1b``), C1 controls and line separators in
+    a file name or a label become visible escapes (``\\n``, ``\\x1b``), so the result is
+    one line that cannot move the cursor or recolour the terminal; a byte that is not
+    UTF-8 (a surrogate escape) is shown as ``\\xff``. Other characters, any script, are kept.
+    """
+    return _UNPRINTABLE.sub(_escape, str(text))
+
+
 class AudioError(Exception):
     """An audio file (or device) could not be used.
 
     ``str(err)`` is always exactly one line: ``"{path}: {problem}"``, for example
-    ``"clip.wav: empty file (0 bytes)"``.
+    ``"clip.wav: empty file (0 bytes)"``, with control characters escaped (:func:`printable`).
 
     Attributes:
         path: The file (or device description) concerned, as given by the caller.
@@ -94,8 +127,8 @@ class AudioError(Exception):
 
     def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
         self.path = os.fspath(path)
-        self.problem = _one_line(problem)
-        super().__init__(f"{_one_line(self.path)}: {self.problem}")
+        self.problem = printable(_one_line(problem))
+        super().__init__(f"{printable(self.path)}: {self.problem}")
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Default Exception pickling would call cls(message); keep (path, problem) instead.
@@ -163,6 +196,65 @@ def _is_native(path: str | os.PathLike[str], head: bytes) -> bool:
 
 def _corrupt(path: str | os.PathLike[str], reason: str) -> AudioError:
     return AudioError(path, f"not an audio file or corrupt ({reason})")
+
+
+def _sf_name(path: str | os.PathLike[str]) -> str | bytes:
+    """``path`` as bytes for soundfile, which encodes a ``str`` strictly as UTF-8 and so
+    cannot open a name holding undecodable bytes (surrogate escapes). Windows names are
+    text: soundfile opens a ``str`` there with the wide-character call."""
+    return os.fspath(path) if os.name == "nt" else os.fsencode(path)
+
+
+def _check_file_rate(path: str | os.PathLike[str], rate: int) -> None:
+    if not MIN_FILE_RATE <= rate <= MAX_FILE_RATE:
+        raise AudioError(path, f"unsupported sample rate {rate} Hz")
+
+
+_PCM_TAGS = (0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE)  # PCM, float, A-law, mu-law, extensible
+
+
+def _check_complete(path: str | os.PathLike[str], head: bytes) -> None:
+    """Reject a WAV whose data chunk holds fewer frames than its header declares.
+
+    libsndfile quietly shortens such a file to what is present; a download cut short
+    would then be labelled as if whole. Only RIFF/RIFX WAVs with sample-per-byte-block
+    encodings are checked; a data size of 0 or 0xFFFFFFFF (written by streaming tools
+    that never know the length) is not a promise and passes.
+
+    Raises:
+        AudioError: ``truncated file (header says N frames, M present)``.
+    """
+    if head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+        return
+    order = "<" if head[:4] == b"RIFF" else ">"
+    block_align = None
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            fh.seek(12)
+            while len(chunk := fh.read(8)) == 8:
+                (length,) = struct.unpack(order + "I", chunk[4:])
+                if chunk[:4] == b"fmt ":
+                    fmt = fh.read(length + (length & 1))
+                    if len(fmt) < 14:
+                        return
+                    tag, _, _, _, block_align = struct.unpack(order + "HHIIH", fmt[:14])
+                    if tag not in _PCM_TAGS or block_align == 0:
+                        return
+                elif chunk[:4] == b"data":
+                    if block_align is None or length in (0, 0xFFFFFFFF):
+                        return
+                    declared, present = length // block_align, (size - fh.tell()) // block_align
+                    if present < declared:
+                        problem = (
+                            f"truncated file (header says {declared} frames, {present} present)"
+                        )
+                        raise AudioError(path, problem)
+                    return
+                else:
+                    fh.seek(length + (length & 1), os.SEEK_CUR)
+    except OSError:
+        return  # soundfile reports unreadable files
 
 
 def _check_rate(sample_rate: int) -> int:
@@ -250,7 +342,7 @@ def load_audio(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> 
     values outside [-1, 1] keeps them.
 
     A WAV whose data chunk is shorter than its header declares (a truncated download) is
-    accepted: the samples that are present are returned.
+    an error, as is a file whose sample rate is outside 1 kHz - 384 kHz (a damaged header).
 
     Args:
         path: Audio file to read.
@@ -267,13 +359,15 @@ def load_audio(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> 
     """
     sample_rate = _check_rate(sample_rate)
     head = _check_file(path)
+    _check_complete(path, head)
     try:
-        data, rate = sf.read(path, dtype="float32", always_2d=True)
+        data, rate = sf.read(_sf_name(path), dtype="float32", always_2d=True)
     except Exception as exc:  # never let a soundfile exception escape
         reason = _soundfile_reason(exc)
         if _is_native(path, head):
             raise _corrupt(path, reason) from None
         data, rate = _librosa_load(path, reason)
+    _check_file_rate(path, rate)
     if data.size == 0 or data.shape[0] == 0:
         raise AudioError(path, "no samples")
     mono = _mixdown(data)
@@ -302,11 +396,13 @@ def info(path: str | os.PathLike[str]) -> AudioInfo:
         The file's :class:`AudioInfo`.
 
     Raises:
-        AudioError: If the file is missing, empty, a directory or not readable audio.
+        AudioError: If the file is missing, empty, a directory, not readable audio, a
+            truncated WAV, or its sample rate is outside 1 kHz - 384 kHz.
     """
     head = _check_file(path)
+    _check_complete(path, head)
     try:
-        hdr = sf.info(path)
+        hdr = sf.info(_sf_name(path))
         rate, channels, frames = int(hdr.samplerate), int(hdr.channels), int(hdr.frames)
     except Exception as exc:
         reason = _soundfile_reason(exc)
@@ -322,6 +418,7 @@ def info(path: str | os.PathLike[str]) -> AudioInfo:
             raise _corrupt(path, f"{reason}; fallback decoder: {type(exc2).__name__}") from None
     if rate <= 0 or channels <= 0:
         raise _corrupt(path, f"invalid header ({rate} Hz, {channels} channels)")
+    _check_file_rate(path, rate)
     return AudioInfo(sample_rate=rate, channels=channels, frames=frames, duration_s=frames / rate)
 
 
@@ -392,14 +489,20 @@ def iter_blocks(
         raise ValueError(f"block_seconds must be positive, got {block_seconds!r}")
     block = max(1, round(block_seconds * sample_rate))
     head = _check_file(path)
+    _check_complete(path, head)
     try:
-        fh = sf.SoundFile(path)
+        fh = sf.SoundFile(_sf_name(path))
     except Exception as exc:
         reason = _soundfile_reason(exc)
         if _is_native(path, head):
             raise _corrupt(path, reason) from None
         wave = load_audio(path, sample_rate)  # raises AudioError itself
         return (wave[i : i + block] for i in range(0, wave.size, block))
+    try:
+        _check_file_rate(path, int(fh.samplerate))
+    except AudioError:
+        fh.close()
+        raise
     if fh.frames == 0:
         fh.close()
         raise AudioError(path, "no samples")
@@ -585,7 +688,9 @@ def write_wav(
     if not np.isfinite(wave).all():
         raise ValueError("write_wav: wave contains NaN or infinite samples")
     try:
-        sf.write(path, np.clip(wave, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+        sf.write(
+            _sf_name(path), np.clip(wave, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV"
+        )
     except Exception as exc:
         raise AudioError(path, f"cannot write ({_soundfile_reason(exc)})") from None
 

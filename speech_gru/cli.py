@@ -12,7 +12,11 @@ Sub-commands:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import math
+import os
 import signal
 import sys
 import time
@@ -23,7 +27,7 @@ from pathlib import Path
 from rich.console import Console
 
 from speech_gru import __version__
-from speech_gru.audio import AudioError
+from speech_gru.audio import AUDIO_EXTENSIONS, MAX_FILE_RATE, MIN_FILE_RATE, AudioError, printable
 from speech_gru.stream import DetectorConfig
 
 
@@ -32,7 +36,59 @@ class CliError(Exception):
 
 
 def fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    """Print ``error: message`` on one line, control characters from file names escaped."""
+    print(f"error: {printable(message)}", file=sys.stderr)
+
+
+def reason(err: OSError) -> str:
+    """What went wrong, without the path (``No space left on device``)."""
+    return err.strerror or type(err).__name__
+
+
+def check_output(path: str, option: str, inputs: Sequence[str], create: bool = False) -> Path:
+    """Check a file to be written before any work starts.
+
+    Refused: a folder; a path under a missing folder (created later when ``create``) or
+    under something that is not a folder; an input (it would be overwritten, and
+    ``transcribe`` would truncate it before reading it); an audio file name inside an input
+    folder (it would be read as input while it is written). A report such as
+    ``clips/results.csv`` inside an input folder is fine: walking skips it.
+
+    Raises:
+        CliError: naming the option, the path and the problem.
+    """
+    out = Path(path)
+    where = f"{option} {path}"
+    try:
+        if out.is_dir():
+            raise CliError(f"{where}: is a folder")
+        check_folder(out.parent, where, create)
+        target = out.resolve()
+        for name in inputs:
+            source = Path(name)
+            if source.is_dir():
+                audio = out.suffix.lower() in AUDIO_EXTENSIONS
+                if audio and target.is_relative_to(source.resolve()):
+                    raise CliError(f"{where}: inside the input folder {name} (it would be read)")
+            elif out.exists() and source.exists() and os.path.samefile(out, source):
+                raise CliError(f"{where}: is the input {name} (it would be overwritten)")
+    except OSError as err:  # e.g. a folder on the way that may not be searched
+        raise CliError(f"{where}: cannot use ({reason(err)})") from None
+    return out
+
+
+def check_folder(folder: Path, where: str, create: bool) -> None:
+    """Refuse a folder to write in that is not one, or is missing (unless ``create``).
+
+    Raises:
+        CliError: naming ``where`` (the option and its value) and the problem.
+        OSError: a folder on the way cannot be searched.
+    """
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), folder)
+    if not existing.is_dir():
+        raise CliError(f"{where}: {existing} is not a folder")
+    if existing != folder and not create:
+        raise CliError(f"{where}: folder {folder} does not exist")
 
 
 def load_model(args: argparse.Namespace):  # noqa: ANN201 - a Classifier
@@ -55,16 +111,34 @@ def detector_config(args: argparse.Namespace, batch_windows: int) -> DetectorCon
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
+    import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from speech_gru.transcribe import CSV_HEADER, Failure, Transcriber, format_record
 
+    inputs = [*args.inputs, args.checkpoint]
+    output = check_output(args.output, "--output", inputs) if args.output else None
+    torch.set_num_threads(args.threads)  # before loading: an ONNX session takes it at load
     classifier = load_model(args)
     fmt = "json" if args.json else args.format
     transcriber = Transcriber(
         classifier, args.top_k, args.batch_size, args.jobs, detector_config(args, 32)
     )
-    out = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
+    try:  # opened (and so truncated) only now that the run is known to start
+        out = open(output, "w", errors="surrogateescape") if output else sys.stdout  # noqa: SIM115
+    except OSError as err:
+        raise CliError(f"--output {args.output}: cannot write ({reason(err)})") from None
+    if out is sys.stdout and fmt == "csv" and isinstance(out, io.TextIOWrapper):
+        out.reconfigure(errors="surrogateescape")  # a name that is not UTF-8: its own bytes
+
+    def emit(line: str | None) -> None:
+        try:
+            print(line, file=out, flush=True)
+        except OSError as err:
+            if out is sys.stdout:
+                raise  # a closed pipe: main() ends quietly
+            raise CliError(f"--output {args.output}: cannot write ({reason(err)})") from None
+
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed} files"),
         TextColumn("{task.fields[audio]:.0f} s of audio"), TimeElapsedColumn(),
@@ -74,7 +148,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         with progress:
             task = progress.add_task("transcribing", total=None, audio=0.0)
             if fmt == "csv":
-                print(CSV_HEADER, file=out, flush=True)
+                emit(CSV_HEADER)
             records = transcriber.run(
                 args.inputs,
                 on_file=lambda: progress.advance(task),
@@ -82,26 +156,27 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             )
             for record in records:
                 if isinstance(record, Failure):
-                    message = f"error: {record.path}: {record.problem}"
+                    message = printable(f"error: {record.path}: {record.problem}")
                     progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
                 else:
-                    print(format_record(record, fmt), file=out, flush=True)
+                    emit(format_record(record, fmt))
     finally:
         if out is not sys.stdout:
-            out.close()
+            with contextlib.suppress(OSError):  # every line was flushed, and checked, above
+                out.close()
     print(f"summary: {transcriber.summary.line()}", file=sys.stderr)
     return 1 if transcriber.summary.failed else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from speech_gru.export import export
+    from speech_gru.export import ExportError, export
     from speech_gru.infer import ModelLoadError
 
     try:
         path = export(args.checkpoint, args.out, args.format, args.quantize == "int8")
-    except ModelLoadError as err:
+    except (ModelLoadError, ExportError) as err:
         raise CliError(str(err)) from None
-    print(f"wrote {path} ({args.format}{', int8' if args.quantize == 'int8' else ''})")
+    print(f"wrote {printable(path)} ({args.format}{', int8' if args.quantize == 'int8' else ''})")
     return 0
 
 
@@ -122,7 +197,8 @@ def format_event(event, as_json: bool) -> str:  # noqa: ANN001 - a stream.Event
         return json.dumps(event.to_dict())
     minutes, seconds = divmod(event.time_s, 60)
     return (
-        f"{int(minutes // 60):02d}:{int(minutes % 60):02d}:{seconds:05.2f}  {event.label:<10} "
+        f"{int(minutes // 60):02d}:{int(minutes % 60):02d}:{seconds:05.2f}  "
+        f"{printable(event.label):<10} "
         f"{event.score:.2f}  [{event.start_s:.2f}-{event.end_s:.2f} s]"
     )
 
@@ -172,7 +248,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     try:
         if mic is not None:
             mic.start()
-        print(f"listening to {source}; Ctrl-C to stop", file=sys.stderr, flush=True)
+        print(f"listening to {printable(source)}; Ctrl-C to stop", file=sys.stderr, flush=True)
         for chunk in chunks:
             for event in detector.push(chunk):
                 counts[event.label] += 1
@@ -188,7 +264,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     finally:
         if mic is not None:
             mic.close()
-    found = ", ".join(f"{label} {n}" for label, n in counts.most_common()) or "none"
+    found = ", ".join(f"{printable(label)} {n}" for label, n in counts.most_common()) or "none"
     summary = f"{detector.time_s:.1f} s of audio, {sum(counts.values())} events ({found})"
     if mic is not None:
         summary += f", {mic.overflows} input overflows, {mic.dropped} dropped blocks"
@@ -202,6 +278,11 @@ def cmd_stream(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from speech_gru.evaluate import evaluate_folder, write_report
 
+    if args.out:  # the report's two files go in this folder, created if missing
+        try:
+            check_folder(Path(args.out), f"--out {args.out}", create=True)
+        except OSError as err:
+            raise CliError(f"--out {args.out}: cannot use ({reason(err)})") from None
     classifier = load_model(args)
     root = Path(args.folder)
     if not root.is_dir():
@@ -213,28 +294,42 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for message in report.errors:
         fail(message)
     out_dir = Path(args.out) if args.out else classifier.source.parent
-    json_path, png_path = write_report(report, out_dir, str(root))
     print(report.table())
-    print(f"report: {json_path}")
-    print(f"confusion matrix: {png_path}")
+    status = 1 if report.errors else 0
+    try:
+        json_path, png_path = write_report(report, out_dir, str(root))
+    except OSError as err:  # the scores are printed all the same
+        fail(f"{'--out ' if args.out else ''}{out_dir}: cannot write the report ({reason(err)})")
+        status = 2
+    else:
+        print(f"report: {printable(json_path)}")
+        print(f"confusion matrix: {printable(png_path)}")
     print(f"accuracy: {report.accuracy:.4f}")
-    return 0
+    return status
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from speech_gru.explain import ExplainError, explain_file, plot_explanation, write_json
     from speech_gru.infer import ModelLoadError
 
+    inputs = [args.file, args.checkpoint]
+    png = check_output(args.out, "--out", inputs, create=True)
+    data = check_output(args.json, "--json", inputs, create=True) if args.json else None
+    if data is not None and data.resolve() == png.resolve():
+        raise CliError(f"--json {args.json}: the same file as --out")
     try:
         explanation = explain_file(args.checkpoint, args.file)
     except (ModelLoadError, ExplainError, AudioError) as err:
         raise CliError(str(err)) from None
-    print(f"{args.file}: {explanation.predicted} {explanation.score:.2f}")
+    print(f"{printable(args.file)}: {printable(explanation.predicted)} {explanation.score:.2f}")
     if explanation.window_note():
         print(f"note: {explanation.window_note()}")
-    print(f"wrote {plot_explanation(explanation, args.out)}")
-    if args.json:
-        print(f"wrote {write_json(explanation, args.json)}")
+    for option, path, write in (("--out", png, plot_explanation), ("--json", data, write_json)):
+        if path is not None:
+            try:
+                print(f"wrote {printable(write(explanation, path))}")
+            except OSError as err:
+                raise CliError(f"{option} {path}: cannot write ({reason(err)})") from None
     return 0
 
 
@@ -252,10 +347,60 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def add_detector_arguments(p: argparse.ArgumentParser) -> None:
     """Keyword detection settings (defaults: the reference recognizer's, see stream.py)."""
-    p.add_argument("--hop", type=float, default=0.1, help="seconds between windows")
-    p.add_argument("--average", type=float, default=0.5, help="posterior averaging (s)")
-    p.add_argument("--threshold", type=float, default=0.7, help="detection threshold")
-    p.add_argument("--refractory", type=float, default=1.5, help="silence after an event (s)")
+    p.add_argument("--hop", type=positive_float, default=0.1, help="seconds between windows")
+    p.add_argument("--average", type=non_negative_float, default=0.5,
+                   help="posterior averaging (s)")  # fmt: skip
+    p.add_argument("--threshold", type=probability, default=0.7,
+                   help="detection threshold, in (0, 1]")  # fmt: skip
+    p.add_argument("--refractory", type=non_negative_float, default=1.5,
+                   help="silence after an event (s)")  # fmt: skip
+
+
+# Argument types: a value out of range is argparse's usage error (exit 2), not a traceback
+# (or, worse, a silent wrong answer: a negative batch size classified nothing).
+
+
+def _number(text: str, kind: type) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: "
+                                         f"{text!r}") from None  # fmt: skip
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    if (value := _number(text, int)) < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return int(value)
+
+
+def positive_float(text: str) -> float:
+    if (value := _number(text, float)) <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    if (value := _number(text, float)) < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
+    return value
+
+
+def probability(text: str) -> float:
+    if not 0 < (value := _number(text, float)) <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
+    return value
+
+
+def sample_rate(text: str) -> int:
+    if not MIN_FILE_RATE <= (value := _number(text, int)) <= MAX_FILE_RATE:
+        raise argparse.ArgumentTypeError(
+            f"must be from {MIN_FILE_RATE} to {MAX_FILE_RATE} Hz, got {text!r}"
+        )
+    return int(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -268,12 +413,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("transcribe", help="label audio files or folders")
     p.add_argument("--checkpoint", required=True, help="checkpoint (.ckpt) or exported model")
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio files or folders")
-    p.add_argument("--top-k", type=int, default=1, help="labels printed per clip (default 1)")
+    p.add_argument("--top-k", type=positive_int, default=1,
+                   help="labels printed per clip (default 1)")  # fmt: skip
     p.add_argument("--format", choices=("text", "json", "csv"), default="text")
     p.add_argument("--json", action="store_true", help="same as --format json")
-    p.add_argument("--output", help="write the results to this file instead of stdout")
-    p.add_argument("--batch-size", type=int, default=64, help="clips per forward pass")
-    p.add_argument("--jobs", type=int, default=4, help="threads decoding audio")
+    p.add_argument("--output", help="write the results to this file instead of stdout "
+                   "(not an input, nor an audio file in an input folder)")  # fmt: skip
+    p.add_argument("--batch-size", type=positive_int, default=64, help="clips per forward pass")
+    p.add_argument("--jobs", type=positive_int, default=4, help="threads decoding audio")
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="CPU threads for the model (default 1)")  # fmt: skip
     add_detector_arguments(p)
     p.set_defaults(func=cmd_transcribe)
 
@@ -296,10 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=False,
         help="pace --input at its real speed (default: as fast as possible)",
     )
-    p.add_argument("--rate", type=int, default=16000, help="sample rate of stdin PCM")
-    p.add_argument("--channels", type=int, default=1, help="channels of stdin PCM")
+    p.add_argument("--rate", type=sample_rate, default=16000, help="sample rate of stdin PCM")
+    p.add_argument("--channels", type=positive_int, default=1, help="channels of stdin PCM")
     add_detector_arguments(p)
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for the model")
+    p.add_argument("--threads", type=positive_int, default=1, help="CPU threads for the model")
     p.add_argument("--json", action="store_true", help="print events as JSON lines")
     p.set_defaults(func=cmd_stream)
 
@@ -307,13 +456,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="trained checkpoint (.ckpt)")
     p.add_argument("folder", help="folder in the canonical test-archive layout")
     p.add_argument("--out", help="folder for the report (default: next to the checkpoint)")
-    p.add_argument("--batch-size", type=int, default=64, help="clips per forward pass")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="clips per forward pass")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("explain", help="plot attention and GRU gate activity over one file")
     p.add_argument("--checkpoint", required=True, help="trained GRU checkpoint (.ckpt)")
     p.add_argument("file", help="audio file (longer than 1 s: its loudest second)")
-    p.add_argument("--out", default="explain.png", help="PNG to write (default explain.png)")
+    p.add_argument("--out", default="explain.png",
+                   help="PNG to write, under exactly this name (default explain.png)")  # fmt: skip
     p.add_argument("--json", metavar="FILE.json", help="also write the plotted numbers here")
     p.set_defaults(func=cmd_explain)
 
@@ -327,7 +477,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a reader that went away (| head) shows here, not at exit
+        return status
+    except BrokenPipeError:
+        # Python's advice: point stdout at devnull so the flush at exit cannot fail again.
+        with contextlib.suppress(OSError, ValueError):  # no file descriptor when captured
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command the pipe ended
     except CliError as err:
         fail(str(err))
         return 2

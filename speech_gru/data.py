@@ -22,6 +22,7 @@ import logging
 import math
 import re
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from speech_gru.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, fit_length, load_audio
+from speech_gru.audio import (
+    AUDIO_EXTENSIONS,
+    SAMPLE_RATE,
+    AudioError,
+    fit_length,
+    info,
+    load_audio,
+)
 from speech_gru.augment import NoiseBank, add_noise, speed_perturb, tile_to, time_shift
 from speech_gru.labels import BACKGROUND_NOISE, SILENCE, UNKNOWN, map_word, resolve_labels
 from speech_gru.pack import PackedSplit, open_pack, pack_dir_for, write_pack
@@ -43,6 +51,10 @@ MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # from the dataset README's split function
 SPLITS = ("training", "validation", "testing")
 VERSIONS = ("v0.02", "v0.01", "folder")
 _SPEAKER = re.compile(r"(?:^|_)([^_]+)_nohash_")
+
+
+class DataError(Exception):
+    """The data cannot make a run: an empty folder, a split without clips. One line."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +171,26 @@ def subsample(clips: list[Clip], size: int, seed: int) -> list[Clip]:
     return [clips[i] for i in sorted(order)]
 
 
+def readable(clips: list[Clip], jobs: int = 8) -> tuple[list[Clip], list[str]]:
+    """The clips whose files open as audio, and a one-line error for each that does not.
+
+    Only headers are read (``audio.info``), in threads: about 0.1 ms a file.
+    """
+    files = [c.path for c in clips if c.path is not None]
+
+    def problem(path: Path) -> str | None:
+        try:
+            info(path)
+        except AudioError as err:
+            return str(err)
+        return None
+
+    with ThreadPoolExecutor(jobs) as pool:
+        errors = dict(zip(files, pool.map(problem, files), strict=True))
+    kept = [c for c in clips if c.path is None or errors[c.path] is None]
+    return kept, [e for e in errors.values() if e is not None]
+
+
 PAD = -1
 """Sampler index of a padding item: a silent clip with label -1, which counts for nothing."""
 
@@ -190,6 +222,7 @@ class ClipDataset(Dataset):
         self.noise = [tile_to(torch.from_numpy(n), CLIP_SAMPLES).numpy() for n in noise or []]
         self.seed = seed
         self.packed = packed
+        self._failed: set[Path] = set()  # files that failed to decode in this process
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -210,7 +243,13 @@ class ClipDataset(Dataset):
         if clip.path is None:
             wave = self.silence(index, draw)
         elif self.packed is None or (wave := self.packed.get(clip.path)) is None:
-            wave = load_audio(clip.path)
+            try:
+                wave = load_audio(clip.path)
+            except AudioError as err:  # passed the header check, failed to decode
+                if clip.path not in self._failed:
+                    self._failed.add(clip.path)
+                    log.warning("unreadable clip left out: %s", err)
+                return torch.zeros(CLIP_SAMPLES), PAD
         return torch.from_numpy(fit_length(wave, CLIP_SAMPLES)), clip.label
 
 
@@ -539,8 +578,18 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         return written
 
     def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
-            return
+        if not self.datasets:
+            self._build_datasets()
+        needed = {"fit": SPLITS[:2], "validate": SPLITS[1:2], "test": SPLITS[2:]}
+        for split in needed.get(stage or "", SPLITS):
+            if not any(c.path is not None for c in self.datasets[split].clips):
+                raise DataError(
+                    f"{self.data_dir()}: no clips of the labels {self.labels} in the {split} "
+                    "split (folder mode holds out speakers by the hash of their id; a folder "
+                    "with few speakers may leave a split empty)"
+                )
+
+    def _build_datasets(self) -> None:
         splits = self.build_splits()
         noise = self.noise_recordings(splits)
         self._bank = NoiseBank([torch.from_numpy(n) for n in noise], CLIP_SAMPLES)
@@ -555,6 +604,12 @@ class SpeechCommandsDataModule(L.LightningDataModule):
                     c for c in splits[split]
                     if c.path is None or str(c.path.resolve()) not in packed.unreadable
                 ]  # fmt: skip
+            elif packed is None:
+                splits[split], errors = readable(splits[split])
+                for error in errors:
+                    log.warning("unreadable clip left out: %s", error)
+                if errors:
+                    log.warning("%s: leaving out %d unreadable files", split, len(errors))
             clips = self.balance(splits[split], split)
             self.datasets[split] = ClipDataset(clips, noise, self.hparams.seed, packed)
         for split, dataset in self.datasets.items():

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
-from speech_gru.audio import AudioError, fit_length, load_audio
+from speech_gru.audio import AudioError, info, load_audio, loudest_window, printable
 from speech_gru.data import CLIP_SAMPLES, scan_folder
 from speech_gru.infer import Classifier
+from speech_gru.transcribe import LONG_AFTER_S
 
 
 @dataclass
@@ -72,12 +73,12 @@ class Report:
         }
 
     def table(self) -> str:
-        """Per-class results as aligned text."""
-        width = max(len(label) for label in self.labels)
+        """Per-class results as aligned text (labels' control characters escaped)."""
+        width = max(len(printable(label)) for label in self.labels)
         lines = [f"{'label':<{width}}  precision  recall     f1  support"]
         for row in self.per_class():
             lines.append(
-                f"{row['label']:<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}"
+                f"{printable(row['label']):<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}"
                 f"  {row['f1']:5.4f}  {row['support']:7d}"
             )
         return "\n".join(lines)
@@ -88,8 +89,10 @@ def evaluate_folder(
 ) -> Report:
     """Classify every clip of a labelled folder and tally the confusion matrix.
 
-    Clips are padded or trimmed to one second, as in training. Unreadable files are
-    reported in ``Report.errors`` and left out of the scores.
+    Clips are zero-padded to one second, and one up to ``LONG_AFTER_S`` long is cut to its
+    loudest second, as ``transcribe`` labels it. Unreadable files, and files longer than
+    that (recordings, not clips: they are never decoded whole), are reported in
+    ``Report.errors`` and left out of the scores.
 
     Raises:
         FileNotFoundError: ``root`` is not a folder or holds no labelled audio.
@@ -107,7 +110,7 @@ def evaluate_folder(
             waves, targets = [], []
             for path, label in items[start : start + batch_size]:
                 try:
-                    waves.append(fit_length(load_audio(path), CLIP_SAMPLES))
+                    waves.append(_read_clip(path))
                     targets.append(index[label])
                 except AudioError as err:
                     errors.append(str(err))
@@ -116,6 +119,16 @@ def evaluate_folder(
                 np.add.at(confusion, (np.array(targets), predicted), 1)
             bar.advance(task, len(items[start : start + batch_size]))
     return Report(list(labels), confusion, errors)
+
+
+def _read_clip(path: Path) -> np.ndarray:
+    """(CLIP_SAMPLES,) samples of a labelled clip; the header is read first, so a long
+    recording is refused without being decoded."""
+    duration = info(path).duration_s
+    if duration > LONG_AFTER_S:
+        problem = f"too long for a clip ({duration:.1f} s; at most {LONG_AFTER_S} s)"
+        raise AudioError(path, problem)
+    return loudest_window(load_audio(path), CLIP_SAMPLES)
 
 
 def plot_confusion(report: Report, path: Path, title: str = "") -> Path:

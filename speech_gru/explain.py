@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speech_gru.audio import SAMPLE_RATE, fit_length, load_audio, loudest_start
+from speech_gru.audio import SAMPLE_RATE, fit_length, load_audio, loudest_start, printable
 from speech_gru.gru import DIRECTIONS, ExplicitGRU
 from speech_gru.labels import LABEL_SETS
 from speech_gru.model import KeywordModel
@@ -236,6 +236,9 @@ def write_json(explanation: Explanation, path: str | Path) -> Path:
 def plot_explanation(explanation: Explanation, path: str | Path, dpi: int = 100) -> Path:
     """Draw waveform, MFCCs, attention and gate activity on one time axis to a PNG.
 
+    The PNG is written to ``path`` exactly, whatever its ending (matplotlib would append
+    ``.png`` to a name without one, or pick another format from another ending).
+
     One gate panel per GRU layer: mean z (solid) and r (dashed) over the units, forward
     (blue) and backward (orange) direction.
     """
@@ -294,9 +297,11 @@ def plot_explanation(explanation: Explanation, path: str | Path, dpi: int = 100)
     fig.align_ylabels(axes)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -388,7 +393,7 @@ def model_card(path: str | Path) -> dict:
 
 
 def format_card(card: dict) -> str:
-    """A model card as aligned text lines."""
+    """A model card as aligned text lines (control characters escaped: safe to print)."""
     f, a, p = card["features"], card["architecture"], card["parameters"]
     rate = f["sample_rate"]
     lines = [
@@ -440,5 +445,6 @@ def format_card(card: dict) -> str:
         lines.append(("test accuracy", "not recorded"))
     for key, value in (card.get("metadata") or {}).items():
         lines.append((key, str(value)))
+    lines = [(printable(key), printable(value)) for key, value in lines]  # text from the file
     width = max(len(key) for key, _ in lines)
     return "\n".join(f"{key + ':':<{width + 1}} {value}" for key, value in lines)

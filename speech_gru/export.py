@@ -16,14 +16,20 @@ the extra file ``labels.json``; ONNX: the metadata entry ``labels``), so it runs
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import os
+import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from speech_gru import __version__
+from speech_gru.atomic import write_atomic
 from speech_gru.model import KeywordModel
 
 FORMATS = ("torchscript", "onnx")
@@ -74,47 +80,112 @@ def metadata(labels: list[str], hyper_parameters: dict) -> dict[str, str]:
     }
 
 
-def export_torchscript(
-    wrapper: WaveformClassifier, path: Path, meta: dict[str, str], quantize: bool
-) -> None:
+def export_torchscript(wrapper: WaveformClassifier, meta: dict[str, str], quantize: bool) -> bytes:
+    """The TorchScript archive, in memory: ``torch.jit.save`` to a path aborts the whole
+    process when the disk is full, where Python I/O raises an OSError."""
     module = quantize_int8(wrapper) if quantize else wrapper
+    extra = {"labels.json": meta["labels"], "metadata.json": json.dumps(meta)}
+    buffer = io.BytesIO()
     with warnings.catch_warnings():  # TorchScript announces its own deprecation
         warnings.simplefilter("ignore", FutureWarning)
-        scripted = torch.jit.script(module)
-    extra = {"labels.json": meta["labels"], "metadata.json": json.dumps(meta)}
-    torch.jit.save(scripted, str(path), _extra_files=extra)
+        torch.jit.save(torch.jit.script(module), buffer, _extra_files=extra)
+    return buffer.getvalue()
 
 
-def export_onnx(
-    wrapper: WaveformClassifier, path: Path, meta: dict[str, str], quantize: bool
-) -> None:
+def export_onnx(wrapper: WaveformClassifier, meta: dict[str, str], quantize: bool) -> bytes:
+    """The ONNX model, in memory (int8: through a private scratch folder)."""
     import onnx
 
     wrapper.frontend.use_dft()  # one Conv: ONNX Runtime's STFT is ten times slower
-    example = torch.zeros(1, 16000)
-    target = path.with_name(path.stem + ".fp32.onnx") if quantize else path
-    torch.onnx.export(
-        wrapper,
-        (example,),
-        str(target),
-        input_names=["waveform"],
-        output_names=["probabilities"],
-        dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "probabilities": {0: "batch"}},
-        opset_version=ONNX_OPSET,
-        dynamo=False,
-    )
-    if quantize:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        frontend = [n.name for n in onnx.load(str(target)).graph.node if "/frontend/" in n.name]
-        quantize_dynamic(  # the MFCC frontend stays float32, as in TorchScript's int8
-            str(target), str(path), weight_type=QuantType.QInt8, nodes_to_exclude=frontend
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # It advises exporting with batch 1, which this does (any batch size runs).
+        warnings.filterwarnings("ignore", "Exporting a model to ONNX with a batch_size")
+        # The branches traced as constants: nn.GRU's input checks, and the padding of a
+        # clip shorter than one frame, so the ONNX model needs at least n_fft samples.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            wrapper,
+            (torch.zeros(1, 16000),),
+            buffer,
+            input_names=["waveform"],
+            output_names=["probabilities"],
+            dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "probabilities": {0: "batch"}},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
         )
-        target.unlink()
-    model = onnx.load(str(path))
+    model = onnx.load_from_string(buffer.getvalue())
+    if quantize:
+        model = quantize_onnx(model)
     for key, value in meta.items():
         model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(path))
+    buffer = io.BytesIO()
+    onnx.save(model, buffer)
+    return buffer.getvalue()
+
+
+def quantize_onnx(model):  # noqa: ANN001, ANN201 - onnx.ModelProto in and out
+    """ONNX Runtime's dynamic int8; the MFCC frontend stays float32, as in TorchScript's."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    frontend = [n.name for n in model.graph.node if "/frontend/" in n.name]
+    root = logging.getLogger()
+    root.addFilter(_no_pre_processing_advice)
+    try:  # it writes only to a path: a private scratch folder, removed in any case
+        with tempfile.TemporaryDirectory(prefix="speech-gru-export-") as scratch:
+            path = Path(scratch) / "int8.onnx"
+            quantize_dynamic(model, path, weight_type=QuantType.QInt8, nodes_to_exclude=frontend)
+            return onnx.load(str(path))
+    finally:
+        root.removeFilter(_no_pre_processing_advice)
+
+
+def _no_pre_processing_advice(record: logging.LogRecord) -> bool:
+    """ONNX Runtime's advice for image models, which would not change this graph."""
+    return not record.getMessage().startswith("Please consider to run pre-processing")
+
+
+class ExportError(Exception):
+    """The export cannot be written; ``str()`` is one line naming the file."""
+
+
+def check_output(out: Path, checkpoint: Path) -> None:
+    """Refuse an output that an export must never replace.
+
+    Raises:
+        ExportError: ``out`` is a folder, not a regular file (a device, a pipe), the
+            checkpoint being exported (under any name), or another training checkpoint.
+            An earlier export or any other file is replaced (atomically).
+    """
+    if out.is_dir():
+        raise ExportError(f"{out}: is a folder, not a file to write")
+    if _same_file(out, checkpoint):
+        raise ExportError(f"{out}: is the checkpoint being exported; choose another output file")
+    if out.exists() and not out.is_file():
+        raise ExportError(f"{out}: is not a regular file; choose a file to write")
+    if out.is_file() and _is_training_checkpoint(out):
+        raise ExportError(f"{out}: is a training checkpoint; an export never replaces one")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links too
+    except OSError:  # one of them does not exist
+        return False
+
+
+def _is_training_checkpoint(path: Path) -> bool:
+    """A ``torch.save`` archive (pickled data, no compiled code as TorchScript has)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    pickled = any(name.endswith("data.pkl") for name in names)
+    return pickled and not any(name.endswith("constants.pkl") for name in names)
 
 
 def export(
@@ -122,27 +193,43 @@ def export(
 ) -> Path:
     """Write a self-contained model file from a training checkpoint.
 
+    The file is written whole or not at all (``speech_gru.atomic``): on failure an
+    earlier file at ``out`` is left as it was.
+
     Args:
         checkpoint: a checkpoint of the training recipe.
-        out: the file to write (parent folders are created).
+        out: the file to write (parent folders are created); see ``check_output`` for
+            what it may not be.
         fmt: ``"torchscript"`` or ``"onnx"``.
         quantize: int8 dynamic quantization of the recurrent and linear layers.
 
     Returns:
         The written path.
+
+    Raises:
+        ModelLoadError: the checkpoint cannot be loaded.
+        ExportError: ``out`` is refused or cannot be written, with a one-line reason.
     """
     from speech_gru.infer import load_checkpoint_model
 
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     model, labels, loaded = load_checkpoint_model(checkpoint)
-    wrapper = WaveformClassifier(model).eval()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = metadata(labels, dict(loaded["hyper_parameters"]))
-    with torch.no_grad():
-        if fmt == "torchscript":
-            export_torchscript(wrapper, out, meta, quantize)
-        else:
-            export_onnx(wrapper, out, meta, quantize)
+    try:
+        check_output(out, Path(checkpoint))
+        target = Path(os.path.realpath(out))  # through a symbolic link, as open() would
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise ExportError(
+                f"{out}: cannot write ({out.parent} is a file, not a folder)"
+            ) from None
+        meta = metadata(labels, dict(loaded["hyper_parameters"]))
+        with torch.no_grad():
+            to_bytes = export_torchscript if fmt == "torchscript" else export_onnx
+            data = to_bytes(WaveformClassifier(model).eval(), meta, quantize)
+        write_atomic(target, lambda f: f.write(data))
+    except OSError as err:
+        raise ExportError(f"{out}: cannot write ({err.strerror or err})") from None
     return out

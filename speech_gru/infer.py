@@ -202,11 +202,13 @@ def _load_torchscript(path: Path) -> Classifier:
         raise ModelLoadError(f"{path}: not a readable TorchScript model ({reason})") from None
     if not extra["labels.json"]:
         raise ModelLoadError(f"{path}: TorchScript file without labels.json (not an export)")
-    meta = json.loads(extra["metadata.json"] or "{}")
-    return Classifier(
-        torchscript_backend(module.eval()), json.loads(extra["labels.json"]), path,
-        "torchscript", meta,
-    )  # fmt: skip
+    meta = _json(extra["metadata.json"] or "{}")
+    if not isinstance(meta, dict):
+        raise ModelLoadError(f"{path}: metadata.json is not a JSON object")
+    _check_hyper_parameters(path, meta)
+    backend = torchscript_backend(module.eval())
+    labels = _labels(path, extra["labels.json"], _output_size(path, backend))
+    return Classifier(backend, labels, path, "torchscript", meta)
 
 
 def _load_onnx(path: Path) -> Classifier:
@@ -226,4 +228,50 @@ def _load_onnx(path: Path) -> Classifier:
     meta = dict(session.get_modelmeta().custom_metadata_map)
     if "labels" not in meta:
         raise ModelLoadError(f"{path}: ONNX model without a labels entry (not an export)")
-    return Classifier(onnx_backend(session), json.loads(meta["labels"]), path, "onnx", meta)
+    _check_hyper_parameters(path, meta)
+    backend = onnx_backend(session)
+    shape = session.get_outputs()[0].shape  # e.g. ["batch", 12]
+    size = shape[-1] if shape and isinstance(shape[-1], int) else _output_size(path, backend)
+    return Classifier(backend, _labels(path, meta["labels"], size), path, "onnx", meta)
+
+
+def _json(text: str | bytes) -> object:
+    """Parsed JSON, or None when ``text`` is not JSON (or nested too deep to parse)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+
+
+def _labels(path: Path, text: str | bytes, size: int) -> list[str]:
+    """The labels an export records, checked against its number of outputs.
+
+    They are model-provided text: any strings, control characters included (whoever
+    prints them escapes them).
+    """
+    labels = _json(text)
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise ModelLoadError(f"{path}: labels metadata is not a JSON list of strings")
+    if len(labels) != size:
+        raise ModelLoadError(
+            f"{path}: labels metadata has {len(labels)} entries for {size} model outputs"
+        )
+    return labels
+
+
+def _check_hyper_parameters(path: Path, meta: dict) -> None:
+    value = meta.get("hyper_parameters", "{}")
+    if not isinstance(_json(value) if isinstance(value, str) else value, dict):
+        raise ModelLoadError(f"{path}: hyper_parameters metadata is not a JSON object")
+
+
+def _output_size(path: Path, backend: Backend) -> int:
+    """The number of classes an export gives, from one second of silence."""
+    try:
+        probs = backend(np.zeros((1, 16000), dtype=np.float32), None)
+        if probs.ndim != 2:
+            raise ValueError(f"output shape {tuple(probs.shape)}, not (batch, classes)")
+    except Exception as err:  # noqa: BLE001 - whatever the file's code raises
+        reason = " ".join(str(err).split())[:160]
+        raise ModelLoadError(f"{path}: the model does not run on 1 s of audio ({reason})") from None
+    return probs.shape[-1]

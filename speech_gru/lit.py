@@ -158,30 +158,49 @@ class KeywordSpotter(L.LightningModule):
             feats, soft_target, _ = mixup(feats, target, len(self.labels), hp.mixup_alpha)
         logits = self.model.classify(feats, frame_lengths)["logits"]
         loss = self.loss(logits, soft_target)
-        self.train_acc(logits, target)
-        self.train_clips(target >= 0)
+        self.train_acc.update(logits, target)
+        self.train_clips.update(target >= 0)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(target))
-        epoch = {"on_step": False, "on_epoch": True, "batch_size": len(target)}
-        self.log("train/acc", self.train_acc, **epoch)
-        self.log("train/clips", self.train_clips, **epoch)
         return loss
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
         wave, target = batch
         logits = self.model(wave)
         metric, clips = self.metrics[stage]
-        metric(logits, target)
-        clips(target >= 0)
-        kwargs = {"batch_size": len(target)}
-        self.log(f"{stage}/loss", self.loss(logits, target), sync_dist=True, **kwargs)
-        self.log(f"{stage}/acc", metric, prog_bar=True, **kwargs)
-        self.log(f"{stage}/clips", clips, **kwargs)
+        metric.update(logits, target)
+        clips.update(target >= 0)
+        loss = self.loss(logits, target)
+        self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(target))
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "val")
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "test")
+
+    def _log_epoch(self, stage: str, metric: MulticlassAccuracy, clips: SumMetric) -> None:
+        """Log a stage's accuracy and clip count over all ranks, then start afresh.
+
+        ``compute()`` gathers across ranks, so every rank calls it here, in the same order.
+        Logging the metric objects instead would leave the gather to whichever code first
+        reads the epoch's metrics, and the progress bar does that on rank 0 alone: rank 0
+        then waits in a gather while the others wait at the next checkpoint's barrier.
+        The logged values are equal on every rank (``sync_dist`` averages equal numbers).
+        """
+        accuracy, count = metric.compute(), clips.compute()
+        self.log(f"{stage}/acc", accuracy, prog_bar=stage != "train", sync_dist=True)
+        self.log(f"{stage}/clips", count, sync_dist=True)
+        metric.reset()
+        clips.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train", self.train_acc, self.train_clips)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val", *self.metrics["val"])
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test", *self.metrics["test"])
 
     def predict_step(self, batch: Tensor | tuple[Tensor, ...], batch_idx: int) -> Tensor:
         wave = batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -14,20 +14,26 @@ launch the same command. This module adds only what every recipe run needs:
 * the label list linked from the data into the model, the per-device batch size into the
   learning-rate scaling, and ``seed_everything`` into the data's seed;
 * early stopping on ``val/acc`` (``--early_stopping_patience N``, off by default);
-* a refusal to start a new ``fit`` over an earlier run's checkpoints;
-* a test of the best checkpoint right after ``fit``.
+* one run at a time in a run folder (a lock held by global rank 0, naming its PID), a
+  refusal to start a new ``fit`` over an earlier run's checkpoints or to resume one that
+  has none, and the removal of temporary files left by a save that was killed;
+* checkpoints read from local files only, weights-only (never unpickling code);
+* a test of the best checkpoint right after ``fit``;
+* one-line errors, not tracebacks, for data and checkpoint set-up problems.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
+import pickle
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import lightning as L
 import torch
@@ -38,37 +44,69 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from speech_gru import __version__
-from speech_gru.data import SpeechCommandsDataModule
+from speech_gru.atomic import TEMP_SUFFIX, write_atomic
+from speech_gru.data import DataError, SpeechCommandsDataModule
+from speech_gru.download import DownloadError
 from speech_gru.lit import KeywordSpotter
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(Exception):
+    """A checkpoint that will not be loaded; ``str()`` is one line naming it."""
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` that never leaves a half-written file under ``path``.
-
-    The data goes to a temporary file in the same folder, is flushed to disk, and is then
-    renamed over ``path`` (an atomic step on POSIX file systems).
-    """
+    """``torch.save`` that never leaves a half-written file under ``path`` (see
+    ``speech_gru.atomic``); missing folders are created."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint I/O through ``atomic_save``."""
+    """Lightning checkpoint I/O: saves through ``atomic_save``; loads local files only,
+    weights-only.
+
+    Every checkpoint the trainer reads (``--ckpt_path`` of fit, validate, test) comes
+    through here. Lightning would fetch a URL and unpickle it in full, which runs any code
+    the file carries; a recipe checkpoint holds only tensors and plain data, so it loads
+    weights-only, and a remote one must be downloaded (and so chosen) first.
+    """
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
     ) -> None:
         atomic_save(checkpoint, path)
+
+    def load_checkpoint(
+        self, path: str | os.PathLike, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        if "://" in str(path):
+            raise CheckpointError(
+                f"{path}: remote checkpoints are not loaded; download the file and pass its "
+                "local path"
+            )
+        if not Path(path).is_file():
+            raise CheckpointError(f"{path}: checkpoint file not found")
+        try:
+            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - unpickling fails in many ways
+            raise refused(path, err) from None
+
+
+def refused(path: str | os.PathLike, err: Exception) -> CheckpointError:
+    """The one-line error for a checkpoint file that ``torch.load`` would not read."""
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in text:
+        # torch's advice to load it unsafely is left out; its reason is kept.
+        paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()][1:]
+        ignore = ("Check the documentation", "Please file an issue")
+        detail = next((p for p in paragraphs if not p.startswith(ignore)), "")
+        reason = f"it holds objects other than tensors and plain data, not loaded: {detail}"
+    else:
+        reason = f"not a PyTorch checkpoint: {type(err).__name__}: {text}"
+    return CheckpointError(f"{path}: {' '.join(reason.split())[:240]}")
 
 
 class LastCheckpoint(Callback):
@@ -131,6 +169,23 @@ def _usr1_as_sigterm(signum: int, frame: Any) -> None:
 class SpeechGruCLI(LightningCLI):
     """LightningCLI with the project's run folder, checkpoints and fit-then-test."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._lock: IO[str] | None = None
+        try:
+            super().__init__(*args, **kwargs)  # parses and runs the subcommand
+        finally:  # the run folder is free again, also for a later run in this process
+            if self._lock is not None:
+                self._lock.close()
+                self._lock = None
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads --ckpt_path's hyper-parameters here (weights-only), before
+        # any hook runs; a file it refuses ends as the same one line as the trainer's.
+        try:
+            super()._parse_ckpt_path()
+        except Exception as err:  # noqa: BLE001 - torch.load fails in many ways
+            raise refused(self.config[self.config.subcommand].get("ckpt_path"), err) from None
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--run_dir", type=str, default="runs/speech_gru", help="run folder")
         parser.add_argument(
@@ -175,13 +230,6 @@ class SpeechGruCLI(LightningCLI):
                 "class_path": "lightning.pytorch.loggers.CSVLogger",
                 "init_args": {"save_dir": str(run_dir), "name": "logs"},
             }
-        if self.subcommand == "fit" and config.get("ckpt_path") is None:
-            existing = sorted(Path(checkpoint_dir(str(run_dir))).glob("*.ckpt"))
-            if existing:
-                sys.exit(
-                    f"error: {run_dir} already holds checkpoints ({existing[0].name}); "
-                    "resume it with --ckpt_path last or choose another --run_dir"
-                )
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -199,9 +247,47 @@ class SpeechGruCLI(LightningCLI):
         trainer.callbacks.extend(callbacks)
         return trainer
 
+    def _hold_run_dir(self) -> None:
+        """Take the run folder for this run (global rank 0), check it holds what the
+        command needs, and clear what a killed save left behind: once the lock is held,
+        no other run can be writing there."""
+        if not self.trainer.is_global_zero:
+            return
+        config = self.config[self.subcommand]
+        run_dir = Path(config.run_dir)
+        self._lock = lock_run_dir(run_dir)
+        checkpoints = Path(checkpoint_dir(str(run_dir)))
+        if self.subcommand == "fit" and config.get("ckpt_path") is None:
+            existing = sorted(checkpoints.glob("*.ckpt"))
+            if existing:
+                sys.exit(
+                    f"error: {run_dir} already holds checkpoints ({existing[0].name}); "
+                    "resume it with --ckpt_path last or choose another --run_dir"
+                )
+        if config.get("ckpt_path") == "last" and not (checkpoints / "last.ckpt").is_file():
+            sys.exit(
+                f"error: {checkpoints / 'last.ckpt'}: not found, nothing to resume; run "
+                "without --ckpt_path last to start afresh"
+            )
+        stale = list(checkpoints.glob(f".*{TEMP_SUFFIX}"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        if stale:
+            log.warning("%s: removed %d temporary files of a killed save", run_dir, len(stale))
+
     def before_fit(self) -> None:
+        self._hold_run_dir()
         if self.trainer.is_global_zero:
             write_run_info(Path(self.config["fit"].run_dir), self.trainer, self.datamodule)
+
+    def before_validate(self) -> None:
+        self._hold_run_dir()
+
+    def before_test(self) -> None:
+        self._hold_run_dir()
+
+    def before_predict(self) -> None:
+        self._hold_run_dir()
 
     def after_fit(self) -> None:
         config = self.config["fit"]
@@ -232,6 +318,31 @@ class SpeechGruCLI(LightningCLI):
 
 def checkpoint_dir(run_dir: str) -> str:
     return str(Path(run_dir) / "checkpoints")
+
+
+def lock_run_dir(run_dir: Path) -> IO[str]:
+    """Lock ``run_dir/.lock`` for as long as the returned file stays open (the process's
+    life: the kernel releases it even on ``kill -9``); the file holds the owner's PID.
+
+    Raises:
+        SystemExit: another process holds the folder; the message names its PID.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(run_dir / ".lock", "a+")  # noqa: SIM115 - held until the process ends
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        sys.exit(
+            f"error: {run_dir} is in use by another run (PID {holder}); wait for it to end "
+            "or choose another --run_dir"
+        )
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def git_commit() -> str | None:
@@ -292,6 +403,8 @@ def main(args: list[str] | None = None) -> SpeechGruCLI:
             save_config_kwargs={"overwrite": True},
             args=args,
         )
+    except (DataError, DownloadError, CheckpointError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
     except SIGTERMException:
         print(
             "stopped by a signal; last.ckpt saved, resume with --ckpt_path last",

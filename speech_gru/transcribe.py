@@ -27,6 +27,7 @@ from speech_gru.audio import (
     iter_blocks,
     load_audio,
     loudest_window,
+    printable,
 )
 from speech_gru.infer import Classifier
 from speech_gru.stream import DetectorConfig, Event, StreamingDetector
@@ -233,7 +234,12 @@ FORMATS = ("text", "json", "csv")
 
 
 def format_record(record: Record, fmt: str) -> str | None:
-    """One output line for a result (None for failures, which go to stderr)."""
+    """One output record for a result (None for failures, which go to stderr).
+
+    Text is one line with control characters in paths and labels escaped
+    (:func:`~speech_gru.audio.printable`); JSON escapes them itself; a CSV record is quoted
+    as needed, so a path holding a comma, a quote or a newline reads back exactly.
+    """
     if isinstance(record, Failure):
         return None
     if isinstance(record, ClipResult):
@@ -244,20 +250,24 @@ def format_record(record: Record, fmt: str) -> str | None:
             return json.dumps(row)
         if fmt == "csv":
             return _csv_row([record.path, label, f"{score:.4f}", "", ""])
-        return "\t".join([str(record.path), *(f"{lab}\t{s:.4f}" for lab, s in record.top)])
+        top = (f"{printable(lab)}\t{s:.4f}" for lab, s in record.top)
+        return "\t".join([printable(record.path), *top])
     e = record.event
     if fmt == "json":
         return json.dumps({"path": str(record.path), **e.to_dict()})
     if fmt == "csv":
         span = [f"{e.start_s:.2f}", f"{e.end_s:.2f}"]
         return _csv_row([record.path, e.label, f"{e.score:.4f}", *span])
-    return f"{record.path}\t{e.label}\t{e.score:.4f}\t{e.start_s:.2f}\t{e.end_s:.2f}"
+    span = f"{e.score:.4f}\t{e.start_s:.2f}\t{e.end_s:.2f}"
+    return f"{printable(record.path)}\t{printable(e.label)}\t{span}"
 
 
 CSV_HEADER = "path,label,score,start_s,end_s"
 
 
 def _csv_row(values: list) -> str:
+    """One CSV record without its line end. The writer quotes fields holding characters of
+    its line terminator, so that is ``\\r\\n`` (both kinds of line break), cut off after."""
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(values)
-    return buffer.getvalue()
+    csv.writer(buffer, lineterminator="\r\n").writerow(values)
+    return buffer.getvalue()[:-2]

@@ -81,3 +81,22 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, commands_dir: Path) ->
 @pytest.fixture(scope="session")
 def checkpoint(trained_run: Path) -> Path:
     return trained_run / "checkpoints" / "best.ckpt"
+
+
+def recipe_args(subcommand: str, data_root: Path, run_dir: Path, *extra: str) -> list[str]:
+    """Recipe arguments (for a subprocess) for a small model on the synthetic folder, one
+    worker-less CPU; the progress bar and model summary stay on, as users run them."""
+    return [
+        subcommand,
+        "--config", str(RECIPE_CONF / "demo.yaml"),
+        "--data.root", str(data_root),
+        "--data.labels", json.dumps(LABELS),
+        "--data.num_workers", "0",
+        "--data.unknown_fraction", "null",
+        "--data.testing_percent", "20",
+        "--run_dir", str(run_dir),
+        "--model.hidden_size", "32",
+        "--model.num_layers", "1",
+        "--trainer.accelerator", "cpu",
+        *extra,
+    ]  # fmt: skip

@@ -149,15 +149,19 @@ def test_mp3(tmp_path: Path) -> None:
     assert audio.info(mp3).sample_rate == 44100
 
 
-def test_truncated_data_chunk_keeps_present_samples(tmp_path: Path) -> None:
+def test_truncated_data_chunk_is_an_error(tmp_path: Path) -> None:
+    """A WAV cut short (a broken download) is refused, as the README promises.
+
+    libsndfile quietly returns the frames present; those were once accepted, which labelled
+    a cut-off word as if whole. More cases: tests/test_hostile_cli.py.
+    """
     full = tmp_path / "full.wav"
     sf.write(full, tone(440, SAMPLE_RATE), SAMPLE_RATE, subtype="PCM_16")
     data = full.read_bytes()
     cut = tmp_path / "cut.wav"
     cut.write_bytes(data[: 44 + 2 * 4000 + 1])  # 4000 frames and half a sample
-    out = audio.load_audio(cut)
-    assert out.shape == (4000,)
-    np.testing.assert_array_equal(out, audio.load_audio(full)[:4000])
+    with pytest.raises(AudioError, match="truncated file .header says 16000 frames, 4000 present"):
+        audio.load_audio(cut)
 
 
 # ------------------------------------------------------------------------------- bad inputs
@@ -200,7 +204,7 @@ BAD_INPUTS = {
         lambda p: p.write_bytes(b"RIFF\x24\x7d\x00\x00WAVEfmt "),
         "not an audio file or corrupt (",
     ),
-    "header_only": ("clip.wav", _wav_header_only, "no samples"),
+    "header_only": ("clip.wav", _wav_header_only, "truncated file (header says 16000 frames, 0"),
     "zero_frames": (
         "clip.wav",
         lambda p: sf.write(p, np.zeros((0, 1), np.float32), SAMPLE_RATE),

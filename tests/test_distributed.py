@@ -22,29 +22,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import LABELS, RECIPE_CONF
+from tests.conftest import LABELS, recipe_args
 
 TRAIN = Path(__file__).resolve().parents[1] / "recipes" / "speech_commands" / "train.py"
-
-
-def recipe(subcommand: str, data_root: Path, run_dir: Path, *extra: str) -> list[str]:
-    """Recipe arguments for a small model on the synthetic folder, one worker-less CPU."""
-    return [
-        subcommand,
-        "--config", str(RECIPE_CONF / "demo.yaml"),
-        "--data.root", str(data_root),
-        "--data.labels", json.dumps(LABELS),
-        "--data.num_workers", "0",
-        "--data.unknown_fraction", "null",
-        "--data.testing_percent", "20",
-        "--run_dir", str(run_dir),
-        "--model.hidden_size", "32",
-        "--model.num_layers", "1",
-        "--trainer.accelerator", "cpu",
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-        *extra,
-    ]  # fmt: skip
 
 
 def run(
@@ -76,7 +56,7 @@ def test_two_ddp_processes_test_every_clip_once(
         extra = ["--ckpt_path", str(checkpoint), "--trainer.devices", devices]
         if devices == "2":
             extra += ["--trainer.strategy", "ddp"]
-        done = run(recipe("test", commands_dir, run_dir, *extra, "--model.hidden_size", "64"))
+        done = run(recipe_args("test", commands_dir, run_dir, *extra, "--model.hidden_size", "64"))
         assert done.returncode == 0, done.stderr[-3000:]
         results[devices] = json.loads((run_dir / "test_results.json").read_text())
     assert n_test % 2 == 1, "an odd split shows that padding does not count"
@@ -94,7 +74,7 @@ def test_torchrun_two_local_processes_see_each_training_clip_once(
 ) -> None:
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     run_dir = tmp_path / "torchrun"
-    args = recipe(
+    args = recipe_args(
         "fit", commands_dir, run_dir, "--trainer.devices", "2", "--trainer.strategy", "ddp",
         "--trainer.max_epochs", "2",
     )  # fmt: skip
@@ -117,11 +97,11 @@ def test_killed_run_resumes_to_the_same_result(commands_dir: Path, tmp_path: Pat
     steps_per_epoch = -(-split_size(commands_dir, "training") // 32)  # demo.yaml batch 32
 
     straight = tmp_path / "straight"
-    done = run(recipe("fit", commands_dir, straight, *common))
+    done = run(recipe_args("fit", commands_dir, straight, *common))
     assert done.returncode == 0, done.stderr[-3000:]
 
     killed = tmp_path / "killed"
-    command = [sys.executable, str(TRAIN), *recipe("fit", commands_dir, killed, *common)]
+    command = [sys.executable, str(TRAIN), *recipe_args("fit", commands_dir, killed, *common)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     last = killed / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
@@ -139,7 +119,7 @@ def test_killed_run_resumes_to_the_same_result(commands_dir: Path, tmp_path: Pat
     assert stopped_at % steps_per_epoch != 0, "the kill should land mid-epoch"
     assert stopped_at < 3 * steps_per_epoch
 
-    resumed = run(recipe("fit", commands_dir, killed, *common, "--ckpt_path", "last"))
+    resumed = run(recipe_args("fit", commands_dir, killed, *common, "--ckpt_path", "last"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     weights, step = final_state(killed)
     expected, expected_step = final_state(straight)

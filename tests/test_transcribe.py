@@ -125,7 +125,7 @@ def test_bad_inputs_each_get_one_line_and_the_run_goes_on(
         "missing.wav": "file not found",
         "empty.wav": "empty file",
         "random.wav": "not an audio file or corrupt",
-        "truncated.wav": "no samples",
+        "truncated.wav": "truncated file",  # the header promises 1 s; none is there
         "nan.wav": "NaN or infinite",
         "inf.wav": "NaN or infinite",
         "no_audio": "no audio files in this folder",

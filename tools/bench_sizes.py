@@ -50,7 +50,7 @@ def onnx_ms(wrapper: torch.nn.Module, classes: int, clip: torch.Tensor, runs: in
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notices on GRU batch sizes
         path = Path(tmp) / "model.onnx"
-        export_onnx(wrapper, path, metadata(labels, {}), quantize=False)
+        path.write_bytes(export_onnx(wrapper, metadata(labels, {}), quantize=False))
         backend = load_classifier(path).backend
     batch = clip.numpy()
     return median_ms(lambda: backend(batch, None), runs)

@@ -1,0 +1,311 @@
+"""Keeps every hostile-input case of export and model loading so none comes back.
+
+What users rely on: a refusal or failure ends with exit code 2 and one line
+``error: FILE: problem`` (no traceback), and their files (the checkpoint, an earlier
+export, anything sharing a name with a scratch file) are left byte for byte as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+
+from speech_gru.cli import main
+from speech_gru.infer import ModelLoadError, load_classifier
+from tests.conftest import LABELS
+
+SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
+
+
+def export_args(checkpoint: Path, out: Path, fmt: str = "torchscript", *extra: str) -> list[str]:
+    return ["export", "--checkpoint", str(checkpoint), "--format", fmt, "--out", str(out), *extra]
+
+
+def one_error_line(capsys: pytest.CaptureFixture, path: Path | str) -> str:
+    """The single stderr line of a failed command, which must name ``path``."""
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"error: {path}: "), lines[0]
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (hidden and temporary ones included) and its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def own_checkpoint(checkpoint: Path, tmp_path: Path) -> Path:
+    """A copy of the session checkpoint that a test may (wrongly) overwrite."""
+    path = tmp_path / "run" / "best.ckpt"
+    path.parent.mkdir()
+    shutil.copyfile(checkpoint, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exports(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("good-exports")
+    paths = {}
+    for fmt, suffix in SUFFIX.items():
+        paths[fmt] = out / f"kws{suffix}"
+        assert main(export_args(checkpoint, paths[fmt], fmt)) == 0
+    return paths
+
+
+# --- export: scratch files, refusals, atomic writes -------------------------------------
+
+
+def test_int8_onnx_export_keeps_a_user_file_with_its_scratch_name(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    mine = exp / "kws.fp32.onnx"  # the scratch name export once used, then deleted
+    mine.write_bytes(b"the user's float model")
+    assert main(export_args(checkpoint, exp / "kws.onnx", "onnx", "--quantize", "int8")) == 0
+    assert mine.read_bytes() == b"the user's float model"
+    assert sorted(p.name for p in exp.iterdir()) == ["kws.fp32.onnx", "kws.onnx"]
+    assert load_classifier(exp / "kws.onnx").labels == LABELS
+
+
+def checkpoint_aliases(ckpt: Path) -> dict[str, Path]:
+    """Other names of the same file: a spelling with ``..``, a symbolic and a hard link."""
+    (ckpt.parent / "sub").mkdir()
+    (ckpt.parent / "link.ckpt").symlink_to(ckpt)
+    os.link(ckpt, ckpt.parent / "hard.ckpt")
+    return {
+        "same": ckpt,
+        "dotdot": ckpt.parent / "sub" / ".." / ckpt.name,
+        "symlink": ckpt.parent / "link.ckpt",
+        "hardlink": ckpt.parent / "hard.ckpt",
+    }
+
+
+@pytest.mark.parametrize("alias", ["same", "dotdot", "symlink", "hardlink"])
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_export_refuses_to_replace_its_checkpoint(
+    own_checkpoint: Path, capsys: pytest.CaptureFixture, alias: str, fmt: str
+) -> None:
+    before = own_checkpoint.read_bytes()
+    out = checkpoint_aliases(own_checkpoint)[alias]
+    assert main(export_args(own_checkpoint, out, fmt)) == 2
+    assert "checkpoint" in one_error_line(capsys, out)
+    assert own_checkpoint.read_bytes() == before
+    assert not [p for p in own_checkpoint.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_export_refuses_to_replace_another_training_checkpoint(
+    own_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    other = tmp_path / "model.pt"  # a checkpoint under the name an export would get
+    shutil.copyfile(own_checkpoint, other)
+    assert main(export_args(own_checkpoint, other)) == 2
+    assert "training checkpoint" in one_error_line(capsys, other)
+    assert other.read_bytes() == own_checkpoint.read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_re_export_replaces_an_earlier_export(checkpoint: Path, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / "new" / "folders" / f"kws{SUFFIX[fmt]}"  # missing folders are created
+    assert main(export_args(checkpoint, out, fmt, "--quantize", "int8")) == 0
+    int8 = out.read_bytes()
+    assert main(export_args(checkpoint, out, fmt)) == 0
+    assert out.read_bytes() != int8
+    assert load_classifier(out).labels == LABELS
+    assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary file left
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask  # as open() would create it
+
+
+def full_disk(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> None:
+    """Make ``module.name(obj, f, ...)`` write a few bytes to ``f`` (a path or a file),
+    then fail as a full disk does."""
+
+    def save(obj: object, f: object, *args: object, **kwargs: object) -> None:
+        opened = open(f, "wb") if isinstance(f, (str, os.PathLike)) else None  # noqa: SIM115
+        with opened or contextlib.nullcontext(f) as target:
+            target.write(b"PK\x03\x04 partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(module, name, save)
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_full_disk_keeps_the_previous_export(
+    exports: dict[str, Path],
+    checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    fmt: str,
+) -> None:
+    out = tmp_path / f"kws{SUFFIX[fmt]}"
+    shutil.copyfile(exports[fmt], out)
+    full_disk(monkeypatch, *((torch.jit, "save") if fmt == "torchscript" else (onnx, "save")))
+    assert main(export_args(checkpoint, out, fmt)) == 2
+    line = one_error_line(capsys, out)
+    assert "cannot write" in line and "No space left on device" in line
+    assert snapshot(tmp_path) == {out.name: exports[fmt].read_bytes()}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX resource limits")
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_write_failure_from_the_kernel_keeps_the_previous_export(
+    exports: dict[str, Path], checkpoint: Path, tmp_path: Path, fmt: str
+) -> None:
+    """A file-size limit makes the kernel refuse the write as a full disk would (EFBIG
+    instead of ENOSPC): the process must not abort and must leave no partial file."""
+    import resource
+    import signal
+
+    limit = 64 * 1024
+    assert exports[fmt].stat().st_size > limit  # so that writing the export must fail
+
+    def limit_file_size() -> None:  # in the child, before it runs Python
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write, don't kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    out = tmp_path / f"kws{SUFFIX[fmt]}"
+    out.write_bytes(b"an earlier export")
+    code = "import sys; from speech_gru.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, *export_args(checkpoint, out, fmt)],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit_file_size,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert lines == [f"error: {out}: cannot write (File too large)"], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert snapshot(tmp_path) == {out.name: b"an earlier export"}
+
+
+@pytest.mark.parametrize("target", ["folder", "dev-full", "under-a-file"])
+def test_out_that_cannot_be_written_is_a_one_line_error(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, target: str
+) -> None:
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "keep.txt").write_text("mine")
+    (tmp_path / "notes.txt").write_text("mine")
+    if target == "dev-full" and not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    out = {
+        "folder": tmp_path / "exp",
+        "dev-full": Path("/dev/full"),
+        "under-a-file": tmp_path / "notes.txt" / "kws.pt",
+    }[target]
+    before = snapshot(tmp_path)
+    assert main(export_args(checkpoint, out)) == 2
+    one_error_line(capsys, out)
+    assert snapshot(tmp_path) == before
+    if target == "dev-full":
+        assert stat.S_ISCHR(os.stat("/dev/full").st_mode)  # still the device
+
+
+# --- loading: malformed labels and metadata in an export --------------------------------
+
+
+def rewrite_onnx(src: Path, dst: Path, **entries: str) -> Path:
+    model = onnx.load(str(src))
+    for prop in model.metadata_props:
+        if prop.key in entries:
+            prop.value = entries[prop.key]
+    onnx.save(model, str(dst))
+    return dst
+
+
+def rewrite_torchscript(src: Path, dst: Path, files: dict[str, str]) -> Path:
+    extra = {"labels.json": "", "metadata.json": ""}
+    with warnings.catch_warnings():  # TorchScript announces its own deprecation
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(str(src), _extra_files=extra)
+        torch.jit.save(module, str(dst), _extra_files={**extra, **files})
+    return dst
+
+
+BAD_LABELS = {
+    "not-json": ("yes,no,up", "not a JSON list of strings"),
+    "not-a-list": ('{"0": "yes"}', "not a JSON list of strings"),
+    "non-strings": ('["_silence_", "_unknown_", 1, null, ["up"], "down"]', "list of strings"),
+    "too-few": ('["yes", "no", "up"]', "3 entries"),
+    "too-many": (json.dumps([*LABELS, "extra"]), "7 entries"),
+    "empty": ("[]", "0 entries"),
+    "deeply-nested": ("[" * 100_000, "not a JSON list of strings"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_LABELS))
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_malformed_labels_are_one_line_errors(
+    exports: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture, case: str, fmt: str
+) -> None:
+    text, problem = BAD_LABELS[case]
+    path = tmp_path / f"kws{SUFFIX[fmt]}"
+    if fmt == "onnx":
+        rewrite_onnx(exports[fmt], path, labels=text)
+    else:
+        rewrite_torchscript(exports[fmt], path, {"labels.json": text})
+    with pytest.raises(ModelLoadError) as caught:
+        load_classifier(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: labels metadata ") and problem in message
+    assert "\n" not in message
+    capsys.readouterr()
+    for command in (["transcribe", "--checkpoint", str(path), str(path)],
+                    ["info", "--checkpoint", str(path)]):  # fmt: skip
+        assert main(command) == 2
+        assert one_error_line(capsys, path) == f"error: {message}"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "where"),
+    [("torchscript", "metadata.json"), ("torchscript", "hyper_parameters"),
+     ("onnx", "hyper_parameters")],
+)  # fmt: skip
+def test_malformed_metadata_is_a_one_line_error(
+    exports: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture, fmt: str, where: str
+) -> None:
+    path = tmp_path / f"kws{SUFFIX[fmt]}"
+    if fmt == "onnx":
+        rewrite_onnx(exports[fmt], path, hyper_parameters="{not json")
+    elif where == "metadata.json":
+        rewrite_torchscript(exports[fmt], path, {"metadata.json": "[1, 2"})
+    else:
+        rewrite_torchscript(exports[fmt], path, {"metadata.json": '{"hyper_parameters": "[]"}'})
+    with pytest.raises(ModelLoadError, match=f"{where} .*is not a JSON object"):
+        load_classifier(path)
+    capsys.readouterr()
+    assert main(["info", "--checkpoint", str(path)]) == 2
+    assert where in one_error_line(capsys, path)
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_labels_with_control_characters_still_load(
+    exports: dict[str, Path], tmp_path: Path, fmt: str
+) -> None:
+    """Model-provided text, kept as it is (the command line escapes it when printing)."""
+    labels = ["\x1b[31mred\x1b[0m", "two\nlines", "tab\there", "bell\a", "\r", "ok"]
+    text = json.dumps(labels)
+    path = tmp_path / f"kws{SUFFIX[fmt]}"
+    if fmt == "onnx":
+        rewrite_onnx(exports[fmt], path, labels=text)
+    else:
+        rewrite_torchscript(exports[fmt], path, {"labels.json": text})
+    assert load_classifier(path).labels == labels
