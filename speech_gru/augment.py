@@ -59,11 +59,123 @@ def time_shift(wave: Tensor, max_shift: int) -> Tensor:
     """
     if max_shift <= 0:
         return wave
+    shift = torch.randint(-max_shift, max_shift + 1, (wave.shape[0],), device=wave.device)
+    return shift_by(wave, shift, max_shift)
+
+
+def shift_by(wave: Tensor, shift: Tensor, max_shift: int) -> Tensor:
+    """Shift clip ``b`` by ``shift[b]`` samples (positive: later), zero-filling.
+
+    Args:
+        wave: (B, N) waveforms.
+        shift: (B,) integer shifts, each within ``[-max_shift, max_shift]``.
+
+    Returns:
+        (B, N) shifted waveforms.
+    """
     batch, n = wave.shape
-    shift = torch.randint(-max_shift, max_shift + 1, (batch,), device=wave.device)
     # Clip b is the length-n window of the zero-padded clip that starts at max_shift - shift.
     windows = F.pad(wave, (max_shift, max_shift)).unfold(1, n, 1)  # (B, 2 * max_shift + 1, N)
     return windows[torch.arange(batch, device=wave.device), max_shift - shift]
+
+
+def speech_bounds(wave: Tensor, frame: int = 320, top_db: float = 35.0) -> tuple[Tensor, Tensor]:
+    """Where the speech of each clip lies: its frames within ``top_db`` of the loudest.
+
+    Args:
+        wave: (B, N) waveforms.
+        frame: frame length in samples (20 ms at 16 kHz); frames do not overlap.
+
+    Returns:
+        (B,) first and (B,) one-past-last sample of the speech, multiples of ``frame``.
+        A silent clip spans the whole clip.
+    """
+    batch, n = wave.shape
+    frames = n // frame
+    energy = wave[:, : frames * frame].reshape(batch, frames, frame).square().mean(-1)  # (B, F)
+    db = 10 * torch.log10(energy + 1e-10)
+    active = db >= db.max(-1, keepdim=True).values - top_db  # (B, F), never empty
+    index = torch.arange(frames, device=wave.device)
+    first = torch.where(active, index, frames).min(-1).values
+    last = torch.where(active, index, -1).max(-1).values
+    return first * frame, (last + 1) * frame
+
+
+def _uniform_int(low: Tensor, high: Tensor) -> Tensor:
+    """(B,) integers drawn uniformly from ``[low, high]`` per clip (``low <= high``)."""
+    span = (high - low + 1).double()
+    return low + (torch.rand(low.shape, device=low.device, dtype=torch.float64) * span).long()
+
+
+def shift_keeping_speech(wave: Tensor, start: Tensor, end: Tensor) -> Tensor:
+    """Move each clip's speech to a random place where all of it stays in the window.
+
+    A streaming window holds a word at any offset; Speech Commands clips hold it near the
+    middle. The shift is uniform over every position that keeps ``[start, end)`` inside.
+
+    Args:
+        wave: (B, N) waveforms.
+        start: (B,) first sample of the speech (see ``speech_bounds``).
+        end: (B,) one past its last sample.
+
+    Returns:
+        (B, N) shifted waveforms.
+    """
+    n = wave.shape[1]
+    low, high = -start, n - end  # shifts that keep the speech inside
+    return shift_by(wave, _uniform_int(low, high.maximum(low)), n)
+
+
+def cut_at_edge(
+    wave: Tensor, start: Tensor, end: Tensor, keep: tuple[float, float] = (0.2, 0.6)
+) -> Tensor:
+    """Slide each clip's speech partly out of the window, at a random edge.
+
+    What a stream's window holds just before and after a word: part of it. Between
+    ``keep[0]`` and ``keep[1]`` of the speech stays inside.
+
+    Args:
+        wave: (B, N) waveforms.
+        start: (B,) first sample of the speech.
+        end: (B,) one past its last sample.
+
+    Returns:
+        (B, N) waveforms holding part of a word.
+    """
+    n = wave.shape[1]
+    fraction = torch.empty(start.shape, device=wave.device).uniform_(*keep)
+    kept = (fraction * (end - start)).long()
+    left = torch.rand(start.shape, device=wave.device) < 0.5
+    # Left edge: the speech ends ``kept`` samples into the window; right edge: it starts
+    # ``kept`` samples before the window's end.
+    shift = torch.where(left, kept - end, n - kept - start).clamp(-n, n)
+    return shift_by(wave, shift, n)
+
+
+def join_words(
+    wave: Tensor, start: Tensor, end: Tensor, order: Tensor, where: tuple[float, float] = (0.3, 0.7)
+) -> Tensor:
+    """The end of one clip's word followed by the start of another's, as a window that
+    straddles two words in a stream holds them.
+
+    Clip ``b``'s speech is moved to end at a random point ``c`` of the window, and clip
+    ``order[b]``'s to start there; each keeps only its own side of ``c``.
+
+    Args:
+        wave: (B, N) waveforms.
+        start: (B,) first sample of each clip's speech.
+        end: (B,) one past its last sample.
+        order: (B,) the clip whose word follows clip ``b``'s.
+
+    Returns:
+        (B, N) joined waveforms.
+    """
+    n = wave.shape[1]
+    cut = (torch.empty(start.shape, device=wave.device).uniform_(*where) * n).long()  # (B,)
+    first = shift_by(wave, (cut - end).clamp(-n, n), n)
+    second = shift_by(wave[order], (cut - start[order]).clamp(-n, n), n)
+    before = torch.arange(n, device=wave.device) < cut[:, None]  # (B, N)
+    return torch.where(before, first, second)
 
 
 def tile_to(recording: Tensor, length: int) -> Tensor:

@@ -40,8 +40,25 @@ from speech_gru.audio import (
     info,
     load_audio,
 )
-from speech_gru.augment import NoiseBank, add_noise, speed_perturb, tile_to, time_shift
-from speech_gru.labels import BACKGROUND_NOISE, SILENCE, UNKNOWN, map_word, resolve_labels
+from speech_gru.augment import (
+    NoiseBank,
+    add_noise,
+    cut_at_edge,
+    join_words,
+    shift_keeping_speech,
+    speech_bounds,
+    speed_perturb,
+    tile_to,
+    time_shift,
+)
+from speech_gru.labels import (
+    BACKGROUND_NOISE,
+    SILENCE,
+    UNKNOWN,
+    is_keyword,
+    map_word,
+    resolve_labels,
+)
 from speech_gru.pack import PackedSplit, open_pack, pack_dir_for, write_pack
 
 log = logging.getLogger(__name__)
@@ -155,6 +172,13 @@ def synthetic_noise(seconds: float = 60.0, seed: int = 0) -> list[np.ndarray]:
     spectrum /= np.sqrt(np.maximum(np.arange(spectrum.size), 1))  # 1/f power
     pink = np.fft.irfft(spectrum, n)
     return [(0.1 * x / np.abs(x).max()).astype(np.float32) for x in (white, pink)]
+
+
+def fold_of(speaker: str, folds: int, salt: str = "") -> int:
+    """Cross-validation fold of a speaker (``0 .. folds - 1``), stable like ``which_set``;
+    the salt differs from the split's, so folds do not follow the validation buckets."""
+    digest = hashlib.sha1(f"{salt}/fold/{speaker}".encode()).hexdigest()
+    return int(digest, 16) % folds
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -376,6 +400,11 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         split_salt: prefix of the speaker id before hashing (folder mode); ``""`` gives
             the dataset README's exact split, which puts all speakers of a folder cut from
             one official split into one bucket (see ``which_set``).
+        folds: speaker-disjoint cross-validation (folder mode): with ``folds`` >= 2 the
+            speakers are dealt into that many folds by a hash of their id, fold ``fold``
+            is the test split, and ``validation_percent`` of the other speakers validate;
+            ``testing_percent`` is then unused. 0 keeps the plain split.
+        fold: the fold held out for testing, ``0 .. folds - 1``.
         silence_fraction: generated ``_silence_`` clips per keyword clip in each split,
             used when the data has no ``_silence_`` folder (official data: 0.1).
         unknown_fraction: ``_unknown_`` clips kept per keyword clip in each split; None
@@ -387,6 +416,15 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         snr_low: lowest signal-to-noise ratio of that mix, in dB.
         snr_high: highest signal-to-noise ratio, in dB.
         time_shift_ms: largest random time shift in training, in milliseconds.
+        shift_anywhere: instead of ``time_shift_ms``, move each training clip's word to a
+            random offset that keeps all of it in the window, as a stream's windows hold
+            words at any offset.
+        edge_cut_prob: share of training keyword clips slid partly out of the window
+            (20-60 % of the word kept) and trained as ``_unknown_``: the half words a
+            stream's window holds just before and after a keyword.
+        join_prob: share of training word clips replaced by the end of their word followed
+            by the start of another clip's, trained as ``_unknown_``: a window that
+            straddles two words.
         speed_low: slowest speed (and pitch) perturbation factor; 1.0 turns it off.
         speed_high: fastest perturbation factor.
         seed: seed of subsets, shuffles and generated silence (the recipe sets it from
@@ -409,6 +447,8 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         validation_percent: float = 10.0,
         testing_percent: float = 10.0,
         split_salt: str = "speech_gru",
+        folds: int = 0,
+        fold: int = 0,
         silence_fraction: float = 0.1,
         unknown_fraction: float | None = 0.1,
         noise_dir: str | None = None,
@@ -416,6 +456,9 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         snr_low: float = 0.0,
         snr_high: float = 20.0,
         time_shift_ms: float = 100.0,
+        shift_anywhere: bool = False,
+        edge_cut_prob: float = 0.0,
+        join_prob: float = 0.0,
         speed_low: float = 1.0,
         speed_high: float = 1.0,
         seed: int = 0,
@@ -433,6 +476,12 @@ class SpeechCommandsDataModule(L.LightningDataModule):
                 raise ValueError("labels: auto needs version: folder")
             labels = folder_labels(self.root)
         self.labels = resolve_labels(labels)
+        if folds and (folds < 2 or not 0 <= fold < folds or version != "folder"):
+            raise ValueError("cross-validation needs version folder, folds >= 2, 0 <= fold < folds")
+        if (edge_cut_prob > 0 or join_prob > 0) and UNKNOWN not in self.labels:
+            raise ValueError("edge_cut_prob and join_prob need the _unknown_ label")
+        if not 0 <= edge_cut_prob + join_prob <= 1:
+            raise ValueError("edge_cut_prob and join_prob must be >= 0 and sum to at most 1")
         self.datasets: dict[str, ClipDataset] = {}
         self._bank: NoiseBank | None = None
         self.train_progress = LoaderProgress()
@@ -483,6 +532,15 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         hp = self.hparams
         data_dir = self.data_dir()
         paths = scan_folder(data_dir, self.labels)
+        if hp.version == "folder" and hp.folds:
+
+            def fold_split(path: Path) -> str:
+                speaker = speaker_of(path)
+                if fold_of(speaker, hp.folds, hp.split_salt) == hp.fold:
+                    return "testing"
+                return which_set(speaker, hp.validation_percent, 0.0, hp.split_salt)
+
+            return self._index(paths, fold_split)
         if hp.version == "folder":
             return self._index(
                 paths,
@@ -667,6 +725,39 @@ class SpeechCommandsDataModule(L.LightningDataModule):
     def test_dataloader(self) -> ResumableLoader:
         return self._loader("testing", train=False)
 
+    def streaming_views(self, wave: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """Time shift, and the windows a stream shows beside whole words (see
+        ``shift_anywhere``, ``edge_cut_prob``, ``join_prob``).
+
+        Args:
+            wave: (B, N) training clips on the device.
+            target: (B,) their labels (-1: padding).
+
+        Returns:
+            (B, N) clips and (B,) labels, half words and joined words as ``_unknown_``.
+        """
+        hp = self.hparams
+        if not (hp.shift_anywhere or hp.edge_cut_prob or hp.join_prob):
+            return time_shift(wave, int(hp.time_shift_ms * SAMPLE_RATE / 1000)), target
+        start, end = speech_bounds(wave)
+        if hp.shift_anywhere:
+            out = shift_keeping_speech(wave, start, end)
+        else:
+            out = time_shift(wave, int(hp.time_shift_ms * SAMPLE_RATE / 1000))
+        keyword = torch.tensor([is_keyword(x) for x in self.labels], device=wave.device)
+        words = [i for i, x in enumerate(self.labels) if x != SILENCE]
+        is_word = torch.isin(target, torch.tensor(words, device=wave.device))  # not pad
+        draw = torch.rand(target.shape, device=wave.device)
+        cut = is_word & keyword[target.clamp(min=0)] & (draw < hp.edge_cut_prob)
+        join = is_word & (draw >= hp.edge_cut_prob) & (draw < hp.edge_cut_prob + hp.join_prob)
+        if hp.edge_cut_prob:
+            out = torch.where(cut[:, None], cut_at_edge(wave, start, end), out)
+        if hp.join_prob:
+            order = torch.randperm(len(target), device=wave.device)
+            out = torch.where(join[:, None], join_words(wave, start, end, order), out)
+        unknown = self.labels.index(UNKNOWN) if UNKNOWN in self.labels else -1
+        return out, torch.where(cut | join, unknown, target)
+
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int):  # noqa: ANN201
         """Waveform augmentation on the device, for training batches only."""
         if self.trainer is None or not self.trainer.training:
@@ -679,7 +770,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         batches_before = self.trainer.fit_loop.epoch_loop.batch_progress.total.ready
         torch.manual_seed(step_seed(hp.seed, batches_before, self.trainer.global_rank))
         wave = speed_perturb(wave, hp.speed_low, hp.speed_high)
-        wave = time_shift(wave, int(hp.time_shift_ms * SAMPLE_RATE / 1000))
+        wave, target = self.streaming_views(wave, target)
         if hp.noise_prob > 0 and self._bank is not None:
             self._bank = self._bank.to(wave.device)
             noise = self._bank.sample(wave.shape[0]).to(wave.dtype)

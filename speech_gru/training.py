@@ -411,3 +411,7 @@ def main(args: list[str] | None = None) -> SpeechGruCLI:
             file=sys.stderr,
         )
         sys.exit(128 + signal.SIGTERM)
+
+
+if __name__ == "__main__":  # python -m speech_gru.training fit ... (as recipes/.../train.py)
+    main()

@@ -13,9 +13,13 @@ from torch import Tensor
 from speech_gru.augment import (
     NoiseBank,
     add_noise,
+    cut_at_edge,
+    join_words,
     mixup,
     rms,
+    shift_keeping_speech,
     spec_augment,
+    speech_bounds,
     speed_perturb,
     time_shift,
 )
@@ -379,3 +383,98 @@ def test_datamodule_augments_waveforms_only_when_training() -> None:
     for other in (training_trainer(1), training_trainer(0, rank=1)):
         dm.trainer = other
         assert not torch.equal(dm.on_after_batch_transfer(batch, 0)[0], out_wave)
+
+
+# -- windows a stream shows: words anywhere, half words, two words --------------------------
+
+
+def bursts(starts: list[int], length: int = 4000, n: int = SR) -> Tensor:
+    """(B, N) quiet noise with a loud 500 Hz burst of ``length`` samples at each start."""
+    gen = torch.Generator().manual_seed(0)
+    wave = 1e-4 * torch.randn(len(starts), n, generator=gen)
+    t = torch.arange(length) / SR
+    for row, start in enumerate(starts):
+        wave[row, start : start + length] += 0.5 * torch.sin(2 * math.pi * 500 * t)
+    return wave
+
+
+def loud(wave: Tensor) -> Tensor:
+    """(B, N) samples belonging to a burst."""
+    return wave.abs() > 0.01
+
+
+def test_speech_bounds_find_the_burst() -> None:
+    start, end = speech_bounds(bursts([3200, 8000]))
+    assert start.tolist() == [3200, 8000]
+    assert end.tolist() == [3200 + 4160, 8000 + 4160]  # whole 20 ms frames: within one
+    silent = speech_bounds(torch.zeros(1, SR))
+    assert silent[0].tolist() == [0] and silent[1].tolist() == [SR]
+
+
+def test_shift_keeping_speech_keeps_the_whole_word_at_any_offset() -> None:
+    wave = bursts([6000] * 400)
+    start, end = speech_bounds(wave)
+    torch.manual_seed(0)
+    out = shift_keeping_speech(wave, start, end)
+    onsets = loud(out).float().argmax(-1)
+    assert (loud(out).sum(-1) == loud(wave).sum(-1)).all()  # nothing of the word lost
+    # Offsets spread over the whole window (the old shift moved words by 0.1 s at most).
+    assert onsets.min() < 600 and onsets.max() > SR - 4160 - 600
+
+
+def test_cut_at_edge_keeps_part_of_the_word_at_either_edge() -> None:
+    wave = bursts([6000] * 200)
+    start, end = speech_bounds(wave)
+    torch.manual_seed(0)
+    out = cut_at_edge(wave, start, end)
+    kept = loud(out).sum(-1).float() / loud(wave).sum(-1)
+    assert ((kept > 0.1) & (kept < 0.7)).all()
+    at_left, at_right = loud(out)[:, :40].any(-1), loud(out)[:, -40:].any(-1)
+    assert (at_left ^ at_right).all()  # each cut at exactly one edge
+    assert 50 < at_left.sum() < 150  # both edges drawn
+
+
+def test_join_words_puts_one_words_end_before_anothers_start() -> None:
+    wave = torch.cat([bursts([6000], length=4000), 2 * bursts([2000], length=8000)])
+    start, end = speech_bounds(wave)
+    out = join_words(wave, start, end, order=torch.tensor([1, 0]), where=(0.5, 0.5))
+    half = SR // 2
+    for row, (first, second) in enumerate([(0, 1), (1, 0)]):
+        before, after = out[row, :half], out[row, half:]
+        assert half - 400 < int(torch.nonzero(loud(before))[-1]) < half  # a word ends here
+        assert int(torch.nonzero(loud(after))[0]) < 400  # and the next starts
+        assert float(before.abs().max()) == pytest.approx(float(wave[first].abs().max()), 0.05)
+        assert float(after.abs().max()) == pytest.approx(float(wave[second].abs().max()), 0.05)
+
+
+def streaming_datamodule(**kwargs) -> SpeechCommandsDataModule:  # noqa: ANN003
+    return SpeechCommandsDataModule(root="unused", download=False, noise_prob=0.0, **kwargs)
+
+
+def test_half_and_joined_words_train_as_unknown() -> None:
+    dm = streaming_datamodule(edge_cut_prob=0.3, join_prob=0.3, shift_anywhere=True)
+    labels = dm.labels  # v2_12: _silence_, _unknown_, then the keywords
+    silence, unknown, yes = labels.index("_silence_"), labels.index("_unknown_"), 2
+    target = torch.tensor([yes] * 300 + [silence] * 50 + [-1] * 50)
+    wave = bursts([6000] * len(target))
+    torch.manual_seed(0)
+    out, new = dm.streaming_views(wave, target)
+    keyword = target == yes
+    relabelled = keyword & (new == unknown)
+    assert 0.45 < relabelled[:300].float().mean() < 0.75  # 0.3 cut + 0.3 joined
+    assert torch.equal(new[300:], target[300:])  # silence and padding are left alone
+    whole = keyword & (new == yes)
+    assert (loud(out[whole]).sum(-1) == loud(wave[whole]).sum(-1)).all()  # kept whole
+
+
+def test_streaming_views_off_is_todays_time_shift() -> None:
+    dm = streaming_datamodule(time_shift_ms=50.0)
+    wave, target = bursts([6000] * 8), torch.arange(8) % 12
+    out, new = seeded(lambda: dm.streaming_views(wave, target), 3)
+    assert torch.equal(out, seeded(lambda: time_shift(wave, 800), 3))
+    assert torch.equal(new, target)
+
+
+def test_half_words_need_the_unknown_label() -> None:
+    with pytest.raises(ValueError, match="_unknown_"):
+        streaming_datamodule(labels=["yes", "no"], edge_cut_prob=0.2)
