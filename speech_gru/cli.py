@@ -4,7 +4,9 @@ Sub-commands:
     transcribe   label audio files or folders; find keywords in long recordings
     stream       detect keywords live from a microphone, a file or stdin
     evaluate     score a labelled folder (canonical test-archive layout)
+    evaluate-stream  hit rate, false alarms per hour and DET curve on a long recording
     export       write a self-contained TorchScript or ONNX model
+    calibrate    choose the detector's operating point for a target false-alarm rate
     explain      plot what a GRU checkpoint attends to and how its gates move, on one file
     info         print a model card: labels, features, architecture, parameters, test accuracy
 """
@@ -28,7 +30,7 @@ from rich.console import Console
 
 from speech_gru import __version__
 from speech_gru.audio import AUDIO_EXTENSIONS, MAX_FILE_RATE, MIN_FILE_RATE, AudioError, printable
-from speech_gru.stream import DetectorConfig
+from speech_gru.stream import DetectorConfig, duration_text, settings_text
 
 
 class CliError(Exception):
@@ -100,14 +102,49 @@ def load_model(args: argparse.Namespace):  # noqa: ANN201 - a Classifier
         raise CliError(str(err)) from None
 
 
-def detector_config(args: argparse.Namespace, batch_windows: int) -> DetectorConfig:
-    return DetectorConfig(
-        hop_s=args.hop,
-        average_s=args.average,
-        threshold=args.threshold,
-        refractory_s=args.refractory,
-        batch_windows=batch_windows,
-    )
+def detector_config(
+    args: argparse.Namespace,
+    batch_windows: int,
+    classifier=None,  # noqa: ANN001 - a Classifier
+) -> DetectorConfig:
+    """Detector settings: each flag the user gave, else the classifier's calibrated
+    operating point (when it has one), else ``DetectorConfig``'s defaults. A given
+    ``--threshold`` holds for every keyword (the point's per-keyword ones are dropped)."""
+    point = getattr(classifier, "operating_point", None)
+    settings = point.detector_settings() if point is not None else {}
+    flags = {
+        "average_s": args.average,
+        "threshold": args.threshold,
+        "refractory_s": args.refractory,
+    }
+    settings.update({name: value for name, value in flags.items() if value is not None})
+    if args.threshold is not None:
+        settings["thresholds"] = {}
+    return DetectorConfig(hop_s=args.hop, batch_windows=batch_windows, **settings)
+
+
+def operating_point_line(
+    args: argparse.Namespace,
+    config: DetectorConfig,
+    classifier=None,  # noqa: ANN001
+) -> str:
+    """``operating point: calibrated for 1 false alarms/h (threshold 0.83, ...)``: where
+    the settings of ``detector_config`` come from, for stderr."""
+    point = getattr(classifier, "operating_point", None)
+    if point is None:
+        origin = "defaults, the model is not calibrated"
+    else:
+        origin = f"calibrated for {point.target_fa_per_hour:g} false alarms/h"
+    given = [
+        f"--{n}" for n in ("threshold", "average", "refractory") if getattr(args, n) is not None
+    ]
+    if given:
+        origin += f", overridden by {' '.join(given)}"
+    text = settings_text(config.threshold, config.thresholds, config.average_s, config.refractory_s)
+    line = f"operating point: {origin} ({text})"
+    if point is not None and not math.isclose(point.hop_s, config.hop_s):
+        line += f"; calibrated at hop {point.hop_s:g} s, running at {config.hop_s:g} s"
+    return line
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
@@ -121,9 +158,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)  # before loading: an ONNX session takes it at load
     classifier = load_model(args)
     fmt = "json" if args.json else args.format
-    transcriber = Transcriber(
-        classifier, args.top_k, args.batch_size, args.jobs, detector_config(args, 32)
-    )
+    config = detector_config(args, 32, classifier)
+    transcriber = Transcriber(classifier, args.top_k, args.batch_size, args.jobs, config)
     try:  # opened (and so truncated) only now that the run is known to start
         out = open(output, "w", errors="surrogateescape") if output else sys.stdout  # noqa: SIM115
     except OSError as err:
@@ -164,6 +200,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         if out is not sys.stdout:
             with contextlib.suppress(OSError):  # every line was flushed, and checked, above
                 out.close()
+    if transcriber.summary.long_files:  # only long recordings run the detector
+        print(operating_point_line(args, config, classifier), file=sys.stderr)
     print(f"summary: {transcriber.summary.line()}", file=sys.stderr)
     return 1 if transcriber.summary.failed else 0
 
@@ -220,7 +258,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)  # one window at a time: more threads only add overhead
     classifier = load_model(args)
     live = args.input is None or args.realtime
-    config = detector_config(args, batch_windows=1 if live else 32)
+    config = detector_config(args, 1 if live else 32, classifier)
     detector = StreamingDetector(
         lambda w: classifier.predict(torch.from_numpy(w), batch_size=len(w)).numpy(),
         classifier.labels,
@@ -229,14 +267,14 @@ def cmd_stream(args: argparse.Namespace) -> int:
     mic = None
     try:
         if args.input is None:
-            mic = Microphone(device=args.device, block_seconds=args.hop)
+            mic = Microphone(device=args.device, block_seconds=config.hop_s)
             chunks: Iterator = iter(mic)
             source = f"microphone '{mic.device_name}'"
         elif args.input == "-":
-            chunks = iter_pcm(sys.stdin.buffer, args.rate, args.channels, args.hop)
+            chunks = iter_pcm(sys.stdin.buffer, args.rate, args.channels, config.hop_s)
             source = "stdin"
         else:
-            chunks = iter_blocks(args.input, block_seconds=args.hop)
+            chunks = iter_blocks(args.input, block_seconds=config.hop_s)
             source = args.input
     except AudioError as err:
         raise CliError(str(err)) from None
@@ -249,6 +287,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
         if mic is not None:
             mic.start()
         print(f"listening to {printable(source)}; Ctrl-C to stop", file=sys.stderr, flush=True)
+        print(operating_point_line(args, config, classifier), file=sys.stderr, flush=True)
         for chunk in chunks:
             for event in detector.push(chunk):
                 counts[event.label] += 1
@@ -272,6 +311,137 @@ def cmd_stream(args: argparse.Namespace) -> int:
     if failure is not None:
         fail(str(failure))
         return 2
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import torch
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
+    from speech_gru.atomic import write_atomic
+    from speech_gru.calibrate import (
+        CalibrationError,
+        calibrate,
+        from_dataset,
+        from_files,
+        record,
+    )
+    from speech_gru.export import is_training_checkpoint
+    from speech_gru.infer import (
+        Classifier,
+        ModelLoadError,
+        checkpoint_backend,
+        load_checkpoint_model,
+        model_kind,
+    )
+
+    source_path = Path(args.checkpoint)
+    inputs = [*(args.negatives or []), *([args.clips] if args.clips else [])]
+    out = check_output(args.out, "--out", inputs) if args.out else source_path
+    try:
+        kind = model_kind(source_path)
+        if kind != "checkpoint":
+            raise CliError(
+                f"{args.checkpoint}: an exported ({kind}) model cannot be calibrated; "
+                "calibrate the training checkpoint, then export it"
+            )
+        model, labels, checkpoint = load_checkpoint_model(source_path)
+    except ModelLoadError as err:
+        raise CliError(str(err)) from None
+    if out.exists() and not os.path.samefile(out, source_path) and not is_training_checkpoint(out):
+        raise CliError(f"--out {args.out}: exists and is not a training checkpoint")
+    torch.set_num_threads(args.threads)
+    classifier = Classifier(checkpoint_backend(model), labels, source_path, "checkpoint", {}, True)
+
+    def scorer(windows):  # noqa: ANN001, ANN202 - (B, window) -> (B, C) arrays
+        return classifier.predict(windows, batch_size=len(windows)).numpy()
+
+    config = DetectorConfig(hop_s=args.hop, refractory_s=args.refractory)
+    try:
+        if args.clips:
+            audio = from_dataset(
+                args.clips, labels, args.split, checkpoint.get("datamodule_hyper_parameters"),
+                args.seed, args.hit_clips,
+            )  # fmt: skip
+        else:
+            audio = from_files(args.negatives)
+        progress = Progress(
+            TextColumn("{task.description}"), TextColumn("{task.fields[audio]:.0f} s of audio"),
+            TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+            disable=not sys.stderr.isatty(),
+        )  # fmt: skip
+        with progress:
+            task = progress.add_task("scoring negatives", total=None, audio=0.0)
+            seen = [0.0]
+
+            def on_audio(seconds: float) -> None:
+                seen[0] += seconds
+                progress.update(task, audio=seen[0])
+
+            negatives = record(scorer, labels, audio.negatives, config, on_audio)
+            progress.update(task, description="scoring keyword clips", audio=0.0)
+            seen[0] = 0.0
+            positives = record(scorer, labels, audio.keywords, config, on_audio)
+    except (CalibrationError, AudioError) as err:
+        raise CliError(str(err)) from None
+    if audio.clip_stream is not None and audio.clip_stream.skipped:
+        skipped = audio.clip_stream.skipped
+        first = printable(skipped[0])
+        print(f"warning: {len(skipped)} clips could not be read and were left out (first: "
+              f"{first})", file=sys.stderr)  # fmt: skip
+    result = calibrate(
+        negatives, labels, args.target_fa, args.averages, config, args.per_keyword,
+        args.min_threshold, positives,
+    )  # fmt: skip
+    hours = result.negative_s / 3600
+    print(f"negatives: {duration_text(result.negative_s)} of audio ({printable(audio.source)})")
+    if positives:
+        print(f"hit rate: {len(positives)} keyword clips of the split, each streamed alone")
+    print(f"{'average':>8}  {'threshold':>11}  {'false alarms':>12}  {'per hour':>8}  hit rate")
+    for c in result.candidates:
+        if c.thresholds:
+            low, high = min(c.thresholds.values()), max(c.thresholds.values())
+            threshold = f"{low:.4f}-{high:.4f}" if low != high else f"{low:.4f}"
+        else:
+            threshold = "none <= 1" if c.threshold is None else f"{c.threshold:.4f}"
+        rate = c.false_alarms / hours if hours else 0.0
+        hit = "-" if c.hit_rate is None else f"{c.hit_rate:.1%}"
+        mark = "  <- chosen" if c is result.chosen else ""
+        print(f"{c.average_s:>6g} s  {threshold:>11}  {c.false_alarms:>12}  {rate:>8.3g}  "
+              f"{hit:>8}{mark}")  # fmt: skip
+    if not result.measurable:
+        print(
+            f"note: {duration_text(result.negative_s)} of negative audio cannot measure "
+            f"{args.target_fa:g} false alarms/h: one false alarm would already be "
+            f"{3600 / max(result.negative_s, 1e-9):.3g}/h; chose the lowest threshold with no "
+            f"false alarm (measuring it needs {duration_text(3600 / args.target_fa)} or more)"
+        )
+    if result.chosen is None:
+        raise CliError(
+            f"no averaging span keeps to {args.target_fa:g} false alarms/h at any threshold "
+            "up to 1 (more negative audio, a longer --averages span or --refractory may); "
+            "nothing written"
+        )
+    point = result.point(audio.source)
+    print(f"chosen: {point.settings_text()}")
+    print(f"measured: {point.measured_text()}")
+    if min(point.thresholds.values(), default=point.threshold) <= args.min_threshold:
+        print(f"note: a threshold is at the floor, --min-threshold {args.min_threshold:g}")
+    if point.thresholds:
+        print(
+            "thresholds: "
+            + " ".join(f"{printable(k)} {v:.4f}" for k, v in point.thresholds.items())
+        )
+    checkpoint["operating_point"] = point.to_dict()
+    try:
+        write_atomic(os.path.realpath(out), lambda f: torch.save(checkpoint, f))
+    except OSError as err:
+        raise CliError(f"{out}: cannot write ({reason(err)})") from None
+    if args.out and not os.path.samefile(out, source_path):
+        print(f"wrote {printable(out)}: {printable(args.checkpoint)} with its operating point")
+    else:
+        print(f"wrote the operating point into {printable(out)} (only the key operating_point "
+              "was added; weights and training state are unchanged)")  # fmt: skip
     return 0
 
 
@@ -306,6 +476,129 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"confusion matrix: {printable(png_path)}")
     print(f"accuracy: {report.accuracy:.4f}")
     return status
+
+
+def cmd_evaluate_stream(args: argparse.Namespace) -> int:
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from speech_gru import stream_eval as se
+    from speech_gru.audio import SAMPLE_RATE, load_audio, write_wav
+    from speech_gru.labels import is_keyword
+
+    if (args.recording is None) != (args.truth is None):
+        raise CliError("--recording FILE.wav and --truth FILE.csv|json go together")
+    low, high = args.snr
+    if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+        raise CliError(f"--snr {low:g} {high:g}: needs finite LOW <= HIGH (dB)")
+    if not 0 <= args.distractors < 1:
+        raise CliError(f"--distractors {args.distractors:g}: must be in [0, 1)")
+    if args.clips and not Path(args.clips).is_dir():
+        raise CliError(f"{args.clips}: dataset folder not found")
+    inputs = [x for x in (args.checkpoint, args.clips, args.recording, args.truth) if x]
+    options = [("--det", args.det), ("--json", args.json), ("--plot", args.plot),
+               ("--save-wav", args.save_wav)]  # fmt: skip
+    outputs = {option: check_output(path, option, inputs) for option, path in options if path}
+    written = [p.resolve() for p in outputs.values()]
+    if args.save_wav:  # and its truth next to it
+        sidecar = outputs["--save-wav"].with_suffix(".json")
+        check_output(str(sidecar), "--save-wav", inputs)
+        written.append(sidecar.resolve())
+    if len(set(written)) < len(written):
+        raise CliError("--det, --json, --plot and --save-wav must name different files")
+    torch.set_num_threads(args.threads)
+    try:
+        if args.recording:  # read before the model loads: a bad file fails at once
+            wave = load_audio(args.recording)
+            truth = se.read_truth(args.truth, wave.size / SAMPLE_RATE)
+    except (AudioError, se.TruthError) as err:
+        raise CliError(str(err)) from None
+    classifier = load_model(args)
+    config = detector_config(args, 32, classifier)
+    keywords = [label for label in classifier.labels if is_keyword(label)]
+    try:
+        if args.recording:
+            found, others = se.split_truth(truth, keywords)
+            source = f"{args.recording} (truth {args.truth})"
+        else:
+            if args.espeak:
+                pool = se.espeak_pool(keywords, args.espeak_speakers, args.seed, None, args.noise)
+            else:
+                pool = se.folder_pool(args.clips, keywords, args.split, args.split_salt, args.noise)
+            others = []
+            wave, found = se.build_recording(
+                pool, args.minutes, args.seed, (low, high), gap_s=tuple(args.gap),
+                distractor_share=args.distractors, distractors_out=others,
+            )  # fmt: skip
+            source = pool.description
+    except (FileNotFoundError, ValueError, RuntimeError, AudioError) as err:
+        raise CliError(str(err)) from None
+    recording = se.Recording(wave, found, others, source)
+    print(f"source: {printable(source)}", file=sys.stderr)
+    if args.save_wav:
+        truth_file = {"sample_rate": SAMPLE_RATE, "duration_s": recording.duration_s,
+                      "source": source, "keywords": [t.to_dict() for t in found],
+                      "distractors": [t.to_dict() for t in others]}  # fmt: skip
+        try:
+            write_wav(outputs["--save-wav"], wave)
+            sidecar.write_text(json.dumps(truth_file, indent=1) + "\n")
+        except AudioError as err:
+            raise CliError(str(err)) from None
+        except OSError as err:
+            raise CliError(f"--save-wav {sidecar}: cannot write ({reason(err)})") from None
+        print(f"wrote {printable(args.save_wav)} and its truth (.json)", file=sys.stderr)
+
+    def score(windows):  # noqa: ANN001, ANN202 - (B, window) float32 -> (B, C)
+        return classifier.predict(torch.from_numpy(windows), batch_size=len(windows)).numpy()
+
+    progress = Progress(
+        TextColumn("streaming"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+        TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+        disable=not sys.stderr.isatty(),
+    )  # fmt: skip
+    decisions = list(se.DECISIONS) if args.compare_decisions else list(se.DECISIONS)[:1]
+    with progress:
+        task = progress.add_task("stream", total=recording.duration_s)
+        report = se.evaluate(
+            recording, score, classifier.labels, config, args.tolerance, decisions,
+            keep_trace=bool(args.plot), progress=lambda n: progress.advance(task, n / SAMPLE_RATE),
+        )  # fmt: skip
+    print(
+        f"streamed {recording.duration_s:.0f} s in {report.stream_seconds:.1f} s "
+        f"({report.windows_scored} windows, {args.threads} thread(s))",
+        file=sys.stderr,
+    )
+    print(se.format_report(report, args.sweep))
+    title = f"{Path(args.checkpoint).name}: {source}"
+    settings = {k: list(v) if isinstance(v, tuple) else v
+                for k, v in vars(args).items() if k != "func"}  # fmt: skip
+
+    def plot_trace(path: Path) -> None:
+        se.plot_trace(
+            path, wave, report.trace_times, report.trace, classifier.labels, found,
+            report.events, report.metrics.outcomes, config.threshold,
+            seconds=args.plot_seconds, distractors=others, title=title,
+        )  # fmt: skip
+
+    writers = {
+        "--det": lambda path: se.plot_det(path, report.det, recording.duration_s, title=title),
+        "--plot": plot_trace,
+        "--json": lambda path: path.write_text(
+            json.dumps({"settings": settings, **report.to_dict()}, indent=1) + "\n"
+        ),
+    }
+    for option, write in writers.items():
+        if option not in outputs:
+            continue
+        if option == "--det" and not found:
+            print("note: no keyword in the truth, so no DET curve (--det)", file=sys.stderr)
+            continue
+        try:
+            write(outputs[option])
+        except OSError as err:
+            raise CliError(f"{option} {outputs[option]}: cannot write ({reason(err)})") from None
+        print(f"wrote {printable(outputs[option])}", file=sys.stderr)
+    return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -347,13 +640,18 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def add_detector_arguments(p: argparse.ArgumentParser) -> None:
     """Keyword detection settings (defaults: the reference recognizer's, see stream.py)."""
-    p.add_argument("--hop", type=positive_float, default=0.1, help="seconds between windows")
-    p.add_argument("--average", type=non_negative_float, default=0.5,
-                   help="posterior averaging (s)")  # fmt: skip
-    p.add_argument("--threshold", type=probability, default=0.7,
-                   help="detection threshold, in (0, 1]")  # fmt: skip
-    p.add_argument("--refractory", type=non_negative_float, default=1.5,
-                   help="silence after an event (s)")  # fmt: skip
+    d = DetectorConfig()
+    p.add_argument("--hop", type=positive_float, default=d.hop_s,
+                   help=f"seconds between windows (default {d.hop_s:g})")  # fmt: skip
+    p.add_argument("--average", type=non_negative_float, default=None,
+                   help="posterior averaging (s; default: the model's calibrated point, "
+                   f"else {d.average_s:g})")  # fmt: skip
+    p.add_argument("--threshold", type=probability, default=None,
+                   help="detection threshold, in (0, 1] (default: the model's calibrated "
+                   f"point, else {d.threshold:g})")  # fmt: skip
+    p.add_argument("--refractory", type=non_negative_float, default=None,
+                   help="silence after an event (s; default: the model's calibrated point, "
+                   f"else {d.refractory_s:g})")  # fmt: skip
 
 
 # Argument types: a value out of range is argparse's usage error (exit 2), not a traceback
@@ -387,6 +685,12 @@ def non_negative_float(text: str) -> float:
     if (value := _number(text, float)) < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    if (value := _number(text, int)) < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
+    return int(value)
 
 
 def probability(text: str) -> float:
@@ -452,12 +756,113 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print events as JSON lines")
     p.set_defaults(func=cmd_stream)
 
+    p = sub.add_parser(
+        "calibrate",
+        help="choose the detection threshold for a target false-alarm rate and store it",
+        description="Stream keyword-free audio through the detector, choose the lowest "
+        "threshold (for each averaging span; then the lowest of those) whose false alarms "
+        "per hour stay within --target-fa, and store it in the checkpoint as "
+        "'operating_point'. stream, transcribe and exports then use it; their flags "
+        "override it.",
+    )
+    p.add_argument("--checkpoint", required=True,
+                   help="training checkpoint (.ckpt); calibrate it before exporting")  # fmt: skip
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--clips", metavar="DATA_DIR",
+                        help="dataset folder (one sub-folder per word): its clips of words "
+                        "that are not keywords (and _unknown_, _silence_) and its "
+                        "_background_noise_, joined with gaps into one stream")  # fmt: skip
+    source.add_argument("--negatives", nargs="+", metavar="FILE_OR_DIR",
+                        help="recordings without any keyword, each one streamed on "
+                        "its own")  # fmt: skip
+    p.add_argument("--split", choices=("training", "validation", "testing", "all"),
+                   default="validation", help="split of --clips (default validation)")  # fmt: skip
+    p.add_argument("--target-fa", type=positive_float, required=True, metavar="PER_HOUR",
+                   help="false alarms per hour allowed on the negative audio")  # fmt: skip
+    d = DetectorConfig()
+    p.add_argument("--averages", type=non_negative_float, nargs="+", default=[0.3, 0.5, 0.8],
+                   metavar="S", help="averaging spans to try, in seconds (default 0.3 0.5 "
+                   "0.8); give one to fix it")  # fmt: skip
+    p.add_argument("--per-keyword", action="store_true",
+                   help="one threshold per keyword, sharing the false-alarm budget")  # fmt: skip
+    p.add_argument("--min-threshold", type=probability, default=0.5,
+                   help="lowest threshold considered (default 0.5)")  # fmt: skip
+    p.add_argument("--hop", type=positive_float, default=d.hop_s,
+                   help=f"seconds between windows (default {d.hop_s:g})")  # fmt: skip
+    p.add_argument("--refractory", type=non_negative_float, default=d.refractory_s,
+                   help=f"silence after an event (s, default {d.refractory_s:g})")  # fmt: skip
+    p.add_argument("--hit-clips", type=non_negative_int, default=200,
+                   help="keyword clips of the --clips split streamed alone to report the hit "
+                   "rate (default 200; 0: none)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="order, gaps and noise of --clips")
+    p.add_argument("--threads", type=positive_int, default=1, help="CPU threads for the model")
+    p.add_argument("--out", help="write the calibrated checkpoint here (default: add the "
+                   "point to --checkpoint itself)")  # fmt: skip
+    p.set_defaults(func=cmd_calibrate)
+
     p = sub.add_parser("evaluate", help="score a labelled folder (one sub-folder per label)")
     p.add_argument("--checkpoint", required=True, help="trained checkpoint (.ckpt)")
     p.add_argument("folder", help="folder in the canonical test-archive layout")
     p.add_argument("--out", help="folder for the report (default: next to the checkpoint)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="clips per forward pass")
     p.set_defaults(func=cmd_evaluate)
+
+    from speech_gru.stream_eval import SPLIT_CHOICES
+
+    p = sub.add_parser(
+        "evaluate-stream",
+        help="hit rate, false alarms per hour by cause, latency and a DET curve on a long "
+        "recording (built from clips, or your own with its truth)",
+    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint (.ckpt) or exported model")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--clips", metavar="DATA_DIR",
+                     help="build the recording from a dataset-layout folder's clips")  # fmt: skip
+    src.add_argument("--espeak", action="store_true",
+                     help="build it from words spoken by espeak-ng voices")  # fmt: skip
+    src.add_argument("--recording", metavar="FILE.wav",
+                     help="your own recording instead (needs --truth)")  # fmt: skip
+    p.add_argument("--truth", metavar="FILE.csv|json",
+                   help="what --recording says: rows label,start_s,end_s (seconds); a "
+                   "label that is not a keyword of the model (_unknown_, any word) marks "
+                   "another word")  # fmt: skip
+    p.add_argument("--split", choices=SPLIT_CHOICES, default="testing",
+                   help="speakers the clips come from (default testing)")  # fmt: skip
+    p.add_argument("--split-salt", default="speech_gru",
+                   help="the recipe's data.split_salt (default speech_gru)")  # fmt: skip
+    p.add_argument("--noise", metavar="DIR",
+                   help="background recordings (default: the folder's _background_noise_, "
+                   "else pink noise)")  # fmt: skip
+    p.add_argument("--espeak-speakers", type=positive_int, default=8,
+                   help="espeak-ng voices (default 8)")  # fmt: skip
+    p.add_argument("--minutes", type=positive_float, default=10.0,
+                   help="length of the built recording (default 10)")  # fmt: skip
+    p.add_argument("--snr", type=float, nargs=2, default=(5.0, 20.0), metavar=("LOW", "HIGH"),
+                   help="each word's speech-to-noise ratio, uniform in this range, dB "
+                   "(default 5 20; equal values fix it)")  # fmt: skip
+    p.add_argument("--gap", type=positive_float, nargs=2, default=(2.5, 6.0),
+                   metavar=("MIN", "MAX"),
+                   help="seconds between word starts (default 2.5 6)")  # fmt: skip
+    p.add_argument("--distractors", type=float, default=0.4,
+                   help="share of inserted words that are other words (default 0.4)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed of the built recording (default 0)")
+    add_detector_arguments(p)
+    p.add_argument("--threads", type=positive_int, default=1, help="CPU threads for the model")
+    p.add_argument("--tolerance", type=non_negative_float, default=1.0,
+                   help="seconds after a word's end that an event still hits it "
+                   "(default 1)")  # fmt: skip
+    p.add_argument("--compare-decisions", action="store_true",
+                   help="also replay peak picking and N consecutive windows on the same "
+                   "posteriors and compare their DET curves with the detector's")  # fmt: skip
+    p.add_argument("--sweep", action="store_true", help="print every point of the DET curve")
+    p.add_argument("--det", metavar="FILE.png", help="draw the DET curve(s) here")
+    p.add_argument("--json", metavar="FILE.json", help="write every number and setting here")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the posteriors over time here")
+    p.add_argument("--plot-seconds", type=positive_float, default=60.0,
+                   help="seconds --plot shows (default 60)")  # fmt: skip
+    p.add_argument("--save-wav", metavar="FILE.wav",
+                   help="keep the built recording, and its truth as FILE.json")  # fmt: skip
+    p.set_defaults(func=cmd_evaluate_stream)
 
     p = sub.add_parser("explain", help="plot attention and GRU gate activity over one file")
     p.add_argument("--checkpoint", required=True, help="trained GRU checkpoint (.ckpt)")

@@ -9,8 +9,8 @@ outputs are checked against the encoder's, and the prediction and attention come
 the real model.
 
 ``model_card`` collects what a checkpoint or an export says about itself (labels, feature
-settings, architecture, parameter counts, training data, test accuracy) for
-``speech-gru info``.
+settings, architecture, parameter counts, training data, test accuracy, calibrated
+operating point) for ``speech-gru info``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from speech_gru.audio import SAMPLE_RATE, fit_length, load_audio, loudest_start,
 from speech_gru.gru import DIRECTIONS, ExplicitGRU
 from speech_gru.labels import LABEL_SETS
 from speech_gru.model import KeywordModel
+from speech_gru.stream import OperatingPoint
 
 CLIP_SAMPLES = SAMPLE_RATE  # the model is trained on 1 s clips
 ENCODER_TOLERANCE = 1e-4  # largest difference allowed between ExplicitGRU and the encoder
@@ -346,7 +347,9 @@ def model_card(path: str | Path) -> dict:
 
     Keys: ``file``, ``kind``, ``labels``, ``features``, ``architecture``, ``parameters``
     (per part), ``training`` (data and progress; None when not recorded), ``test_metrics``
-    (None when not recorded), ``speech_gru_version`` and, for exports, ``metadata``.
+    (None when not recorded), ``operating_point`` (the calibrated detector settings and
+    how they were measured, as stored; None when not calibrated), ``speech_gru_version``
+    and, for exports, ``metadata``.
 
     Raises:
         ModelLoadError: a missing or unreadable model file.
@@ -355,6 +358,7 @@ def model_card(path: str | Path) -> dict:
         load_checkpoint_model,
         load_classifier,
         model_kind,
+        operating_point,
         spotter_arguments,
     )
     from speech_gru.lit import KeywordSpotter
@@ -370,6 +374,7 @@ def model_card(path: str | Path) -> dict:
         training["label_set"] = label_set_name(labels, (data or {}).get("version"))
         card["training"] = training
         card["test_metrics"] = checkpoint.get("test_metrics") or None
+        point = operating_point(path, checkpoint.get("operating_point"), labels)
         card["speech_gru_version"] = checkpoint.get("speech_gru_version")
     else:
         classifier = load_classifier(path)
@@ -381,12 +386,14 @@ def model_card(path: str | Path) -> dict:
         model = KeywordSpotter(**arguments).model  # the same architecture, to count
         card["training"] = None
         card["test_metrics"] = None
+        point = classifier.operating_point
         card["speech_gru_version"] = meta.get("speech_gru_version")
         card["metadata"] = {
             k: v
             for k, v in meta.items()
-            if k not in ("labels", "hyper_parameters", "speech_gru_version")
+            if k not in ("labels", "hyper_parameters", "speech_gru_version", "operating_point")
         }
+    card["operating_point"] = point.to_dict() if point is not None else None
     card["features"], card["architecture"] = describe_model(model)
     card["parameters"] = parameter_counts(model)
     return card
@@ -443,6 +450,14 @@ def format_card(card: dict) -> str:
         lines.append(("test accuracy", f"{text} ({rest})" if rest else text))
     else:
         lines.append(("test accuracy", "not recorded"))
+    if card.get("operating_point"):
+        point = OperatingPoint.from_dict(card["operating_point"])
+        lines.append(("operating point", f"{point.settings_text()}; {point.provenance_text()}"))
+        if point.thresholds:
+            each = " ".join(f"{k} {v:.4g}" for k, v in point.thresholds.items())
+            lines.append(("thresholds", each))
+    else:
+        lines.append(("operating point", "not calibrated (speech-gru calibrate)"))
     for key, value in (card.get("metadata") or {}).items():
         lines.append((key, str(value)))
     lines = [(printable(key), printable(value)) for key, value in lines]  # text from the file

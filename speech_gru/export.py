@@ -3,7 +3,9 @@
 The exported model is self-contained: raw 16 kHz waveforms ``(B, N)`` in, class
 probabilities ``(B, C)`` out, MFCCs included. The label list travels with it (TorchScript:
 the extra file ``labels.json``; ONNX: the metadata entry ``labels``), so it runs with plain
-``torch.jit.load`` or ``onnxruntime`` and no ``speech_gru`` package::
+``torch.jit.load`` or ``onnxruntime`` and no ``speech_gru`` package. A checkpoint's
+calibrated operating point (``speech_gru.calibrate``) travels too, as JSON text: the entry
+``operating_point`` of TorchScript's ``metadata.json`` and of ONNX's metadata::
 
     model = torch.jit.load("kws.pt", _extra_files=(extra := {"labels.json": ""}))
     labels = json.loads(extra["labels.json"])
@@ -31,6 +33,7 @@ from torch import Tensor, nn
 from speech_gru import __version__
 from speech_gru.atomic import write_atomic
 from speech_gru.model import KeywordModel
+from speech_gru.stream import OperatingPoint
 
 FORMATS = ("torchscript", "onnx")
 ONNX_OPSET = 17
@@ -69,8 +72,11 @@ def quantize_int8(module: nn.Module) -> nn.Module:
         )
 
 
-def metadata(labels: list[str], hyper_parameters: dict) -> dict[str, str]:
-    return {
+def metadata(
+    labels: list[str], hyper_parameters: dict, operating_point: OperatingPoint | None = None
+) -> dict[str, str]:
+    """The text entries an export stores (``operating_point`` only when calibrated)."""
+    meta = {
         "labels": json.dumps(labels),
         "sample_rate": "16000",
         "input": "waveform: float32 (batch, samples) at 16 kHz, mono, in [-1, 1]",
@@ -78,6 +84,9 @@ def metadata(labels: list[str], hyper_parameters: dict) -> dict[str, str]:
         "speech_gru_version": __version__,
         "hyper_parameters": json.dumps(hyper_parameters, default=str),
     }
+    if operating_point is not None:
+        meta["operating_point"] = json.dumps(operating_point.to_dict())
+    return meta
 
 
 def export_torchscript(wrapper: WaveformClassifier, meta: dict[str, str], quantize: bool) -> bytes:
@@ -164,7 +173,7 @@ def check_output(out: Path, checkpoint: Path) -> None:
         raise ExportError(f"{out}: is the checkpoint being exported; choose another output file")
     if out.exists() and not out.is_file():
         raise ExportError(f"{out}: is not a regular file; choose a file to write")
-    if out.is_file() and _is_training_checkpoint(out):
+    if out.is_file() and is_training_checkpoint(out):
         raise ExportError(f"{out}: is a training checkpoint; an export never replaces one")
 
 
@@ -177,7 +186,7 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _is_training_checkpoint(path: Path) -> bool:
+def is_training_checkpoint(path: Path) -> bool:
     """A ``torch.save`` archive (pickled data, no compiled code as TorchScript has)."""
     try:
         with zipfile.ZipFile(path) as archive:
@@ -207,14 +216,15 @@ def export(
         The written path.
 
     Raises:
-        ModelLoadError: the checkpoint cannot be loaded.
+        ModelLoadError: the checkpoint cannot be loaded, or its operating point is malformed.
         ExportError: ``out`` is refused or cannot be written, with a one-line reason.
     """
-    from speech_gru.infer import load_checkpoint_model
+    from speech_gru.infer import load_checkpoint_model, operating_point
 
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     model, labels, loaded = load_checkpoint_model(checkpoint)
+    point = operating_point(Path(checkpoint), loaded.get("operating_point"), labels)
     out = Path(out)
     try:
         check_output(out, Path(checkpoint))
@@ -225,7 +235,7 @@ def export(
             raise ExportError(
                 f"{out}: cannot write ({out.parent} is a file, not a folder)"
             ) from None
-        meta = metadata(labels, dict(loaded["hyper_parameters"]))
+        meta = metadata(labels, dict(loaded["hyper_parameters"]), point)
         with torch.no_grad():
             to_bytes = export_torchscript if fmt == "torchscript" else export_onnx
             data = to_bytes(WaveformClassifier(model).eval(), meta, quantize)

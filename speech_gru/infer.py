@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from speech_gru.model import KeywordModel
+from speech_gru.stream import OperatingPoint
 
 Backend = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
 """(B, N) float32 waveforms and optional (B,) lengths -> (B, C) probabilities."""
@@ -41,6 +42,8 @@ class Classifier:
         metadata: what the file records besides weights (hyper-parameters, test metrics).
         takes_lengths: the backend masks padding itself; otherwise clips of different
             lengths are run in separate batches.
+        operating_point: the detector settings the model was calibrated at (None: not
+            calibrated); stored as ``operating_point`` in checkpoints and exports.
     """
 
     backend: Backend
@@ -49,6 +52,7 @@ class Classifier:
     kind: str
     metadata: dict = field(default_factory=dict)
     takes_lengths: bool = False
+    operating_point: OperatingPoint | None = None
 
     def predict(self, waves: Tensor | np.ndarray | Sequence, batch_size: int = 64) -> Tensor:
         """Class probabilities of each waveform.
@@ -163,9 +167,29 @@ def load_classifier(path: str | Path) -> Classifier:
         "epoch": checkpoint.get("epoch"),
         "version": checkpoint.get("speech_gru_version"),
     }
-    return Classifier(
-        checkpoint_backend(model), labels, path, "checkpoint", metadata, takes_lengths=True
-    )
+    point = operating_point(path, checkpoint.get("operating_point"), labels)
+    if point is not None:
+        metadata["operating_point"] = point.to_dict()
+    return Classifier(checkpoint_backend(model), labels, path, "checkpoint", metadata, True, point)
+
+
+def operating_point(path: Path, value: object, labels: Sequence[str]) -> OperatingPoint | None:
+    """The operating point a model file stores: a dict (checkpoints) or its JSON text
+    (exports); None when there is none.
+
+    Raises:
+        ModelLoadError: a malformed entry, with a one-line reason.
+    """
+    if value is None:
+        return None
+    data = _json(value) if isinstance(value, str | bytes) else value
+    if data is None:
+        raise ModelLoadError(f"{path}: operating_point metadata is not a JSON object")
+    try:
+        return OperatingPoint.from_dict(data, labels)
+    except ValueError as err:
+        reason = " ".join(str(err).split())[:160]
+        raise ModelLoadError(f"{path}: operating_point metadata is malformed ({reason})") from None
 
 
 def model_kind(path: str | Path) -> str:
@@ -208,7 +232,8 @@ def _load_torchscript(path: Path) -> Classifier:
     _check_hyper_parameters(path, meta)
     backend = torchscript_backend(module.eval())
     labels = _labels(path, extra["labels.json"], _output_size(path, backend))
-    return Classifier(backend, labels, path, "torchscript", meta)
+    point = operating_point(path, meta.get("operating_point"), labels)
+    return Classifier(backend, labels, path, "torchscript", meta, operating_point=point)
 
 
 def _load_onnx(path: Path) -> Classifier:
@@ -232,7 +257,9 @@ def _load_onnx(path: Path) -> Classifier:
     backend = onnx_backend(session)
     shape = session.get_outputs()[0].shape  # e.g. ["batch", 12]
     size = shape[-1] if shape and isinstance(shape[-1], int) else _output_size(path, backend)
-    return Classifier(backend, _labels(path, meta["labels"], size), path, "onnx", meta)
+    labels = _labels(path, meta["labels"], size)
+    point = operating_point(path, meta.get("operating_point"), labels)
+    return Classifier(backend, labels, path, "onnx", meta, operating_point=point)
 
 
 def _json(text: str | bytes) -> object:

@@ -2,10 +2,15 @@
 
 A bidirectional GRU needs the whole window, so it cannot carry state frame by frame.
 Instead ``StreamingDetector`` keeps the last second of audio, and every hop re-runs the
-model on the window ending there. Posteriors are averaged over a short span; a keyword
-whose averaged score reaches the threshold becomes an event, and no further event is
+model on the window ending there. Posteriors are averaged over a short span; the top
+class, when it is a keyword whose averaged score reaches the threshold (its own, when
+``DetectorConfig.thresholds`` names it), becomes an event, and no further event is
 reported for the refractory time, so one utterance gives one event. ``_silence_`` and
 ``_unknown_`` are never reported.
+
+An ``OperatingPoint`` is the setting a model is calibrated at (``speech_gru.calibrate``):
+threshold (optionally one per keyword), averaging span and refractory time, with how it
+was measured. It travels with the model, in checkpoints and exports, as a plain dict.
 
 Windows end at fixed sample positions (multiples of the hop, from the first full
 window on) and are scored in groups of ``batch_windows`` aligned to those positions, so
@@ -15,9 +20,10 @@ arrays in, events out.
 
 from __future__ import annotations
 
+import math
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -25,6 +31,29 @@ from speech_gru.labels import is_keyword
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 """Maps (B, window) float32 waveforms to (B, C) class probabilities."""
+
+
+class RecordingScorer:
+    """Wraps a scorer and keeps every (B, C) result, in order, so that thresholds and
+    smoothing can be replayed (``StreamingDetector.replay``) without running it again.
+
+    Args:
+        scorer: (B, window) waveforms -> (B, C) probabilities.
+    """
+
+    def __init__(self, scorer: Scorer) -> None:
+        self.scorer = scorer
+        self.outputs: list[np.ndarray] = []
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        probs = np.asarray(self.scorer(windows))  # (B, C)
+        self.outputs.append(probs)
+        return probs
+
+    @property
+    def posteriors(self) -> np.ndarray:
+        """(W, C) raw outputs of every window scored so far ((0, 0) before any)."""
+        return np.concatenate(self.outputs) if self.outputs else np.zeros((0, 0))
 
 
 @dataclass(frozen=True)
@@ -67,6 +96,7 @@ class DetectorConfig:
         refractory_s: time after an event during which no other event is reported.
         batch_windows: windows scored per model call. 1 scores each hop as soon as its
             audio arrives (live); larger values are faster on files.
+        thresholds: per-keyword thresholds; a keyword not listed uses ``threshold``.
     """
 
     sample_rate: int = 16000
@@ -76,14 +106,15 @@ class DetectorConfig:
     threshold: float = 0.7
     refractory_s: float = 1.5
     batch_windows: int = 1
+    thresholds: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.hop_s <= 0 or self.window_s <= 0:
             raise ValueError("window_s and hop_s must be positive")
         if self.average_s < 0 or self.refractory_s < 0:
             raise ValueError("average_s and refractory_s must not be negative")
-        if not 0 < self.threshold <= 1:
-            raise ValueError("threshold must be in (0, 1]")
+        if not all(0 < t <= 1 for t in (self.threshold, *self.thresholds.values())):
+            raise ValueError("thresholds must be in (0, 1]")
         if self.batch_windows < 1:
             raise ValueError("batch_windows must be at least 1")
 
@@ -98,6 +129,166 @@ class DetectorConfig:
     @property
     def average_count(self) -> int:
         return max(1, round(self.average_s / self.hop_s))
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """The detector settings a model is calibrated at, and how they were measured.
+
+    Attributes:
+        threshold: averaged keyword score that triggers an event (the one used for a
+            keyword that ``thresholds`` does not list).
+        average_s: span of the posterior moving average.
+        refractory_s: time after an event during which no other event is reported.
+        hop_s: time between scored windows when it was measured.
+        thresholds: per-keyword thresholds (empty: ``threshold`` for every keyword).
+        target_fa_per_hour: the false-alarm rate it was chosen for.
+        negative_s: seconds of keyword-free audio it was measured on.
+        false_alarms: events on that audio at this point.
+        source: what that audio was (a dataset split, files).
+        created: when it was measured (ISO 8601, UTC).
+        hit_rate: share of keyword clips detected at this point, when measured (None if
+            not).
+    """
+
+    threshold: float
+    average_s: float
+    refractory_s: float
+    hop_s: float
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    target_fa_per_hour: float = 0.0
+    negative_s: float = 0.0
+    false_alarms: int = 0
+    source: str = ""
+    created: str = ""
+    hit_rate: float | None = None
+
+    @property
+    def fa_per_hour(self) -> float:
+        """Measured false alarms per hour of negative audio."""
+        return self.false_alarms * 3600 / self.negative_s if self.negative_s else 0.0
+
+    def detector_settings(self) -> dict:
+        """Keyword arguments of ``DetectorConfig`` that this point sets."""
+        return {
+            "threshold": self.threshold,
+            "average_s": self.average_s,
+            "refractory_s": self.refractory_s,
+            "thresholds": dict(self.thresholds),
+        }
+
+    def settings_text(self) -> str:
+        """``threshold 0.83, average 0.5 s, refractory 1.5 s``."""
+        return settings_text(self.threshold, self.thresholds, self.average_s, self.refractory_s)
+
+    def measured_text(self) -> str:
+        """``1 false alarm in 2.05 h of negative audio (0.488/h; target 1/h, hop 0.1 s)``,
+        and the hit rate when measured."""
+        alarms = f"{self.false_alarms} false alarm{'s' * (self.false_alarms != 1)}"
+        text = (
+            f"{alarms} in {duration_text(self.negative_s)} of negative audio "
+            f"({self.fa_per_hour:.3g}/h; target {self.target_fa_per_hour:g}/h, "
+            f"hop {self.hop_s:g} s)"
+        )
+        if self.hit_rate is not None:
+            text += f", keyword clips detected {self.hit_rate:.1%}"
+        return text
+
+    def provenance_text(self) -> str:
+        """``measured_text()``, the source of the negative audio and the date."""
+        parts = [self.measured_text(), self.source, self.created]
+        return "; ".join(part for part in parts if part)
+
+    def to_dict(self) -> dict:
+        """Plain floats, ints, strings and a dict of floats (checkpoints load it
+        weights-only; exports store it as JSON)."""
+        data = asdict(self)
+        data["thresholds"] = dict(self.thresholds)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: object, labels: Sequence[str] | None = None) -> OperatingPoint:
+        """Read and check a stored point.
+
+        Args:
+            data: what ``to_dict`` gave (unknown keys are ignored).
+            labels: the model's labels; when given, every per-keyword threshold must
+                name one of its keywords.
+
+        Raises:
+            ValueError: one line naming the first malformed entry.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"not a mapping but {type(data).__name__}")
+        values: dict = {}
+        for name, low, high, need in (
+            ("threshold", 0.0, 1.0, True),
+            ("average_s", 0.0, math.inf, True),
+            ("refractory_s", 0.0, math.inf, True),
+            ("hop_s", 0.0, math.inf, True),
+            ("target_fa_per_hour", 0.0, math.inf, False),
+            ("negative_s", 0.0, math.inf, False),
+        ):
+            if name not in data:
+                if need:
+                    raise ValueError(f"no {name}")
+                continue
+            values[name] = _number(data[name], name, low, high)
+        if values["threshold"] == 0 or values["hop_s"] == 0:
+            raise ValueError("threshold and hop_s must be greater than 0")
+        thresholds = data.get("thresholds", {})
+        if not isinstance(thresholds, Mapping):
+            raise ValueError("thresholds is not a mapping of keyword to threshold")
+        values["thresholds"] = {}
+        for keyword, value in thresholds.items():
+            if not isinstance(keyword, str) or (labels is not None and keyword not in labels):
+                raise ValueError(f"threshold for {keyword!r}, which is not a label of the model")
+            if not is_keyword(keyword):
+                raise ValueError(f"threshold for {keyword!r}, which is not a keyword")
+            values["thresholds"][keyword] = _number(value, f"thresholds[{keyword!r}]", 0.0, 1.0)
+            if values["thresholds"][keyword] == 0:
+                raise ValueError(f"thresholds[{keyword!r}] must be greater than 0")
+        alarms = data.get("false_alarms", 0)
+        if isinstance(alarms, bool) or not isinstance(alarms, int) or alarms < 0:
+            raise ValueError(f"false_alarms must be a count, got {alarms!r}")
+        values["false_alarms"] = alarms
+        for name in ("source", "created"):
+            if not isinstance(data.get(name, ""), str):
+                raise ValueError(f"{name} must be a string")
+            values[name] = data.get(name, "")
+        if data.get("hit_rate") is not None:
+            values["hit_rate"] = _number(data["hit_rate"], "hit_rate", 0.0, 1.0)
+        return cls(**values)
+
+
+def settings_text(
+    threshold: float, thresholds: Mapping[str, float], average_s: float, refractory_s: float
+) -> str:
+    """Detector settings in words: ``threshold 0.83, average 0.5 s, refractory 1.5 s``
+    (per-keyword thresholds as ``thresholds 0.61-0.92 per keyword``)."""
+    if thresholds:
+        low, high = min(thresholds.values()), max(thresholds.values())
+        span = f"{low:.4g}" if low == high else f"{low:.4g}-{high:.4g}"
+        text = f"thresholds {span} per keyword"
+    else:
+        text = f"threshold {threshold:.4g}"
+    return f"{text}, average {average_s:g} s, refractory {refractory_s:g} s"
+
+
+def duration_text(seconds: float) -> str:
+    """``42.5 s``, ``12.3 min`` or ``2.05 h``."""
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds / 3600:.3g} h"
+
+
+def _number(value: object, name: str, low: float, high: float) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{name} must be a number from {low:g} to {high:g}, got {value!r}")
+    return float(value)
 
 
 class StreamingDetector:
@@ -123,6 +314,12 @@ class StreamingDetector:
         self.keyword_mask = np.array([is_keyword(label) for label in self.labels])
         if not self.keyword_mask.any():
             raise ValueError("the label list has no keyword to detect")
+        for keyword in self.config.thresholds:
+            if keyword not in self.labels or not is_keyword(keyword):
+                raise ValueError(f"threshold for {keyword!r}, which is not a keyword here")
+        self.thresholds = np.array(  # (C,) the threshold each label's score is held to
+            [self.config.thresholds.get(label, self.config.threshold) for label in self.labels]
+        )
         self.keep_trace = keep_trace
         self.reset()
 
@@ -163,6 +360,26 @@ class StreamingDetector:
             events += self.push(chunk)
         return events + self.flush()
 
+    def replay(self, posteriors: np.ndarray) -> list[Event]:
+        """Events from recorded scores instead of audio (calibration replays them).
+
+        Gives what ``run`` gives on the audio the scores came from, with this detector's
+        averaging, thresholds and refractory time; the detector is reset before and after.
+
+        Args:
+            posteriors: (N, C) scorer outputs of the windows ending at ``window + i *
+                hop`` samples, in order, as a stream of that audio scores them.
+        """
+        self.reset()
+        c = self.config
+        events = []
+        for i, probs in enumerate(np.asarray(posteriors, dtype=np.float64)):  # (C,) each
+            event = self._update(c.window + i * c.hop, probs)
+            if event is not None:
+                events.append(event)
+        self.reset()  # no audio was received
+        return events
+
     # -- internals ---------------------------------------------------------------------
     def _score_ready(self, final: bool) -> list[Event]:
         c = self.config
@@ -201,7 +418,7 @@ class StreamingDetector:
             self.trace.append(smoothed.astype(np.float32))
         top = int(np.argmax(smoothed))
         score = float(smoothed[top])
-        if not self.keyword_mask[top] or score < c.threshold:
+        if not self.keyword_mask[top] or score < self.thresholds[top]:
             return None
         if end - self._last_event_end < round(c.refractory_s * c.sample_rate):
             return None

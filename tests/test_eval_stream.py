@@ -1,4 +1,5 @@
-"""tools/eval_stream.py and tools/bench_stream.py: matching, recording, replay, smoke runs."""
+"""speech_gru/stream_eval.py, ``speech-gru evaluate-stream`` and tools/bench_stream.py:
+matching, recordings, truth files, decision rules, DET curves, smoke runs."""
 
 from __future__ import annotations
 
@@ -11,16 +12,17 @@ import pytest
 from speech_gru.audio import SAMPLE_RATE, write_wav
 from speech_gru.data import speaker_of, which_set
 from speech_gru.stream import DetectorConfig, Event
-from tools.eval_stream import (
+from speech_gru.stream_eval import (
+    RecordingScorer,
     Truth,
     build_recording,
+    det_curve,
     folder_pool,
     match_events,
     plot_trace,
     replay,
     speech_span,
     stream,
-    sweep,
 )
 
 KEYWORDS = ["yes", "no"]
@@ -162,7 +164,9 @@ def test_folder_pool_keeps_only_the_split(tiny_dataset: Path) -> None:
 def test_build_recording(tiny_dataset: Path) -> None:
     pool = folder_pool(tiny_dataset, KEYWORDS, split="all")
     distractors: list[Truth] = []
-    wave, truths = build_recording(pool, minutes=0.5, seed=3, distractors_out=distractors)
+    wave, truths = build_recording(
+        pool, minutes=0.5, seed=3, snr_db=20.0, distractors_out=distractors
+    )
     duration = 30.0
     assert wave.shape == (round(duration * SAMPLE_RATE),)
     assert wave.dtype == np.float32
@@ -220,12 +224,12 @@ def tone_scorer(windows: np.ndarray) -> np.ndarray:
     return probs
 
 
-def test_stream_replay_and_sweep(tiny_dataset: Path, tmp_path: Path) -> None:
-    from tools.eval_stream import RecordingScorer
-
+def test_stream_replay_and_det_rows(tiny_dataset: Path, tmp_path: Path) -> None:
     pool = folder_pool(tiny_dataset, KEYWORDS, split="all")
     distractors: list[Truth] = []
-    wave, truths = build_recording(pool, minutes=0.5, seed=0, distractors_out=distractors)
+    wave, truths = build_recording(
+        pool, minutes=0.5, seed=0, snr_db=20.0, distractors_out=distractors
+    )
     config = DetectorConfig(threshold=0.6, batch_windows=8)
     recorder = RecordingScorer(tone_scorer)
     events, detector = stream(wave, recorder, LABELS, config, keep_trace=True)
@@ -233,8 +237,12 @@ def test_stream_replay_and_sweep(tiny_dataset: Path, tmp_path: Path) -> None:
     assert metrics.hits == len(truths) and metrics.false_alarms == 0
     assert recorder.posteriors.shape == (detector.windows_scored, len(LABELS))
     # replaying the posteriors gives exactly the events of the real pass
-    assert replay(recorder.posteriors, wave, LABELS, config) == events
-    rows = sweep(recorder.posteriors, wave, LABELS, config, truths, 1.0, distractors, (0.6, 0.99))
+    assert replay(recorder.posteriors, LABELS, config) == events
+    duration = wave.size / SAMPLE_RATE
+    rows = det_curve(
+        recorder.posteriors, LABELS, config, truths, 1.0, duration, distractors,
+        thresholds=(0.6, 0.99),
+    )  # fmt: skip
     assert [r["threshold"] for r in rows] == [0.6, 0.99]
     assert rows[0]["hits"] == metrics.hits
     assert rows[1]["hits"] == 0
@@ -244,6 +252,91 @@ def test_stream_replay_and_sweep(tiny_dataset: Path, tmp_path: Path) -> None:
         metrics.outcomes, config.threshold, seconds=20, distractors=distractors,
     )  # fmt: skip
     assert png.stat().st_size > 10_000
+
+
+# -- speech-gru evaluate-stream ---------------------------------------------------------------
+
+
+def test_evaluate_stream_cli(
+    checkpoint: Path, commands_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import json
+
+    from speech_gru.cli import main
+    from speech_gru.stream_eval import DECISIONS, DET_THRESHOLDS
+
+    det, report, wav = tmp_path / "det.png", tmp_path / "stream.json", tmp_path / "rec.wav"
+    common = ["evaluate-stream", "--checkpoint", str(checkpoint), "--threshold", "0.7"]
+    assert main([
+        *common, "--clips", str(commands_dir), "--split", "testing", "--minutes", "0.5",
+        "--seed", "1", "--compare-decisions", "--det", str(det), "--json", str(report),
+        "--save-wav", str(wav),
+    ]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    for text in ("hit rate", "false alarms / hour", "wrong keyword", "another word", "noise",
+                 "latency mean / median", "at <= 1 FA/h", "at <= 5 FA/h",
+                 "decision rules on the same posteriors"):  # fmt: skip
+        assert text in out
+    assert det.stat().st_size > 10_000
+    data = json.loads(report.read_text())
+    assert set(data["det"]) == set(DECISIONS)
+    for rows in data["det"].values():
+        assert [r["threshold"] for r in rows] == list(DET_THRESHOLDS)
+    metrics = data["metrics"]
+    assert metrics["keywords"] == len(data["truths"]) > 0
+    assert data["distractor_truths"]
+    causes = metrics["false_alarms_per_hour_by_cause"]
+    assert set(causes) == {"wrong_label", "distractor", "background", "repeat"}
+    assert all(5.0 <= t["snr_db"] <= 20.0 for t in data["truths"] + data["distractor_truths"])
+    # the detector's own rule replayed at its threshold is the streamed result
+    row = next(r for r in data["det"]["mean-then-threshold"] if r["threshold"] == 0.7)
+    assert (row["hits"], row["false_alarms"]) == (metrics["hits"], metrics["false_alarms"])
+    assert set(data["comparison"]) == set(DECISIONS)
+
+    # the saved recording read back as a user's recording with its truth file
+    again = tmp_path / "again.json"
+    assert main([
+        *common, "--recording", str(wav), "--truth", str(wav.with_suffix(".json")),
+        "--json", str(again),
+    ]) == 0  # fmt: skip
+    data2 = json.loads(again.read_text())
+    assert data2["metrics"]["keywords"] == metrics["keywords"]
+    assert len(data2["distractor_truths"]) == len(data["distractor_truths"])
+    assert list(data2["det"]) == ["mean-then-threshold"]
+
+
+@pytest.mark.parametrize(
+    "case", ["missing folder", "bad truth", "unreadable recording", "truth alone", "bad snr"]
+)
+def test_evaluate_stream_bad_input_is_one_line(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from speech_gru.cli import main
+
+    wav, broken = tmp_path / "talk.wav", tmp_path / "broken.wav"
+    write_wav(wav, np.zeros(2 * SAMPLE_RATE, dtype=np.float32))
+    broken.write_text("not audio")
+    truth, bad = tmp_path / "truth.csv", tmp_path / "bad.csv"
+    truth.write_text("label,start_s,end_s\nyes,0.5,0.9\n")
+    bad.write_text("label,start_s\nyes,0.5\n")
+    args, named = {
+        "missing folder": (["--clips", str(tmp_path / "nowhere")], "nowhere"),
+        "bad truth": (["--recording", str(wav), "--truth", str(bad)], "bad.csv"),
+        "unreadable recording": (["--recording", str(broken), "--truth", str(truth)], "broken"),
+        "truth alone": (["--clips", str(tmp_path), "--truth", str(truth)], "--truth"),
+        "bad snr": (["--clips", str(tmp_path), "--snr", "20", "5"], "--snr"),
+    }[case]
+    code = main(["evaluate-stream", "--checkpoint", str(tmp_path / "none.ckpt"), *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and named in err
+
+
+def test_eval_stream_tool_is_the_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from tools.eval_stream import main
+
+    assert main(["--checkpoint", "x.ckpt", "--clips", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere: dataset folder not found" in capsys.readouterr().err
 
 
 def test_bench_stream_smoke(tmp_path: Path) -> None:

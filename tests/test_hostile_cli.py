@@ -124,12 +124,18 @@ def test_help_still_works_and_defaults_are_kept(capsys: pytest.CaptureFixture) -
     with pytest.raises(SystemExit) as stop:
         main(["transcribe", "--help"])
     assert stop.value.code == 0
-    assert "--threads" in capsys.readouterr().out
-    from speech_gru.cli import build_parser
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--threads" in help_text
+    assert "default: the model's calibrated point, else 0.7)" in help_text
+    from speech_gru.cli import build_parser, detector_config
 
     args = build_parser().parse_args(PARSE["transcribe"])
     assert (args.batch_size, args.top_k, args.jobs, args.threads) == (64, 1, 4, 1)
-    assert (args.hop, args.average, args.threshold, args.refractory) == (0.1, 0.5, 0.7, 1.5)
+    assert (args.average, args.threshold, args.refractory) == (None, None, None)  # not given
+    config = detector_config(args, 32)  # no calibrated model: DetectorConfig's defaults
+    assert (config.hop_s, config.average_s, config.threshold, config.refractory_s) == (
+        0.1, 0.5, 0.7, 1.5,
+    )  # fmt: skip
     args = build_parser().parse_args([*PARSE["stream"], "--threshold", "1", "--average", "0"])
     assert (args.rate, args.channels, args.threshold, args.average) == (16000, 1, 1.0, 0.0)
 

@@ -1,4 +1,5 @@
-"""StreamingDetector: chunking invariance, smoothing, threshold, refractory time."""
+"""StreamingDetector: chunking invariance, smoothing, thresholds (global and per keyword),
+refractory time, replay of recorded scores; OperatingPoint storage."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import pytest
 import torch
 
 from speech_gru.model import KeywordModel, ModelConfig
-from speech_gru.stream import DetectorConfig, Event, StreamingDetector
+from speech_gru.stream import (
+    DetectorConfig,
+    Event,
+    OperatingPoint,
+    RecordingScorer,
+    StreamingDetector,
+)
 
 SR = 16000
 LABELS = ["_silence_", "_unknown_", "yes", "no"]
@@ -150,3 +157,99 @@ def test_invalid_settings_are_rejected() -> None:
         DetectorConfig(refractory_s=-1)
     with pytest.raises(ValueError):
         StreamingDetector(level_scorer, ["_silence_", "_unknown_"])
+
+
+def test_per_keyword_thresholds_hold_each_keyword_to_its_own() -> None:
+    # "yes" then "no", each at most 80% of a window (the rest _unknown_)
+    word = ((0.1, 0.8), (0.3, 0.2))
+    wave = signal((0, 1.0), *word, (0, 2.0), (0.2, 0.8), (0.3, 0.2), (0, 1.0))
+    assert [e.label for e in detect(wave, threshold=0.75)] == ["yes", "no"]
+    assert [e.label for e in detect(wave, threshold=0.85)] == []
+    only_no = detect(wave, threshold=0.75, thresholds={"yes": 0.85})
+    assert [e.label for e in only_no] == ["no"]
+    only_yes = detect(wave, threshold=0.85, thresholds={"yes": 0.75})
+    assert [e.label for e in only_yes] == ["yes"]
+    assert detect(wave, threshold=0.75, thresholds={"yes": 0.75, "no": 0.75}) == detect(
+        wave, threshold=0.75
+    )
+    with pytest.raises(ValueError, match="not a keyword"):
+        StreamingDetector(level_scorer, LABELS, DetectorConfig(thresholds={"_unknown_": 0.5}))
+    with pytest.raises(ValueError, match="not a keyword"):
+        StreamingDetector(level_scorer, LABELS, DetectorConfig(thresholds={"maybe": 0.5}))
+    with pytest.raises(ValueError):
+        DetectorConfig(thresholds={"yes": 0.0})
+
+
+def test_per_keyword_events_do_not_depend_on_chunk_size(random_model_scorer) -> None:
+    batch_windows = 8  # thresholds act after scoring: live batches (1) are covered above
+    rng = np.random.default_rng(1)
+    wave = (rng.standard_normal(SR * 6) * np.repeat(rng.uniform(0, 0.3, 60), SR // 10)).astype(
+        np.float32
+    )
+    thresholds = {"yes": 0.35, "no": 0.9}
+    config = DetectorConfig(
+        threshold=0.5, refractory_s=0.3, batch_windows=batch_windows, thresholds=thresholds
+    )
+    results = []
+    for chunk in (160, 1000, 4096, len(wave)):
+        detector = StreamingDetector(random_model_scorer, LABELS, config)
+        results.append(detector.run(wave[i : i + chunk] for i in range(0, len(wave), chunk)))
+    assert results[0], "the thresholds should give some events to compare"
+    assert all(events == results[0] for events in results[1:])
+    single = StreamingDetector(random_model_scorer, LABELS, DetectorConfig(threshold=0.5,
+        refractory_s=0.3, batch_windows=batch_windows)).run([wave])  # fmt: skip
+    assert single != results[0], "per-keyword thresholds should change these events"
+
+
+def test_replaying_recorded_scores_gives_the_same_events(random_model_scorer) -> None:
+    rng = np.random.default_rng(2)
+    wave = (rng.standard_normal(SR * 5) * np.repeat(rng.uniform(0, 0.3, 50), SR // 10)).astype(
+        np.float32
+    )
+    recording = RecordingScorer(random_model_scorer)
+    assert recording.posteriors.shape == (0, 0)
+    config = DetectorConfig(threshold=0.4, refractory_s=0.3, average_s=0.3, batch_windows=4)
+    events = StreamingDetector(recording, LABELS, config).run([wave])
+    assert events
+    posteriors = recording.posteriors  # (N, C)
+    assert posteriors.shape == ((len(wave) - SR) // 1600 + 1, len(LABELS))
+    detector = StreamingDetector(level_scorer, LABELS, config)  # never called on replay
+    assert detector.replay(posteriors) == events
+    assert detector.time_s == 0 and detector.windows_scored == 0  # left reset
+    for threshold in (0.3, 0.6):  # other settings: as if the audio were streamed again
+        other = DetectorConfig(threshold=threshold, refractory_s=0.3, batch_windows=4)
+        streamed = StreamingDetector(random_model_scorer, LABELS, other).run([wave])
+        assert StreamingDetector(level_scorer, LABELS, other).replay(posteriors) == streamed
+
+
+def test_operating_point_round_trips_and_rejects_malformed_entries() -> None:
+    point = OperatingPoint(
+        threshold=0.9, average_s=0.3, refractory_s=1.0, hop_s=0.1,
+        thresholds={"yes": 0.8, "no": 0.9}, target_fa_per_hour=1.0, negative_s=7200.0,
+        false_alarms=1, source="data, validation split", created="2024-01-01T00:00:00+00:00",
+        hit_rate=0.5,
+    )  # fmt: skip
+    stored = point.to_dict()
+    assert OperatingPoint.from_dict(stored, LABELS) == point
+    assert point.fa_per_hour == 0.5
+    assert DetectorConfig(**point.detector_settings()).thresholds == {"yes": 0.8, "no": 0.9}
+    for change, problem in (
+        ({"threshold": 1.5}, "threshold must be a number from 0 to 1"),
+        ({"threshold": "0.9"}, "threshold must be a number"),
+        ({"threshold": 0}, "greater than 0"),
+        ({"average_s": float("nan")}, "average_s"),
+        ({"hop_s": True}, "hop_s"),
+        ({"thresholds": [0.5]}, "thresholds is not a mapping"),
+        ({"thresholds": {"maybe": 0.5}}, "'maybe', which is not a label"),
+        ({"thresholds": {"_unknown_": 0.5}}, "not a keyword"),
+        ({"thresholds": {"yes": -1}}, "thresholds['yes']"),
+        ({"false_alarms": 1.5}, "false_alarms"),
+        ({"source": 3}, "source"),
+        ({"hit_rate": 2}, "hit_rate"),
+    ):
+        with pytest.raises(ValueError, match=problem.replace("[", r"\[")):
+            OperatingPoint.from_dict({**stored, **change}, LABELS)
+    with pytest.raises(ValueError, match="no refractory_s"):
+        OperatingPoint.from_dict({k: v for k, v in stored.items() if k != "refractory_s"})
+    with pytest.raises(ValueError, match="not a mapping"):
+        OperatingPoint.from_dict([1, 2])
