@@ -44,7 +44,13 @@ import numpy as np
 
 from speech_gru.audio import SAMPLE_RATE, AudioError, load_audio
 from speech_gru.labels import BACKGROUND_NOISE, SILENCE, UNKNOWN, is_keyword
-from speech_gru.stream import DetectorConfig, Event, Scorer, StreamingDetector
+from speech_gru.stream import (
+    DetectorConfig,
+    Event,
+    RecordingScorer,
+    Scorer,
+    StreamingDetector,
+)
 
 CLIP_SAMPLES = SAMPLE_RATE  # inserted clips are cut to one second
 SPLIT_CHOICES = ("testing", "validation", "training", "all")
@@ -793,24 +799,6 @@ def match_events(
 # --------------------------------------------------------------------------------------------
 # Streaming, and decision rules replayed on the recorded posteriors
 # --------------------------------------------------------------------------------------------
-
-
-class RecordingScorer:
-    """Wraps a scorer and keeps every (B, C) result, in order, for replay."""
-
-    def __init__(self, scorer: Scorer) -> None:
-        self.scorer = scorer
-        self.outputs: list[np.ndarray] = []
-
-    def __call__(self, windows: np.ndarray) -> np.ndarray:
-        probs = np.asarray(self.scorer(windows))
-        self.outputs.append(probs)
-        return probs
-
-    @property
-    def posteriors(self) -> np.ndarray:
-        """(W, C) raw posteriors of every window scored so far."""
-        return np.concatenate(self.outputs) if self.outputs else np.zeros((0, 0))
 
 
 def stream(

@@ -11,9 +11,8 @@ import pytest
 
 from speech_gru.audio import SAMPLE_RATE, write_wav
 from speech_gru.data import speaker_of, which_set
-from speech_gru.stream import DetectorConfig, Event
+from speech_gru.stream import DetectorConfig, Event, RecordingScorer
 from speech_gru.stream_eval import (
-    RecordingScorer,
     Truth,
     build_recording,
     det_curve,
