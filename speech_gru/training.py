@@ -114,29 +114,45 @@ class LastCheckpoint(Callback):
 
     At every epoch end and every ``every_n_steps`` optimizer steps the full training state
     (weights, optimizer, scheduler, loop progress, loader position) goes to ``last.ckpt``.
-    SIGUSR1 is turned into SIGTERM, which Lightning handles by stopping every rank after
-    the current batch; this callback then writes ``last.ckpt`` before the process exits.
+
+    SIGTERM and SIGUSR1 (what SLURM sends before pre-emption) only note the request. At
+    the end of every training batch all ranks agree, in one collective at that fixed
+    point, whether any rank was asked; if so every rank sets Lightning's SIGTERM flag, so
+    they all stop after that same batch, and this callback writes ``last.ckpt``. Lightning's
+    own handler broadcasts from inside the signal handler, which pairs with whatever
+    collective another rank is in at that instant and can hang a DDP run for good.
 
     Args:
         dirpath: checkpoint folder.
         every_n_steps: steps between saves; 0 saves only at epoch ends and on signals.
     """
 
+    SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGUSR1") if hasattr(signal, n))
+
     def __init__(self, dirpath: str | os.PathLike, every_n_steps: int = 0) -> None:
         self.path = Path(dirpath) / "last.ckpt"
         self.every_n_steps = every_n_steps
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
+        self._stop_requested = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if hasattr(signal, "SIGUSR1") and _main_thread():
-            self._previous = signal.signal(signal.SIGUSR1, _usr1_as_sigterm)
+        self._stop_requested = False
+        if _main_thread():  # after Lightning installed its handlers for the run
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._request_stop)
+
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        self._stop_requested = True
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._restore_handler()
+        self._restore_handlers()
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
             trainer.save_checkpoint(self.path, weights_only=False)
+        if trainer.strategy.reduce_boolean_decision(self._stop_requested, all=False):
+            # Every rank, after the same batch: the loop raises SIGTERMException next.
+            trainer._signal_connector.received_sigterm = True
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # After validation, so the best-model state is current. The full state (optimizer,
@@ -146,24 +162,21 @@ class LastCheckpoint(Callback):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        self._restore_handler()
+        self._restore_handlers()
         if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit":
             trainer.save_checkpoint(self.path, weights_only=False)
 
-    def _restore_handler(self) -> None:
-        if self._previous is not None and _main_thread():
-            signal.signal(signal.SIGUSR1, self._previous)
-            self._previous = None
+    def _restore_handlers(self) -> None:
+        if _main_thread():
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
+        self._previous = {}
 
 
 def _main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-
-
-def _usr1_as_sigterm(signum: int, frame: Any) -> None:
-    os.kill(os.getpid(), signal.SIGTERM)
 
 
 class SpeechGruCLI(LightningCLI):
