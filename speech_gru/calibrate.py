@@ -40,6 +40,7 @@ from speech_gru.stream import (
     RecordingScorer,
     Scorer,
     StreamingDetector,
+    moving_mean,
 )
 
 GRID = 1e-4
@@ -359,16 +360,6 @@ def from_files(inputs: Sequence[str | Path]) -> NegativeAudio:
 # -- threshold search ----------------------------------------------------------------------
 
 
-def smoothed(posteriors: np.ndarray, count: int) -> np.ndarray:
-    """(N, C) moving average over the last ``count`` windows (fewer at the start), as the
-    detector averages; float64."""
-    p = np.asarray(posteriors, dtype=np.float64)
-    sums = np.concatenate([np.zeros((1, p.shape[1])), np.cumsum(p, axis=0)])  # (N + 1, C)
-    index = np.arange(len(p))
-    first = np.maximum(0, index - count + 1)
-    return (sums[index + 1] - sums[first]) / (index + 1 - first)[:, None]
-
-
 def count_events(
     scores: Sequence[np.ndarray], ends: Sequence[np.ndarray], threshold: float, refractory: int
 ) -> int:
@@ -567,7 +558,7 @@ def calibrate(
         span = replace(config, average_s=average_s, thresholds={})
         ends, tops, smooth = [], [], []
         for r in negatives:
-            s = smoothed(r.posteriors, span.average_count)  # (N, C)
+            s = moving_mean(r.posteriors, span.average_count)  # (N, C)
             smooth.append(s)
             tops.append(np.argmax(s, axis=1) if len(s) else np.zeros(0, dtype=int))
             ends.append(span.window + span.hop * np.arange(len(s)))

@@ -56,6 +56,18 @@ class RecordingScorer:
         return np.concatenate(self.outputs) if self.outputs else np.zeros((0, 0))
 
 
+def moving_mean(posteriors: np.ndarray, count: int) -> np.ndarray:
+    """(W, C) mean of each window's posteriors and the ``count - 1`` before it.
+
+    Computed window by window exactly as ``StreamingDetector`` does, so scores equal to
+    the threshold compare the same way.
+    """
+    p = np.asarray(posteriors, dtype=np.float64)
+    if not len(p):  # a stream shorter than one window
+        return p.reshape(0, p.shape[-1] if p.ndim == 2 else 0)
+    return np.stack([np.mean(p[max(0, i - count + 1) : i + 1], axis=0) for i in range(len(p))])
+
+
 @dataclass(frozen=True)
 class Event:
     """A detected keyword.

@@ -50,6 +50,7 @@ from speech_gru.stream import (
     RecordingScorer,
     Scorer,
     StreamingDetector,
+    moving_mean,
 )
 
 CLIP_SAMPLES = SAMPLE_RATE  # inserted clips are cut to one second
@@ -852,16 +853,6 @@ Decision = Callable[[np.ndarray, np.ndarray, DetectorConfig], Candidates]
 def _no_candidates() -> Candidates:
     empty = np.zeros(0, dtype=np.int64)
     return Candidates(empty, empty, np.zeros(0), empty)
-
-
-def moving_mean(posteriors: np.ndarray, count: int) -> np.ndarray:
-    """(W, C) mean of each window's posteriors and the ``count - 1`` before it.
-
-    Computed window by window exactly as ``StreamingDetector`` does, so scores equal to
-    the threshold compare the same way.
-    """
-    p = np.asarray(posteriors, dtype=np.float64)
-    return np.stack([np.mean(p[max(0, i - count + 1) : i + 1], axis=0) for i in range(len(p))])
 
 
 def _best(p: np.ndarray, first: np.ndarray, last: np.ndarray, label: np.ndarray) -> np.ndarray:

@@ -23,9 +23,8 @@ from speech_gru.calibrate import (
     grid_above,
     lowest_threshold,
     record,
-    smoothed,
 )
-from speech_gru.stream import DetectorConfig, StreamingDetector
+from speech_gru.stream import DetectorConfig, StreamingDetector, moving_mean
 
 SR = 16000
 HOP = 1600
@@ -165,7 +164,7 @@ def test_search_helpers() -> None:
     p = np.random.default_rng(1).dirichlet(np.ones(4), 50)
     for count in (1, 3, 7):
         expected = [p[max(0, i - count + 1) : i + 1].mean(0) for i in range(len(p))]
-        np.testing.assert_allclose(smoothed(p, count), expected, rtol=1e-12)
+        np.testing.assert_allclose(moving_mean(p, count), expected, rtol=1e-12)
     ends = [np.arange(10) * 100]
     scores = [np.array([0.9, 0.9, -np.inf, 0.8, 0.95, 0.6, 0.9, 0.9, 0.9, 0.9])]
     assert count_events(scores, ends, 0.85, 200) == 4  # 0, 400, 600, 800
