@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 APT_PACKAGES := espeak-ng libportaudio2 pulseaudio pulseaudio-utils
 
-.PHONY: install system-packages demo test lint format clean
+.PHONY: install system-packages demo test test-fast lint format clean
 
 install: $(VENV)/.installed system-packages
 
@@ -33,8 +33,13 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Every test, slow ones included.
 test: lint
 	$(VENV)/bin/pytest -q
+
+# The quick subset (a couple of minutes): tests marked slow are left out.
+test-fast: install
+	$(VENV)/bin/pytest -q -m "not slow"
 
 format: install
 	$(VENV)/bin/ruff format .

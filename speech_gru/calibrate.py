@@ -24,8 +24,8 @@ gaps of silence between them.
 from __future__ import annotations
 
 import datetime
-import inspect
 import math
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from speech_gru.audio import SAMPLE_RATE, AudioError, fit_length, iter_blocks, load_audio
+from speech_gru.corpus import audio_files, load_noise, split_rule
 from speech_gru.labels import BACKGROUND_NOISE, is_keyword
 from speech_gru.stream import (
     DetectorConfig,
@@ -40,6 +41,7 @@ from speech_gru.stream import (
     RecordingScorer,
     Scorer,
     StreamingDetector,
+    after_refractory,
     moving_mean,
 )
 
@@ -114,11 +116,8 @@ def record(
     for stream in streams:
         recorder = RecordingScorer(scorer)
         detector = StreamingDetector(recorder, labels, replace(config, batch_windows=RECORD_BATCH))
-        for chunk in stream.chunks():
-            detector.push(chunk)
-            if on_audio is not None:
-                on_audio(len(chunk) / config.sample_rate)
-        detector.flush()
+        for _ in detector.events(stream.chunks(), on_audio):
+            pass  # the recorder keeps the scores; events come from replaying them
         recordings.append(
             Recording(stream.name, recorder.posteriors, detector.time_s, stream.label)
         )
@@ -161,39 +160,10 @@ def dataset_split(
     Raises:
         CalibrationError: not a folder.
     """
-    from speech_gru.data import (
-        SpeechCommandsDataModule,
-        is_audio,
-        load_noise,
-        read_list,
-        speaker_of,
-        which_set,
-    )
-
     root = Path(root)
     if not root.is_dir():
         raise CalibrationError(f"{root}: dataset folder not found")
-    defaults = {
-        name: p.default
-        for name, p in inspect.signature(SpeechCommandsDataModule.__init__).parameters.items()
-    }
-    hp = {**defaults, **(datamodule or {})}
-    lists = {s: root / f"{s}_list.txt" for s in ("validation", "testing")}
-    if hp["version"] != "folder" and all(path.is_file() for path in lists.values()):
-        listed = {s: read_list(path) for s, path in lists.items()}
-
-        def split_of(path: Path) -> str:
-            rel = path.relative_to(root).as_posix()
-            return next((s for s, names in listed.items() if rel in names), "training")
-
-    else:
-
-        def split_of(path: Path) -> str:
-            salt = hp["split_salt"]
-            return which_set(
-                speaker_of(path), hp["validation_percent"], hp["testing_percent"], salt
-            )
-
+    split_of = split_rule(root, datamodule)
     keywords = {label for label in labels if is_keyword(label)}
     negatives: list[Path] = []
     clips: list[tuple[Path, str]] = []
@@ -202,8 +172,8 @@ def dataset_split(
         if folder.name == BACKGROUND_NOISE:
             noise = load_noise(folder)
             continue
-        for path in sorted(folder.rglob("*")):
-            if is_audio(path) and (split == "all" or split_of(path) == split):
+        for path in audio_files(folder):
+            if split == "all" or split_of(path) == split:
                 if folder.name in keywords:
                     clips.append((path, folder.name))
                 else:
@@ -373,14 +343,10 @@ def count_events(
         threshold: the threshold.
         refractory: samples.
     """
-    total = 0
-    for score, end in zip(scores, ends, strict=True):
-        last = None
-        for e in end[score >= threshold]:
-            if last is None or e - last >= refractory:
-                total += 1
-                last = e
-    return total
+    return sum(
+        len(after_refractory(end[score >= threshold], refractory))
+        for score, end in zip(scores, ends, strict=True)
+    )
 
 
 def grid_above(value: float) -> float:
@@ -641,3 +607,18 @@ def _checked(
         threshold = None if threshold >= 1.0 else min(1.0, round(threshold + GRID, 10))
     alarms = replay_count(negatives, labels, replace(span, threshold=1.0))
     return Candidate(span.average_s, None, {}, alarms)
+
+
+def save_point(checkpoint: dict, point: OperatingPoint, out: str | Path) -> None:
+    """Write ``checkpoint`` with ``point`` as its ``operating_point`` to ``out``, atomically
+    (a failed write leaves the file as it was); weights and training state are untouched.
+
+    Raises:
+        OSError: ``out`` cannot be written.
+    """
+    import torch
+
+    from speech_gru.atomic import write_atomic
+
+    checkpoint["operating_point"] = point.to_dict()
+    write_atomic(os.path.realpath(out), lambda f: torch.save(checkpoint, f))

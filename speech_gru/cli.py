@@ -21,9 +21,8 @@ import math
 import os
 import signal
 import sys
-import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -112,15 +111,16 @@ def detector_config(
     ``--threshold`` holds for every keyword (the point's per-keyword ones are dropped)."""
     point = getattr(classifier, "operating_point", None)
     settings = point.detector_settings() if point is not None else {}
-    flags = {
-        "average_s": args.average,
-        "threshold": args.threshold,
-        "refractory_s": args.refractory,
-    }
-    settings.update({name: value for name, value in flags.items() if value is not None})
-    if args.threshold is not None:
+    settings.update(given_flags(args))
+    if "threshold" in given_flags(args):
         settings["thresholds"] = {}
-    return DetectorConfig(hop_s=args.hop, batch_windows=batch_windows, **settings)
+    return DetectorConfig(batch_windows=batch_windows, **settings)
+
+
+def given_flags(args: argparse.Namespace) -> dict[str, float]:
+    """The ``DetectorConfig`` settings set on the command line."""
+    flags = DetectorConfig.flags()
+    return {f.name: getattr(args, f.name) for f in flags if getattr(args, f.name, None) is not None}
 
 
 def operating_point_line(
@@ -136,7 +136,9 @@ def operating_point_line(
     else:
         origin = f"calibrated for {point.target_fa_per_hour:g} false alarms/h"
     given = [
-        f"--{n}" for n in ("threshold", "average", "refractory") if getattr(args, n) is not None
+        f.metadata["flag"]
+        for f in DetectorConfig.flags()
+        if f.metadata["calibrated"] and f.name in given_flags(args)
     ]
     if given:
         origin += f", overridden by {' '.join(given)}"
@@ -151,7 +153,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from speech_gru.transcribe import CSV_HEADER, Failure, Transcriber, format_record
+    from speech_gru.transcribe import Failure, Transcriber, csv_header, format_record
 
     inputs = [*args.inputs, args.checkpoint]
     output = check_output(args.output, "--output", inputs) if args.output else None
@@ -184,7 +186,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         with progress:
             task = progress.add_task("transcribing", total=None, audio=0.0)
             if fmt == "csv":
-                emit(CSV_HEADER)
+                emit(csv_header(transcriber.top_k))
             records = transcriber.run(
                 args.inputs,
                 on_file=lambda: progress.advance(task),
@@ -195,7 +197,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
                     message = printable(f"error: {record.path}: {record.problem}")
                     progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
                 else:
-                    emit(format_record(record, fmt))
+                    emit(format_record(record, fmt, transcriber.top_k))
     finally:
         if out is not sys.stdout:
             with contextlib.suppress(OSError):  # every line was flushed, and checked, above
@@ -218,18 +220,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def paced(chunks: Iterator, sample_rate: int) -> Iterator:
-    """Yield chunks no faster than real time (as a live source would deliver them)."""
-    start = time.monotonic()
-    sent = 0
-    for chunk in chunks:
-        sent += len(chunk)
-        delay = start + sent / sample_rate - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        yield chunk
-
-
 def format_event(event, as_json: bool) -> str:  # noqa: ANN001 - a stream.Event
     if as_json:
         return json.dumps(event.to_dict())
@@ -244,7 +234,8 @@ def format_event(event, as_json: bool) -> str:  # noqa: ANN001 - a stream.Event
 def cmd_stream(args: argparse.Namespace) -> int:
     import torch
 
-    from speech_gru.audio import SAMPLE_RATE, Microphone, iter_blocks, iter_pcm, list_devices
+    from speech_gru.mic import list_devices
+    from speech_gru.source import open_source
     from speech_gru.stream import StreamingDetector
 
     if args.list_devices:
@@ -264,49 +255,32 @@ def cmd_stream(args: argparse.Namespace) -> int:
         classifier.labels,
         config,
     )
-    mic = None
     try:
-        if args.input is None:
-            mic = Microphone(device=args.device, block_seconds=config.hop_s)
-            chunks: Iterator = iter(mic)
-            source = f"microphone '{mic.device_name}'"
-        elif args.input == "-":
-            chunks = iter_pcm(sys.stdin.buffer, args.rate, args.channels, config.hop_s)
-            source = "stdin"
-        else:
-            chunks = iter_blocks(args.input, block_seconds=config.hop_s)
-            source = args.input
+        source = open_source(
+            args.input, config.hop_s, device=args.device, rate=args.rate,
+            channels=args.channels, realtime=args.realtime,
+        )  # fmt: skip
     except AudioError as err:
         raise CliError(str(err)) from None
-    if args.input is not None and args.realtime:
-        chunks = paced(chunks, SAMPLE_RATE)
     counts: Counter[str] = Counter()
     failure: AudioError | None = None
     interrupted = False
     try:
-        if mic is not None:
-            mic.start()
-        print(f"listening to {printable(source)}; Ctrl-C to stop", file=sys.stderr, flush=True)
-        print(operating_point_line(args, config, classifier), file=sys.stderr, flush=True)
-        for chunk in chunks:
-            for event in detector.push(chunk):
+        with source:
+            print(f"listening to {printable(source.name)}; Ctrl-C to stop", file=sys.stderr,
+                  flush=True)  # fmt: skip
+            print(operating_point_line(args, config, classifier), file=sys.stderr, flush=True)
+            for event in detector.events(source):
                 counts[event.label] += 1
                 print(format_event(event, args.json), flush=True)
-        for event in detector.flush():
-            counts[event.label] += 1
-            print(format_event(event, args.json), flush=True)
     except KeyboardInterrupt:
         interrupted = True
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup
     except AudioError as err:
         failure = err
-    finally:
-        if mic is not None:
-            mic.close()
     found = ", ".join(f"{printable(label)} {n}" for label, n in counts.most_common()) or "none"
     summary = f"{detector.time_s:.1f} s of audio, {sum(counts.values())} events ({found})"
-    if mic is not None:
-        summary += f", {mic.overflows} input overflows, {mic.dropped} dropped blocks"
+    summary += source.health()
     print(f"{'stopped' if interrupted else 'summary'}: {summary}", file=sys.stderr, flush=True)
     if failure is not None:
         fail(str(failure))
@@ -318,13 +292,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     import torch
     from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
-    from speech_gru.atomic import write_atomic
     from speech_gru.calibrate import (
         CalibrationError,
         calibrate,
         from_dataset,
         from_files,
         record,
+        save_point,
     )
     from speech_gru.export import is_training_checkpoint
     from speech_gru.infer import (
@@ -356,7 +330,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     def scorer(windows):  # noqa: ANN001, ANN202 - (B, window) -> (B, C) arrays
         return classifier.predict(windows, batch_size=len(windows)).numpy()
 
-    config = DetectorConfig(hop_s=args.hop, refractory_s=args.refractory)
+    config = DetectorConfig(**given_flags(args))
     try:
         if args.clips:
             audio = from_dataset(
@@ -432,9 +406,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             "thresholds: "
             + " ".join(f"{printable(k)} {v:.4f}" for k, v in point.thresholds.items())
         )
-    checkpoint["operating_point"] = point.to_dict()
     try:
-        write_atomic(os.path.realpath(out), lambda f: torch.save(checkpoint, f))
+        save_point(checkpoint, point, out)
     except OSError as err:
         raise CliError(f"{out}: cannot write ({reason(err)})") from None
     if args.out and not os.path.samefile(out, source_path):
@@ -446,7 +419,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from speech_gru.evaluate import evaluate_folder, write_report
+    from speech_gru.evaluate import datamodule_hparams, evaluate_folder, write_report
 
     if args.out:  # the report's two files go in this folder, created if missing
         try:
@@ -457,13 +430,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     root = Path(args.folder)
     if not root.is_dir():
         raise CliError(f"{root}: not a folder")
+    datamodule = None
+    if args.split != "all":  # split as in training: the checkpoint records how
+        if classifier.kind != "checkpoint":
+            raise CliError(
+                f"{args.checkpoint}: an exported ({classifier.kind}) model does not record "
+                f"its data split; --split {args.split} needs the training checkpoint (.ckpt)"
+            )
+        datamodule = datamodule_hparams(classifier.source)
     try:
-        report = evaluate_folder(classifier, root, args.batch_size, progress=sys.stderr.isatty())
+        report = evaluate_folder(
+            classifier, root, args.batch_size, sys.stderr.isatty(), args.split, datamodule
+        )
     except FileNotFoundError as err:
         raise CliError(str(err)) from None
     for message in report.errors:
         fail(message)
     out_dir = Path(args.out) if args.out else classifier.source.parent
+    if args.split != "all":
+        print(f"split: {args.split} speakers of {printable(root)}, as in training")
     print(report.table())
     status = 1 if report.errors else 0
     try:
@@ -627,7 +612,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from speech_gru.explain import format_card, model_card
+    from speech_gru.card import format_card, model_card
     from speech_gru.infer import ModelLoadError
 
     try:
@@ -638,20 +623,24 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_detector_arguments(p: argparse.ArgumentParser) -> None:
-    """Keyword detection settings (defaults: the reference recognizer's, see stream.py)."""
-    d = DetectorConfig()
-    p.add_argument("--hop", type=positive_float, default=d.hop_s,
-                   help=f"seconds between windows (default {d.hop_s:g})")  # fmt: skip
-    p.add_argument("--average", type=non_negative_float, default=None,
-                   help="posterior averaging (s; default: the model's calibrated point, "
-                   f"else {d.average_s:g})")  # fmt: skip
-    p.add_argument("--threshold", type=probability, default=None,
-                   help="detection threshold, in (0, 1] (default: the model's calibrated "
-                   f"point, else {d.threshold:g})")  # fmt: skip
-    p.add_argument("--refractory", type=non_negative_float, default=None,
-                   help="silence after an event (s; default: the model's calibrated point, "
-                   f"else {d.refractory_s:g})")  # fmt: skip
+def add_detector_arguments(
+    p: argparse.ArgumentParser, names: Sequence[str] | None = None, calibrated: bool = True
+) -> None:
+    """Detector flags, generated from ``DetectorConfig``'s fields (its defaults are the
+    only copy). ``names`` limits them to those fields; with ``calibrated`` the help says
+    that a calibrated model's operating point comes before the default."""
+    types = {"positive": positive_float, "non_negative": non_negative_float,
+             "probability": probability}  # fmt: skip
+    for f in DetectorConfig.flags():
+        if names is not None and f.name not in names:
+            continue
+        meta = f.metadata
+        default = f"{f.default:g}"
+        if calibrated and meta["calibrated"]:
+            default = f"the model's calibrated point, else {default}"
+        metavar = "P" if meta["kind"] == "probability" else "SECONDS"
+        p.add_argument(meta["flag"], dest=f.name, type=types[meta["kind"]], default=None,
+                       metavar=metavar, help=f"{meta['help']} (default: {default})")  # fmt: skip
 
 
 # Argument types: a value out of range is argparse's usage error (exit 2), not a traceback
@@ -707,6 +696,17 @@ def sample_rate(text: str) -> int:
     return int(value)
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that shows every option's default (unless its text already says it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        shown = "default" in text or action.default in (None, False, argparse.SUPPRESS)
+        if shown or not action.option_strings:
+            return action.help
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="speech-gru", description="Keyword spotting with a bidirectional GRU."
@@ -718,8 +718,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="checkpoint (.ckpt) or exported model")
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio files or folders")
     p.add_argument("--top-k", type=positive_int, default=1,
-                   help="labels printed per clip (default 1)")  # fmt: skip
-    p.add_argument("--format", choices=("text", "json", "csv"), default="text")
+                   help="labels printed per clip (default 1; CSV: label_2,score_2,... "
+                   "columns after end_s)")  # fmt: skip
+    p.add_argument("--format", choices=("text", "json", "csv"), default="text",
+                   help="text (tab-separated), JSON lines, or CSV with a header "
+                   "path,label,score,start_s,end_s[,label_2,score_2,...]")  # fmt: skip
     p.add_argument("--json", action="store_true", help="same as --format json")
     p.add_argument("--output", help="write the results to this file instead of stdout "
                    "(not an input, nor an audio file in an input folder)")  # fmt: skip
@@ -739,7 +742,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("stream", help="detect keywords live (microphone, file or stdin)")
-    p.add_argument("--checkpoint", help="trained checkpoint (.ckpt)")
+    p.add_argument("--checkpoint", help="checkpoint (.ckpt) or exported model (.pt, .onnx)")
     p.add_argument("--input", help="audio file, or - for raw 16-bit PCM on stdin (default: mic)")
     p.add_argument("--device", help="microphone: device index or part of its name")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
@@ -779,7 +782,6 @@ def build_parser() -> argparse.ArgumentParser:
                    default="validation", help="split of --clips (default validation)")  # fmt: skip
     p.add_argument("--target-fa", type=positive_float, required=True, metavar="PER_HOUR",
                    help="false alarms per hour allowed on the negative audio")  # fmt: skip
-    d = DetectorConfig()
     p.add_argument("--averages", type=non_negative_float, nargs="+", default=[0.3, 0.5, 0.8],
                    metavar="S", help="averaging spans to try, in seconds (default 0.3 0.5 "
                    "0.8); give one to fix it")  # fmt: skip
@@ -787,10 +789,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one threshold per keyword, sharing the false-alarm budget")  # fmt: skip
     p.add_argument("--min-threshold", type=probability, default=0.5,
                    help="lowest threshold considered (default 0.5)")  # fmt: skip
-    p.add_argument("--hop", type=positive_float, default=d.hop_s,
-                   help=f"seconds between windows (default {d.hop_s:g})")  # fmt: skip
-    p.add_argument("--refractory", type=non_negative_float, default=d.refractory_s,
-                   help=f"silence after an event (s, default {d.refractory_s:g})")  # fmt: skip
+    add_detector_arguments(p, ("hop_s", "refractory_s"), calibrated=False)
     p.add_argument("--hit-clips", type=non_negative_int, default=200,
                    help="keyword clips of the --clips split streamed alone to report the hit "
                    "rate (default 200; 0: none)")  # fmt: skip
@@ -805,6 +804,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", help="folder in the canonical test-archive layout")
     p.add_argument("--out", help="folder for the report (default: next to the checkpoint)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="clips per forward pass")
+    p.add_argument("--split", choices=("training", "validation", "testing", "all"),
+                   default="all", help="score only the clips of this split's speakers, split "
+                   "as the checkpoint was trained (speaker hash for version folder, else the "
+                   "folder's list files); default all")  # fmt: skip
     p.set_defaults(func=cmd_evaluate)
 
     from speech_gru.stream_eval import SPLIT_CHOICES
@@ -876,6 +879,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="checkpoint (.ckpt) or exported model")
     p.add_argument("--json", action="store_true", help="print the card as JSON")
     p.set_defaults(func=cmd_info)
+    for command in sub.choices.values():
+        command.formatter_class = DefaultsFormatter
     return parser
 
 

@@ -20,7 +20,6 @@ import functools
 import hashlib
 import logging
 import math
-import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,7 +32,6 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from speech_gru.audio import (
-    AUDIO_EXTENSIONS,
     SAMPLE_RATE,
     AudioError,
     fit_length,
@@ -51,23 +49,27 @@ from speech_gru.augment import (
     tile_to,
     time_shift,
 )
+from speech_gru.corpus import (
+    CLIP_SAMPLES,
+    SPLITS,
+    SplitRule,
+    background_noise,
+    folder_labels,
+    read_list,
+    scan_folder,
+    speaker_of,
+)
 from speech_gru.labels import (
-    BACKGROUND_NOISE,
     SILENCE,
     UNKNOWN,
     is_keyword,
-    map_word,
     resolve_labels,
 )
 from speech_gru.pack import PackedSplit, open_pack, pack_dir_for, write_pack
 
 log = logging.getLogger(__name__)
 
-CLIP_SAMPLES = SAMPLE_RATE  # one second
-MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # from the dataset README's split function
-SPLITS = ("training", "validation", "testing")
 VERSIONS = ("v0.02", "v0.01", "folder")
-_SPEAKER = re.compile(r"(?:^|_)([^_]+)_nohash_")
 
 
 class DataError(Exception):
@@ -81,104 +83,6 @@ class Clip:
     path: Path | None
     label: int
     speaker: str
-
-
-def speaker_of(path: str | Path) -> str:
-    """Speaker id of a Speech Commands file name.
-
-    ``SPEAKER_nohash_N.wav`` and the test archive's ``WORD_SPEAKER_nohash_N.wav`` both give
-    ``SPEAKER``; a name without ``_nohash_`` is its own speaker (its stem).
-    """
-    name = Path(path).name
-    match = _SPEAKER.search(name)
-    return match.group(1) if match else name.split(".")[0]
-
-
-def which_set(
-    speaker: str, validation_percent: float, testing_percent: float, salt: str = ""
-) -> str:
-    """Split of a speaker, stable across runs and machines.
-
-    With ``salt=""`` this is the dataset README's rule exactly. The official archive made
-    its test set with that rule, so every speaker of the canonical test archive (or of any
-    subset of one official split) lands in the same bucket; a salt spreads such a folder's
-    speakers over all three splits while keeping the assignment stable.
-    """
-    digest = hashlib.sha1((salt + speaker).encode("utf-8")).hexdigest()
-    percent = (int(digest, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / MAX_NUM_WAVS_PER_CLASS)
-    if percent < validation_percent:
-        return "validation"
-    if percent < validation_percent + testing_percent:
-        return "testing"
-    return "training"
-
-
-def is_audio(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS
-
-
-def scan_folder(root: Path, labels: list[str]) -> list[tuple[Path, str]]:
-    """Audio files of a dataset-layout folder with the label each trains as.
-
-    Sub-folders map through ``labels.map_word``: a keyword to itself, other words to
-    ``_unknown_`` (when the label set has it); ``_background_noise_`` and folders with no
-    label are left out.
-
-    Returns:
-        ``(path, label)`` pairs in sorted path order.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: dataset folder not found")
-    items = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        label = map_word(folder.name, labels)
-        if label is None:
-            continue
-        items += [(path, label) for path in sorted(folder.rglob("*")) if is_audio(path)]
-    return items
-
-
-def folder_labels(root: Path) -> list[str]:
-    """Labels of a folder used as-is (``labels: auto``): its sorted sub-folder names."""
-    names = sorted(p.name for p in Path(root).iterdir() if p.is_dir())
-    return [n for n in names if n != BACKGROUND_NOISE and not n.startswith(".")]
-
-
-def read_list(path: Path) -> set[str]:
-    """Relative paths in a ``validation_list.txt`` / ``testing_list.txt``."""
-    return {line.strip() for line in path.read_text().splitlines() if line.strip()}
-
-
-def load_noise(folder: Path) -> list[np.ndarray]:
-    """Every readable audio file of a noise folder, mono 16 kHz; unreadable ones are skipped."""
-    recordings = []
-    for path in sorted(Path(folder).rglob("*")):
-        if not is_audio(path):
-            continue
-        try:
-            recordings.append(load_audio(path))
-        except AudioError as err:
-            log.warning("skipping noise file %s", err)
-    return recordings
-
-
-def synthetic_noise(seconds: float = 60.0, seed: int = 0) -> list[np.ndarray]:
-    """White and pink noise recordings for when a dataset has no background noise."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * SAMPLE_RATE)
-    white = rng.standard_normal(n)
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    spectrum /= np.sqrt(np.maximum(np.arange(spectrum.size), 1))  # 1/f power
-    pink = np.fft.irfft(spectrum, n)
-    return [(0.1 * x / np.abs(x).max()).astype(np.float32) for x in (white, pink)]
-
-
-def fold_of(speaker: str, folds: int, salt: str = "") -> int:
-    """Cross-validation fold of a speaker (``0 .. folds - 1``), stable like ``which_set``;
-    the salt differs from the split's, so folds do not follow the validation buckets."""
-    digest = hashlib.sha1(f"{salt}/fold/{speaker}".encode()).hexdigest()
-    return int(digest, 16) % folds
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -532,22 +436,9 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         hp = self.hparams
         data_dir = self.data_dir()
         paths = scan_folder(data_dir, self.labels)
-        if hp.version == "folder" and hp.folds:
-
-            def fold_split(path: Path) -> str:
-                speaker = speaker_of(path)
-                if fold_of(speaker, hp.folds, hp.split_salt) == hp.fold:
-                    return "testing"
-                return which_set(speaker, hp.validation_percent, 0.0, hp.split_salt)
-
-            return self._index(paths, fold_split)
         if hp.version == "folder":
-            return self._index(
-                paths,
-                lambda p: which_set(
-                    speaker_of(p), hp.validation_percent, hp.testing_percent, hp.split_salt
-                ),
-            )
+            rule = SplitRule.from_hparams(hp)
+            return self._index(paths, rule)
         val = read_list(data_dir / "validation_list.txt")
         test = read_list(data_dir / "testing_list.txt")
         use_test_archive = len(self.labels) == 12
@@ -570,20 +461,14 @@ class SpeechCommandsDataModule(L.LightningDataModule):
 
     def noise_recordings(self, splits: dict[str, list[Clip]]) -> list[np.ndarray]:
         """Background noise for mixing and generated silence (see ``noise_dir``)."""
-        if self.hparams.noise_dir:
-            noise = load_noise(Path(self.hparams.noise_dir))
-            if not noise:
-                raise FileNotFoundError(f"{self.hparams.noise_dir}: no readable noise audio")
-            return noise
-        folder = self.data_dir() / BACKGROUND_NOISE
-        if folder.is_dir() and (noise := load_noise(folder)):
-            return noise
+        silence = []
         if SILENCE in self.labels:
-            silence = self.labels.index(SILENCE)
-            files = [c.path for c in splits["training"] if c.label == silence and c.path]
-            if files:
-                return [load_audio(p) for p in files]
-        return synthetic_noise(seed=self.hparams.seed)
+            index = self.labels.index(SILENCE)
+            silence = [c.path for c in splits["training"] if c.label == index and c.path]
+        noise, _ = background_noise(
+            self.data_dir(), self.hparams.noise_dir, silence, seed=self.hparams.seed
+        )
+        return noise
 
     def balance(self, clips: list[Clip], split: str) -> list[Clip]:
         """Add generated silence and subsample unknown clips to the configured fractions."""

@@ -2,7 +2,9 @@
 
 The folder follows the canonical test-archive layout: one sub-folder per label, with
 ``_silence_`` and ``_unknown_`` folders (any word inside ``_unknown_``). A folder of other
-words maps to ``_unknown_`` when the model has that label, as in training.
+words maps to ``_unknown_`` when the model has that label, as in training. A training
+folder can be scored on one split of its speakers, split as the model was trained
+(``speech_gru.corpus.split_rule``). This module does not import Lightning.
 """
 
 from __future__ import annotations
@@ -12,12 +14,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from rich.progress import Progress
+from torchmetrics.functional.classification import (
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
+)
 
 from speech_gru.audio import AudioError, info, load_audio, loudest_window, printable
-from speech_gru.data import CLIP_SAMPLES, scan_folder
+from speech_gru.corpus import CLIP_SAMPLES, scan_folder, split_rule
 from speech_gru.infer import Classifier
-from speech_gru.transcribe import LONG_AFTER_S
+
+SPLITS = ("training", "validation", "testing", "all")
+
+MAX_CLIP_S = 10.0
+"""Labelled files up to this long are scored on their loudest second; longer ones are
+recordings, refused from their header without being decoded."""
 
 
 @dataclass
@@ -28,11 +42,13 @@ class Report:
         labels: class names.
         confusion: (C, C) counts, rows true label, columns prediction.
         errors: one-line messages for files that could not be read.
+        split: the split of the folder's speakers scored (``all``: every clip).
     """
 
     labels: list[str]
     confusion: np.ndarray
     errors: list[str] = field(default_factory=list)
+    split: str = "all"
 
     @property
     def total(self) -> int:
@@ -43,27 +59,32 @@ class Report:
         return float(np.trace(self.confusion) / max(1, self.total))
 
     def per_class(self) -> list[dict]:
-        """Precision, recall, F1 and support of each label."""
-        rows = []
-        for i, label in enumerate(self.labels):
-            tp = self.confusion[i, i]
-            predicted, actual = self.confusion[:, i].sum(), self.confusion[i].sum()
-            precision = tp / predicted if predicted else 0.0
-            recall = tp / actual if actual else 0.0
-            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-            rows.append(
-                {
-                    "label": label,
-                    "precision": float(precision),
-                    "recall": float(recall),
-                    "f1": float(f1),
-                    "support": int(actual),
-                }
+        """Precision, recall, F1 and support of each label (torchmetrics, ``average=None``;
+        0 where a label was never predicted or never present)."""
+        n = len(self.labels)
+        support = self.confusion.sum(1)
+        scores = np.zeros((3, n))
+        if self.total:
+            predicted, target = _pairs(self.confusion)
+            metrics = (multiclass_precision, multiclass_recall, multiclass_f1_score)
+            for row, metric in zip(scores, metrics, strict=True):
+                row[:] = metric(predicted, target, num_classes=n, average=None).numpy()
+        return [
+            {
+                "label": label,
+                "precision": float(precision),
+                "recall": float(recall),
+                "f1": float(f1),
+                "support": int(count),
+            }
+            for label, precision, recall, f1, count in zip(
+                self.labels, *scores, support, strict=True
             )
-        return rows
+        ]
 
     def to_dict(self) -> dict:
         return {
+            "split": self.split,
             "accuracy": self.accuracy,
             "total": self.total,
             "labels": self.labels,
@@ -84,25 +105,64 @@ class Report:
         return "\n".join(lines)
 
 
+def _pairs(confusion: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) predicted and (N,) true class indices with these (C, C) counts."""
+    n = confusion.shape[0]
+    counts = torch.as_tensor(np.asarray(confusion, dtype=np.int64)).flatten()  # (C * C,)
+    cells = torch.repeat_interleave(torch.arange(n * n), counts)  # (N,) row * C + column
+    return cells % n, cells // n
+
+
+def datamodule_hparams(checkpoint: str | Path) -> dict | None:
+    """The data module's hyper-parameters a training checkpoint recorded (None: none)."""
+    loaded = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    hparams = loaded.get("datamodule_hyper_parameters") if isinstance(loaded, dict) else None
+    return dict(hparams) if hparams else None
+
+
 def evaluate_folder(
-    classifier: Classifier, root: Path, batch_size: int = 64, progress: bool = True
+    classifier: Classifier,
+    root: Path,
+    batch_size: int = 64,
+    progress: bool = True,
+    split: str = "all",
+    datamodule: dict | None = None,
 ) -> Report:
     """Classify every clip of a labelled folder and tally the confusion matrix.
 
-    Clips are zero-padded to one second, and one up to ``LONG_AFTER_S`` long is cut to its
-    loudest second, as ``transcribe`` labels it. Unreadable files, and files longer than
-    that (recordings, not clips: they are never decoded whole), are reported in
-    ``Report.errors`` and left out of the scores.
+    Each clip is scored on its loudest second (zero-padded if shorter), as ``transcribe``
+    labels a short clip and ``explain`` explains any file. Unreadable files, and files
+    longer than ``MAX_CLIP_S`` (recordings, not clips: they are never decoded whole), are
+    reported in ``Report.errors`` and left out of the scores.
+
+    Args:
+        classifier: the model.
+        root: the labelled folder.
+        batch_size: clips per forward pass.
+        progress: show a progress bar.
+        split: ``all``, or only the clips of the ``training``, ``validation`` or ``testing``
+            speakers, split by ``speech_gru.corpus.split_rule(root, datamodule)``.
+        datamodule: the checkpoint's ``datamodule_hyper_parameters`` (None: the data
+            module's defaults).
 
     Raises:
-        FileNotFoundError: ``root`` is not a folder or holds no labelled audio.
+        FileNotFoundError: ``root`` is not a folder or holds no labelled audio (of the split).
+        ValueError: an unknown split.
     """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     labels = classifier.labels
     items = scan_folder(Path(root), labels)
     if not items:
         raise FileNotFoundError(f"{root}: no audio in sub-folders named after the labels")
+    if split != "all":
+        split_of = split_rule(root, datamodule)
+        items = [(path, label) for path, label in items if split_of(path) == split]
+        if not items:
+            raise FileNotFoundError(f"{root}: no labelled audio of {split} speakers")
     index = {label: i for i, label in enumerate(labels)}
-    confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    n = len(labels)
+    confusion = torch.zeros(n, n, dtype=torch.int64)
     errors: list[str] = []
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("evaluating", total=len(items))
@@ -115,18 +175,20 @@ def evaluate_folder(
                 except AudioError as err:
                     errors.append(str(err))
             if waves:
-                predicted = classifier.predict(np.stack(waves)).argmax(-1).numpy()
-                np.add.at(confusion, (np.array(targets), predicted), 1)
+                predicted = classifier.predict(np.stack(waves)).argmax(-1)
+                confusion += multiclass_confusion_matrix(
+                    predicted, torch.tensor(targets), num_classes=n
+                )
             bar.advance(task, len(items[start : start + batch_size]))
-    return Report(list(labels), confusion, errors)
+    return Report(list(labels), confusion.numpy(), errors, split)
 
 
 def _read_clip(path: Path) -> np.ndarray:
-    """(CLIP_SAMPLES,) samples of a labelled clip; the header is read first, so a long
-    recording is refused without being decoded."""
+    """(CLIP_SAMPLES,) samples of a labelled clip: its loudest second. The header is read
+    first, so a long recording is refused without being decoded."""
     duration = info(path).duration_s
-    if duration > LONG_AFTER_S:
-        problem = f"too long for a clip ({duration:.1f} s; at most {LONG_AFTER_S} s)"
+    if duration > MAX_CLIP_S:
+        problem = f"too long for a clip ({duration:.1f} s; at most {MAX_CLIP_S:g} s)"
         raise AudioError(path, problem)
     return loudest_window(load_audio(path), CLIP_SAMPLES)
 

@@ -1,4 +1,4 @@
-"""Look inside a trained model: its gates over one clip, and its model card.
+"""Look inside a trained model: its gates over one clip.
 
 ``explain_file`` runs a checkpoint's model on one audio file and records, per frame, the
 attention weight and the mean update-gate (z) and reset-gate (r) activity of every GRU
@@ -8,9 +8,7 @@ gates come from ``speech_gru.gru.ExplicitGRU`` loaded with the encoder's weights
 outputs are checked against the encoder's, and the prediction and attention come from
 the real model.
 
-``model_card`` collects what a checkpoint or an export says about itself (labels, feature
-settings, architecture, parameter counts, training data, test accuracy, calibrated
-operating point) for ``speech-gru info``.
+The model card (``speech-gru info``) lives in ``speech_gru.card``.
 """
 
 from __future__ import annotations
@@ -22,13 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speech_gru.audio import SAMPLE_RATE, fit_length, load_audio, loudest_start, printable
+from speech_gru.audio import fit_length, load_audio, loudest_start
+from speech_gru.corpus import CLIP_SAMPLES  # the model is trained on 1 s clips
 from speech_gru.gru import DIRECTIONS, ExplicitGRU
-from speech_gru.labels import LABEL_SETS
 from speech_gru.model import KeywordModel
-from speech_gru.stream import OperatingPoint
 
-CLIP_SAMPLES = SAMPLE_RATE  # the model is trained on 1 s clips
 ENCODER_TOLERANCE = 1e-4  # largest difference allowed between ExplicitGRU and the encoder
 
 
@@ -304,162 +300,3 @@ def plot_explanation(explanation: Explanation, path: str | Path, dpi: int = 100)
     finally:
         plt.close(fig)
     return path
-
-
-# -- model card ---------------------------------------------------------------------------
-
-
-def label_set_name(labels: list[str], version: str | None = None) -> str:
-    """The name of a built-in label set equal to ``labels``, else ``"custom"``."""
-    names = [name for name, members in LABEL_SETS.items() if list(members) == list(labels)]
-    if version == "v0.01":
-        names.sort(key=lambda name: not name.startswith("v1"))
-    return names[0] if names else "custom"
-
-
-def parameter_counts(model: KeywordModel) -> dict[str, int]:
-    """Trainable numbers per part; the MFCC frontend and feature norm hold only buffers."""
-    parts = {"frontend": model.frontend, "norm": model.norm, "encoder": model.encoder,
-             "pooling": model.pool, "head": model.head}  # fmt: skip
-    counts = {name: sum(p.numel() for p in part.parameters()) for name, part in parts.items()}
-    return {"total": model.num_parameters(), **counts}
-
-
-def describe_model(model: KeywordModel) -> tuple[dict, dict]:
-    """(features, architecture) sections of a model card."""
-    c = model.config
-    f = c.features
-    features = {
-        "sample_rate": f.sample_rate, "n_fft": f.n_fft, "hop_length": f.hop_length,
-        "n_mels": f.n_mels, "n_mfcc": f.n_mfcc, "f_min": f.f_min, "f_max": f.f_max,
-        "feature_norm": c.feature_norm,
-    }  # fmt: skip
-    architecture = {
-        "cell": c.cell, "num_layers": c.num_layers, "hidden_size": c.hidden_size,
-        "bidirectional": bool(model.encoder.bidirectional), "attention_dim": c.attention_dim,
-        "dropout": c.dropout,
-    }  # fmt: skip
-    return features, architecture
-
-
-def model_card(path: str | Path) -> dict:
-    """What a checkpoint or an exported model records about itself.
-
-    Keys: ``file``, ``kind``, ``labels``, ``features``, ``architecture``, ``parameters``
-    (per part), ``training`` (data and progress; None when not recorded), ``test_metrics``
-    (None when not recorded), ``operating_point`` (the calibrated detector settings and
-    how they were measured, as stored; None when not calibrated), ``speech_gru_version``
-    and, for exports, ``metadata``.
-
-    Raises:
-        ModelLoadError: a missing or unreadable model file.
-    """
-    from speech_gru.infer import (
-        load_checkpoint_model,
-        load_classifier,
-        model_kind,
-        operating_point,
-        spotter_arguments,
-    )
-    from speech_gru.lit import KeywordSpotter
-
-    path = Path(path)
-    if model_kind(path) == "checkpoint":
-        model, labels, checkpoint = load_checkpoint_model(path)
-        card: dict = {"file": str(path), "kind": "checkpoint", "labels": labels}
-        data = checkpoint.get("datamodule_hyper_parameters")
-        training = {"epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step")}
-        if data:
-            training = {"root": data.get("root"), "version": data.get("version"), **training}
-        training["label_set"] = label_set_name(labels, (data or {}).get("version"))
-        card["training"] = training
-        card["test_metrics"] = checkpoint.get("test_metrics") or None
-        point = operating_point(path, checkpoint.get("operating_point"), labels)
-        card["speech_gru_version"] = checkpoint.get("speech_gru_version")
-    else:
-        classifier = load_classifier(path)
-        card = {"file": str(path), "kind": classifier.kind, "labels": classifier.labels}
-        meta = dict(classifier.metadata)
-        hparams = meta.get("hyper_parameters", "{}")
-        hparams = json.loads(hparams) if isinstance(hparams, str) else dict(hparams)
-        arguments = spotter_arguments({**hparams, "labels": classifier.labels})
-        model = KeywordSpotter(**arguments).model  # the same architecture, to count
-        card["training"] = None
-        card["test_metrics"] = None
-        point = classifier.operating_point
-        card["speech_gru_version"] = meta.get("speech_gru_version")
-        card["metadata"] = {
-            k: v
-            for k, v in meta.items()
-            if k not in ("labels", "hyper_parameters", "speech_gru_version", "operating_point")
-        }
-    card["operating_point"] = point.to_dict() if point is not None else None
-    card["features"], card["architecture"] = describe_model(model)
-    card["parameters"] = parameter_counts(model)
-    return card
-
-
-def format_card(card: dict) -> str:
-    """A model card as aligned text lines (control characters escaped: safe to print)."""
-    f, a, p = card["features"], card["architecture"], card["parameters"]
-    rate = f["sample_rate"]
-    lines = [
-        ("file", f"{card['file']} ({card['kind']}, speech_gru {card['speech_gru_version']})"),
-        ("labels", f"{len(card['labels'])}: {' '.join(card['labels'])}"),
-        (
-            "features",
-            f"{rate} Hz, n_fft {f['n_fft']} ({1000 * f['n_fft'] / rate:g} ms), "
-            f"hop {f['hop_length']} ({1000 * f['hop_length'] / rate:g} ms), "
-            f"{f['n_mels']} mels {f['f_min']:g}-{f['f_max']:g} Hz, {f['n_mfcc']} MFCC, "
-            f"norm {f['feature_norm']}",
-        ),
-        (
-            "architecture",
-            f"{'bidirectional ' if a['bidirectional'] else ''}{a['cell'].upper()}, "
-            f"{a['num_layers']} layers x {a['hidden_size']} units per direction, "
-            f"attention dim {a['attention_dim']}, dropout {a['dropout']:g}",
-        ),
-        (
-            "parameters",
-            f"{p['total']:,} (encoder {p['encoder']:,}, pooling {p['pooling']:,}, "
-            f"head {p['head']:,}; frontend {p['frontend']:,} and norm {p['norm']:,}: "
-            "buffers only)",
-        ),
-    ]
-    training = card.get("training")
-    if training:
-        data = (
-            f"root {training['root']}, version {training['version']}, "
-            if "root" in training
-            else "data not recorded, "
-        )
-        lines.append(
-            (
-                "training",
-                f"{data}label set {training['label_set']}; epoch {training['epoch']}, "
-                f"step {training['global_step']}",
-            )
-        )
-    else:
-        lines.append(("training", "not recorded in exports"))
-    metrics = card.get("test_metrics")
-    if metrics:
-        acc = metrics.get("test/acc")
-        rest = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "test/acc")
-        text = f"{acc:.4f}" if acc is not None else "not recorded"
-        lines.append(("test accuracy", f"{text} ({rest})" if rest else text))
-    else:
-        lines.append(("test accuracy", "not recorded"))
-    if card.get("operating_point"):
-        point = OperatingPoint.from_dict(card["operating_point"])
-        lines.append(("operating point", f"{point.settings_text()}; {point.provenance_text()}"))
-        if point.thresholds:
-            each = " ".join(f"{k} {v:.4g}" for k, v in point.thresholds.items())
-            lines.append(("thresholds", each))
-    else:
-        lines.append(("operating point", "not calibrated (speech-gru calibrate)"))
-    for key, value in (card.get("metadata") or {}).items():
-        lines.append((key, str(value)))
-    lines = [(printable(key), printable(value)) for key, value in lines]  # text from the file
-    width = max(len(key) for key, _ in lines)
-    return "\n".join(f"{key + ':':<{width + 1}} {value}" for key, value in lines)

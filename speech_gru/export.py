@@ -25,6 +25,8 @@ import os
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -37,6 +39,37 @@ from speech_gru.stream import OperatingPoint
 
 FORMATS = ("torchscript", "onnx")
 ONNX_OPSET = 17
+
+HARMLESS_WARNINGS: tuple[tuple[type[Warning], str, str], ...] = (
+    # (category, message regex, module regex): what torch says during a normal export. Each
+    # is matched by its own text, so any other warning (and every error) still shows.
+    # torch 2.14 deprecates TorchScript, the TorchScript-based ONNX exporter and torch.ao
+    # quantization, all of which the exports use on purpose (files that run with plain
+    # torch.jit.load or onnxruntime); the README says so.
+    (FutureWarning, r"`?torch\.jit\.\w+`? is deprecated", ""),
+    (DeprecationWarning, r"You are using the legacy TorchScript-based ONNX export", ""),
+    (DeprecationWarning, r"The feature will be removed", r"torch\.onnx\."),
+    (DeprecationWarning, r"torch\.ao\.quantization is deprecated", ""),
+    (UserWarning, r"torch\.quantize_per_tensor, torch\.quantize_per_channel", r"torch\.ao\."),
+    # It advises exporting with batch 1, which this does (any batch size runs).
+    (UserWarning, r"Exporting a model to ONNX with a batch_size other than 1", r"torch\.onnx\."),
+    # Branches traced as constants: nn.GRU's / nn.LSTM's input checks, and the padding of a
+    # clip shorter than one frame (so the ONNX model needs at least n_fft samples).
+    (
+        torch.jit.TracerWarning,
+        r"Converting a tensor to a Python boolean",
+        r"torch\.nn\.modules\.rnn|speech_gru\.features",
+    ),
+)
+
+
+@contextmanager
+def known_warnings_silenced() -> Iterator[None]:
+    """Hide ``HARMLESS_WARNINGS`` (only those) inside the block; filters restored after."""
+    with warnings.catch_warnings():
+        for category, message, module in HARMLESS_WARNINGS:
+            warnings.filterwarnings("ignore", message, category, module)
+        yield
 
 
 class WaveformClassifier(nn.Module):
@@ -65,8 +98,7 @@ class WaveformClassifier(nn.Module):
 def quantize_int8(module: nn.Module) -> nn.Module:
     """Dynamic int8 quantization of the recurrent and linear layers (weights int8,
     activations quantized on the fly); the MFCC frontend stays float32."""
-    with warnings.catch_warnings():  # torch.ao announces the deprecation of its qint8 tensors
-        warnings.simplefilter("ignore", UserWarning)
+    with known_warnings_silenced():  # torch.ao announces the deprecation of its qint8 tensors
         return torch.ao.quantization.quantize_dynamic(
             module, {nn.GRU, nn.LSTM, nn.Linear}, dtype=torch.qint8
         )
@@ -95,8 +127,7 @@ def export_torchscript(wrapper: WaveformClassifier, meta: dict[str, str], quanti
     module = quantize_int8(wrapper) if quantize else wrapper
     extra = {"labels.json": meta["labels"], "metadata.json": json.dumps(meta)}
     buffer = io.BytesIO()
-    with warnings.catch_warnings():  # TorchScript announces its own deprecation
-        warnings.simplefilter("ignore", FutureWarning)
+    with known_warnings_silenced():  # TorchScript announces its own deprecation
         torch.jit.save(torch.jit.script(module), buffer, _extra_files=extra)
     return buffer.getvalue()
 
@@ -107,12 +138,7 @@ def export_onnx(wrapper: WaveformClassifier, meta: dict[str, str], quantize: boo
 
     wrapper.frontend.use_dft()  # one Conv: ONNX Runtime's STFT is ten times slower
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        # It advises exporting with batch 1, which this does (any batch size runs).
-        warnings.filterwarnings("ignore", "Exporting a model to ONNX with a batch_size")
-        # The branches traced as constants: nn.GRU's input checks, and the padding of a
-        # clip shorter than one frame, so the ONNX model needs at least n_fft samples.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+    with known_warnings_silenced():  # see HARMLESS_WARNINGS
         torch.onnx.export(
             wrapper,
             (torch.zeros(1, 16000),),

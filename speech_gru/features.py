@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """MFCC settings.
+    """MFCC settings: the ``model.features`` section of a recipe config.
 
     Attributes:
         sample_rate: input rate in Hz.

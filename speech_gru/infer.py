@@ -7,7 +7,6 @@ waveforms of any lengths to class probabilities.
 
 from __future__ import annotations
 
-import inspect
 import json
 import warnings
 import zipfile
@@ -19,7 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from speech_gru.model import KeywordModel
+from speech_gru.labels import resolve_labels
+from speech_gru.model import KeywordModel, ModelConfig
 from speech_gru.stream import OperatingPoint
 
 Backend = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
@@ -110,24 +110,16 @@ def onnx_backend(session) -> Backend:  # noqa: ANN001 - an onnxruntime.Inference
     return run
 
 
-def spotter_arguments(hparams: dict) -> dict:
-    """The entries of a hyper-parameter dict that ``KeywordSpotter`` takes (checkpoints
-    written through LightningCLI carry extra bookkeeping entries)."""
-    from speech_gru.lit import KeywordSpotter
-
-    accepted = inspect.signature(KeywordSpotter.__init__).parameters
-    return {k: v for k, v in hparams.items() if k in accepted and k != "self"}
-
-
 def load_checkpoint_model(path: str | Path) -> tuple[KeywordModel, list[str], dict]:
     """The KeywordModel (eval mode, CPU), labels and the whole checkpoint dict
     (``hyper_parameters``, ``test_metrics``, ``epoch``, ...), from one read of the file.
 
+    The model is built from the stored config, nested or of the older flat form (see
+    ``ModelConfig.from_hparams``), without Lightning.
+
     Raises:
         ModelLoadError: missing file, or a file that is not a speech_gru checkpoint.
     """
-    from speech_gru.lit import KeywordSpotter
-
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: model file not found")
@@ -140,12 +132,20 @@ def load_checkpoint_model(path: str | Path) -> tuple[KeywordModel, list[str], di
     if not isinstance(checkpoint, dict) or "hyper_parameters" not in checkpoint:
         raise ModelLoadError(f"{path}: not a speech_gru checkpoint (no hyper-parameters)")
     try:
-        module = KeywordSpotter(**spotter_arguments(dict(checkpoint["hyper_parameters"])))
-        module.load_state_dict(checkpoint["state_dict"])
+        hparams = checkpoint["hyper_parameters"]
+        labels = resolve_labels(hparams["labels"])
+        model = KeywordModel(ModelConfig.from_hparams(hparams, len(labels)))
+        prefix = "model."  # the KeywordSpotter's attribute
+        state = {
+            key.removeprefix(prefix): value
+            for key, value in checkpoint["state_dict"].items()
+            if key.startswith(prefix)
+        }
+        model.load_state_dict(state)
     except Exception as err:  # noqa: BLE001 - a mismatched checkpoint fails in many ways
         reason = " ".join(str(err).split())[:160]
         raise ModelLoadError(f"{path}: not a speech_gru checkpoint ({reason})") from None
-    return module.model.eval(), list(module.labels), checkpoint
+    return model.eval(), labels, checkpoint
 
 
 def load_classifier(path: str | Path) -> Classifier:

@@ -1,15 +1,21 @@
 """KeywordSpotter: the LightningModule that trains a KeywordModel.
 
 It owns the loss, metrics, optimiser, schedule and the feature-side augmentation
-(SpecAugment, mixup); the layers live in ``speech_gru.model``. Hyper-parameters are plain
-typed arguments saved with the checkpoint, so ``KeywordSpotter.load_from_checkpoint(path)``
-alone restores a working model and its label list.
+(SpecAugment, mixup); the layers live in ``speech_gru.model``. The model's settings are the
+dataclasses ``ArchitectureConfig`` and ``FeatureConfig``, each defined and documented once
+there; the training settings are this class's own arguments. All are saved with the
+checkpoint as plain data, so ``KeywordSpotter.load_from_checkpoint(path)`` alone restores
+a working model and its label list.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import IO, Any, TypeVar
 
 import lightning as L
 import torch
@@ -21,12 +27,27 @@ from speech_gru import __version__
 from speech_gru.augment import mixup, spec_augment
 from speech_gru.features import FeatureConfig
 from speech_gru.labels import resolve_labels
-from speech_gru.model import KeywordModel, ModelConfig
+from speech_gru.model import (
+    ArchitectureConfig,
+    KeywordModel,
+    ModelConfig,
+    flat_keys,
+    nest_config,
+)
 
 log = logging.getLogger(__name__)
 
 SCHEDULES = ("cosine", "constant")
 LR_SCALINGS = ("sqrt", "linear", "none")
+DEFAULT_ARCHITECTURE = ArchitectureConfig()  # frozen: safe to share as a default
+DEFAULT_FEATURES = FeatureConfig()
+
+Config = TypeVar("Config", ArchitectureConfig, FeatureConfig)
+
+
+def as_config(kind: type[Config], value: Config | dict) -> Config:
+    """A config dataclass, from itself or from the dict a checkpoint stores."""
+    return value if isinstance(value, kind) else kind(**value)
 
 
 class KeywordSpotter(L.LightningModule):
@@ -34,18 +55,9 @@ class KeywordSpotter(L.LightningModule):
 
     Args:
         labels: label-set name (``"v2_12"``, ``"v2_35"``, ...) or the list of labels.
-        cell: ``"gru"`` or ``"lstm"``.
-        hidden_size: recurrent units per direction.
-        num_layers: stacked bidirectional layers.
-        dropout: dropout between recurrent layers and before the head.
-        attention_dim: width of the attention scorer.
-        feature_norm: ``"utterance"``, ``"global"`` or ``"none"``.
-        n_mfcc: cepstral coefficients.
-        n_mels: mel bands.
-        n_fft: window length in samples.
-        hop_length: frame step in samples.
-        f_min: lowest mel frequency in Hz.
-        f_max: highest mel frequency in Hz.
+        architecture: the encoder, pooling and head (see ``ArchitectureConfig``); a dict of
+            its fields is taken too (as checkpoints store it).
+        features: the MFCC frontend (see ``FeatureConfig``); a dict of its fields is taken too.
         time_masks: SpecAugment time masks per clip (0 turns them off).
         time_mask_width: widest time mask in frames.
         freq_masks: SpecAugment frequency masks per clip.
@@ -67,18 +79,8 @@ class KeywordSpotter(L.LightningModule):
     def __init__(
         self,
         labels: list[str] | str = "v2_12",
-        cell: str = "gru",
-        hidden_size: int = 128,
-        num_layers: int = 2,
-        dropout: float = 0.1,
-        attention_dim: int = 64,
-        feature_norm: str = "utterance",
-        n_mfcc: int = 40,
-        n_mels: int = 40,
-        n_fft: int = 480,
-        hop_length: int = 160,
-        f_min: float = 20.0,
-        f_max: float = 7600.0,
+        architecture: ArchitectureConfig = DEFAULT_ARCHITECTURE,
+        features: FeatureConfig = DEFAULT_FEATURES,
         time_masks: int = 2,
         time_mask_width: int = 10,
         freq_masks: int = 2,
@@ -100,19 +102,16 @@ class KeywordSpotter(L.LightningModule):
         if lr_scaling not in LR_SCALINGS:
             raise ValueError(f"lr_scaling must be one of {LR_SCALINGS}, got {lr_scaling!r}")
         self.labels = resolve_labels(labels)
+        config = ModelConfig.build(
+            len(self.labels),
+            as_config(ArchitectureConfig, architecture),
+            as_config(FeatureConfig, features),
+        )
+        # Plain dicts in the checkpoint, which is then read weights-only.
+        architecture, features = config.architecture.to_dict(), asdict(config.features)
         self.save_hyperparameters()
-        self.hparams["labels"] = self.labels  # always the resolved list
-        features = FeatureConfig(
-            n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, n_mfcc=n_mfcc,
-            f_min=f_min, f_max=f_max,
-        )  # fmt: skip
-        self.model = KeywordModel(
-            ModelConfig(
-                num_classes=len(self.labels), cell=cell, hidden_size=hidden_size,
-                num_layers=num_layers, dropout=dropout, attention_dim=attention_dim,
-                feature_norm=feature_norm, features=features,
-            )
-        )  # fmt: skip
+        self.hparams.update(labels=self.labels, architecture=architecture, features=features)
+        self.model = KeywordModel(config)
         n = len(self.labels)
         # Label -1 marks padding items of a rank's last batch (speech_gru.data.PAD).
         self.train_acc = MulticlassAccuracy(n, average="micro", ignore_index=-1)
@@ -124,6 +123,29 @@ class KeywordSpotter(L.LightningModule):
             "val": (self.val_acc, self.val_clips),
             "test": (self.test_acc, self.test_clips),
         }
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: str | os.PathLike | IO,
+        map_location: Any = None,
+        hparams_file: str | os.PathLike | None = None,
+        strict: bool | None = None,
+        weights_only: bool | None = None,
+        **kwargs: Any,
+    ) -> KeywordSpotter:
+        """Lightning's ``load_from_checkpoint``, which also reads checkpoints written before
+        the model's settings were nested: their flat hyper-parameters (``hidden_size``,
+        ``n_fft``, ...) become ``architecture`` and ``features`` (see ``nest_config``)."""
+        stored = stored_hparams(checkpoint_path) if hparams_file is None else {}
+        if flat_keys(stored):
+            nested = nest_config(stored)
+            kwargs = {
+                key: nested[key] for key in ("architecture", "features") if key in nested
+            } | kwargs
+        return super().load_from_checkpoint(
+            checkpoint_path, map_location, hparams_file, strict, weights_only, **kwargs
+        )
 
     def forward(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
         """(B, N) waveforms -> (B, C) class probabilities."""
@@ -258,3 +280,21 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str, min_ratio: floa
         return 1.0
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def stored_hparams(checkpoint: str | os.PathLike | IO) -> dict:
+    """The hyper-parameters of a local checkpoint file or an open one; {} for what cannot be
+    read weights-only (a URL, another format: Lightning's own read then reports it)."""
+    try:
+        if isinstance(checkpoint, (str, os.PathLike)):
+            if not Path(checkpoint).is_file():
+                return {}
+            loaded = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        else:
+            start = checkpoint.tell()
+            loaded = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            checkpoint.seek(start)
+    except Exception:  # noqa: BLE001 - reading fails in many ways; Lightning's read reports it
+        return {}
+    hparams = loaded.get("hyper_parameters") if isinstance(loaded, dict) else None
+    return dict(hparams) if isinstance(hparams, dict) else {}

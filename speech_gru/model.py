@@ -7,7 +7,9 @@ result does not depend on what it was batched with.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -20,11 +22,11 @@ NORMS = ("utterance", "global", "none")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Architecture of a KeywordModel.
+class ArchitectureConfig:
+    """What a KeywordModel is made of, apart from its outputs and its MFCC settings: the
+    ``model.architecture`` section of a recipe config.
 
     Attributes:
-        num_classes: output labels.
         cell: recurrent cell, ``"gru"`` (the default) or ``"lstm"`` to compare.
         hidden_size: units per direction.
         num_layers: stacked bidirectional layers.
@@ -32,17 +34,14 @@ class ModelConfig:
         attention_dim: width of the attention scorer.
         feature_norm: ``"utterance"`` (each clip's own mean and variance per coefficient),
             ``"global"`` (running statistics learned in training) or ``"none"``.
-        features: MFCC settings.
     """
 
-    num_classes: int
     cell: str = "gru"
     hidden_size: int = 128
     num_layers: int = 2
     dropout: float = 0.1
     attention_dim: int = 64
     feature_norm: str = "utterance"
-    features: FeatureConfig = field(default_factory=FeatureConfig)
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -52,6 +51,76 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig(ArchitectureConfig):
+    """Everything a KeywordModel is built from: its architecture (the fields of
+    ``ArchitectureConfig``), the number of outputs and the MFCC settings.
+
+    Attributes:
+        num_classes: output labels (from the label set, never configured by hand).
+        features: MFCC settings.
+    """
+
+    num_classes: int
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+
+    @classmethod
+    def build(
+        cls, num_classes: int, architecture: ArchitectureConfig, features: FeatureConfig
+    ) -> ModelConfig:
+        return cls(num_classes=num_classes, features=features, **architecture_fields(architecture))
+
+    @classmethod
+    def from_hparams(cls, hparams: Mapping[str, Any], num_classes: int) -> ModelConfig:
+        """The config that stored hyper-parameters describe: a checkpoint's
+        ``hyper_parameters`` or an export's metadata, nested or in the old flat form (see
+        ``nest_config``); entries that are not about the model are ignored.
+
+        Raises:
+            TypeError, ValueError: entries that do not make a model.
+        """
+        nested = nest_config(hparams)
+        return cls.build(
+            num_classes,
+            ArchitectureConfig(**nested.get("architecture", {})),
+            FeatureConfig(**nested.get("features", {})),
+        )
+
+    @property
+    def architecture(self) -> ArchitectureConfig:
+        return ArchitectureConfig(**architecture_fields(self))
+
+
+ARCHITECTURE_KEYS = tuple(f.name for f in fields(ArchitectureConfig))
+FEATURE_KEYS = tuple(f.name for f in fields(FeatureConfig))
+
+
+def architecture_fields(config: ArchitectureConfig) -> dict[str, Any]:
+    return {name: getattr(config, name) for name in ARCHITECTURE_KEYS}
+
+
+def flat_keys(section: Mapping[str, Any]) -> list[str]:
+    """The architecture and feature settings written flat in a model section (a
+    checkpoint's hyper-parameters or a config's ``model:``), as they were before they
+    moved under ``architecture`` and ``features``."""
+    return [key for key in section if key in ARCHITECTURE_KEYS or key in FEATURE_KEYS]
+
+
+def nest_config(section: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a model section with its architecture and feature settings nested, as
+    ``KeywordSpotter`` takes them: ``hidden_size`` (and the rest of ``ArchitectureConfig``)
+    moves under ``architecture``, ``n_fft`` (and the rest of ``FeatureConfig``) under
+    ``features``; a flat entry wins over a nested one. Other entries stay as they are."""
+    flat = flat_keys(section)
+    nested = {key: value for key, value in section.items() if key not in flat}
+    for name, keys in (("architecture", ARCHITECTURE_KEYS), ("features", FEATURE_KEYS)):
+        inner = dict(nested.get(name) or {})
+        inner.update({key: section[key] for key in keys if key in section})
+        if inner or name in nested:
+            nested[name] = inner
+    return nested
 
 
 def frame_mask(frame_lengths: Tensor, num_frames: int) -> Tensor:

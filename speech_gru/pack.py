@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from speech_gru.audio import SAMPLE_RATE, AudioError, fit_length, load_audio
+from speech_gru.audio import AudioError, fit_length, load_audio
+from speech_gru.corpus import CLIP_SAMPLES
 
 log = logging.getLogger(__name__)
 
 PACK_VERSION = 1
-CLIP_SAMPLES = SAMPLE_RATE
 
 
 def default_pack_root() -> Path:

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import Field, asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -68,6 +68,19 @@ def moving_mean(posteriors: np.ndarray, count: int) -> np.ndarray:
     return np.stack([np.mean(p[max(0, i - count + 1) : i + 1], axis=0) for i in range(len(p))])
 
 
+def after_refractory(ends: Iterable[int], refractory: int) -> list[int]:
+    """Which candidate events the detector reports, by index: the first, then each one
+    ending at least ``refractory`` samples after the last one reported (``ends`` in
+    increasing order). Replays of recorded scores (calibration, evaluation) use this
+    rule; ``StreamingDetector`` applies it as events come."""
+    kept, last = [], None
+    for i, end in enumerate(ends):
+        if last is None or end - last >= refractory:
+            kept.append(i)
+            last = end
+    return kept
+
+
 @dataclass(frozen=True)
 class Event:
     """A detected keyword.
@@ -88,6 +101,10 @@ class Event:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _flag(name: str, help: str, kind: str, calibrated: bool = False) -> dict:
+    return {"flag": name, "help": help, "kind": kind, "calibrated": calibrated}
 
 
 @dataclass(frozen=True)
@@ -113,12 +130,30 @@ class DetectorConfig:
 
     sample_rate: int = 16000
     window_s: float = 1.0
-    hop_s: float = 0.1
-    average_s: float = 0.5
-    threshold: float = 0.7
-    refractory_s: float = 1.5
+    hop_s: float = field(
+        default=0.1, metadata=_flag("--hop", "seconds between scored windows", "positive")
+    )
+    average_s: float = field(
+        default=0.5,
+        metadata=_flag("--average", "posterior averaging span, s", "non_negative", True),
+    )
+    threshold: float = field(
+        default=0.7,
+        metadata=_flag("--threshold", "detection threshold, in (0, 1]", "probability", True),
+    )
+    refractory_s: float = field(
+        default=1.5,
+        metadata=_flag("--refractory", "silence after an event, s", "non_negative", True),
+    )
     batch_windows: int = 1
     thresholds: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def flags(cls) -> list[Field]:
+        """The settings a command line may set: fields whose metadata has a ``flag``
+        (its name), ``help``, ``kind`` (``positive``, ``non_negative``, ``probability``)
+        and ``calibrated`` (a calibrated operating point sets it)."""
+        return [f for f in fields(cls) if "flag" in f.metadata]
 
     def __post_init__(self) -> None:
         if self.hop_s <= 0 or self.window_s <= 0:
@@ -365,12 +400,28 @@ class StreamingDetector:
         """End of stream: score the windows still waiting for a full group."""
         return self._score_ready(final=True)
 
-    def run(self, chunks: Iterable[np.ndarray]) -> list[Event]:
-        """Push every chunk, flush, and return all events."""
-        events = []
+    def events(
+        self,
+        chunks: Iterable[np.ndarray],
+        on_audio: Callable[[float], None] | None = None,
+    ) -> Iterator[Event]:
+        """The stream loop every caller runs: push each chunk, yield its events as they
+        come, and flush when the chunks end (``speech_gru.source`` opens the chunks).
+
+        Args:
+            chunks: 1-D float32 pieces of audio at the configured rate, in order.
+            on_audio: called with each chunk's length in seconds once it is scored.
+        """
         for chunk in chunks:
-            events += self.push(chunk)
-        return events + self.flush()
+            found = self.push(chunk)
+            if on_audio is not None:
+                on_audio(np.size(chunk) / self.config.sample_rate)
+            yield from found
+        yield from self.flush()
+
+    def run(self, chunks: Iterable[np.ndarray]) -> list[Event]:
+        """Every event of a finite stream (``events`` collected)."""
+        return list(self.events(chunks))
 
     def replay(self, posteriors: np.ndarray) -> list[Event]:
         """Events from recorded scores instead of audio (calibration replays them).

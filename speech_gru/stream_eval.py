@@ -40,20 +40,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import librosa
 import numpy as np
 
-from speech_gru.audio import SAMPLE_RATE, AudioError, load_audio
+from speech_gru.audio import SAMPLE_RATE, load_audio
+from speech_gru.corpus import CLIP_SAMPLES, SplitRule, audio_files, background_noise, pink_noise
 from speech_gru.labels import BACKGROUND_NOISE, SILENCE, UNKNOWN, is_keyword
+from speech_gru.source import array_chunks
 from speech_gru.stream import (
     DetectorConfig,
     Event,
     RecordingScorer,
     Scorer,
     StreamingDetector,
+    after_refractory,
     moving_mean,
 )
 
-CLIP_SAMPLES = SAMPLE_RATE  # inserted clips are cut to one second
 SPLIT_CHOICES = ("testing", "validation", "training", "all")
 DET_THRESHOLDS = (
     *(round(0.05 + 0.025 * i, 3) for i in range(37)),  # 0.05 .. 0.95
@@ -109,17 +112,6 @@ def _file_item(path: Path, label: str, word: str) -> ClipItem:
     return ClipItem(label, word, str(path), lambda: load_audio(path))
 
 
-def _load_noise(folder: str | Path) -> list[np.ndarray]:
-    from speech_gru.data import load_noise
-
-    if not Path(folder).is_dir():
-        raise FileNotFoundError(f"{folder}: noise folder not found")
-    noise = load_noise(Path(folder))
-    if not noise:
-        raise FileNotFoundError(f"{folder}: no readable noise audio")
-    return noise
-
-
 def folder_pool(
     root: str | Path,
     keywords: Sequence[str],
@@ -133,8 +125,7 @@ def folder_pool(
 
     Sub-folders named after one of ``keywords`` give keyword clips; every other word
     (``_unknown_`` included) gives distractors. Only clips whose speaker falls in
-    ``split`` are kept, with the recipe's folder-mode rule
-    ``which_set(speaker_of(path), validation_percent, testing_percent, salt)``, so a
+    ``split`` are kept, with the recipe's folder-mode rule (``corpus.SplitRule``), so a
     model trained on that folder never heard these voices.
 
     Noise is ``noise_dir`` when given, else the folder's ``_background_noise_``
@@ -145,42 +136,35 @@ def folder_pool(
         FileNotFoundError: the folder does not exist, or holds no keyword clip of the split.
         ValueError: an unknown split.
     """
-    from speech_gru.data import is_audio, load_noise, speaker_of, which_set
-
     root = Path(root)
     if split not in SPLIT_CHOICES:
         raise ValueError(f"split must be one of {SPLIT_CHOICES}, got {split!r}")
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: dataset folder not found")
 
-    def files(folder: Path) -> list[Path]:
-        return [p for p in sorted(folder.rglob("*")) if is_audio(p)]
+    rule = SplitRule(validation_percent, testing_percent, salt)
 
     def keep(path: Path) -> bool:
-        speaker = speaker_of(path)
-        return (
-            split == "all" or which_set(speaker, validation_percent, testing_percent, salt) == split
-        )
+        return split == "all" or rule(path) == split
 
     wanted = set(keywords)
     found: dict[str, list[ClipItem]] = {}
     distractors: list[ClipItem] = []
     silence: list[Path] = []
-    background: Path | None = None
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         name = folder.name
         if name == BACKGROUND_NOISE:
-            background = folder
-        elif name == SILENCE:
-            silence = files(folder)
+            continue
+        if name == SILENCE:
+            silence = audio_files(folder)
         elif name.startswith("."):
             continue
         elif name in wanted:
-            items = [_file_item(p, name, name) for p in files(folder) if keep(p)]
+            items = [_file_item(p, name, name) for p in audio_files(folder) if keep(p)]
             if items:
                 found[name] = items
         else:
-            for p in files(folder):
+            for p in audio_files(folder):
                 if keep(p):
                     # _unknown_ holds WORD_SPEAKER_nohash_N files; other folders are words
                     word = p.name.split("_")[0] if name == UNKNOWN else name
@@ -191,21 +175,10 @@ def folder_pool(
         )
     keywords_found = {k: found[k] for k in keywords if k in found}  # the model's label order
 
-    if noise_dir is not None:
-        noise, noise_source = _load_noise(noise_dir), f"{noise_dir}"
-    elif background is not None and (noise := load_noise(background)):
-        noise_source = f"{background}"
-    elif silence:
-        chosen = [p for p in silence if keep(p)] or silence
-        noise = []
-        for p in chosen:
-            try:
-                noise.append(load_audio(p))
-            except AudioError:
-                continue
-        noise_source = f"{len(noise)} {SILENCE} clips"
-    else:
-        noise, noise_source = [], "synthetic pink noise"
+    chosen = [p for p in silence if keep(p)] or silence
+    noise, noise_source = background_noise(root, noise_dir, chosen, synthetic=False)
+    if not noise:
+        noise_source = "synthetic pink noise"
     count = sum(len(v) for v in keywords_found.values())
     description = (
         f"{root} ({split} speakers, salt {salt!r}): {count} keyword clips, "
@@ -251,7 +224,7 @@ def espeak_pool(
     """
     synth = _synthetic_commands()
     synth.espeak_path()
-    noise = _load_noise(noise_dir) if noise_dir is not None else []
+    noise = background_noise(None, noise_dir, synthetic=False)[0] if noise_dir else []
     voices = synth.make_speakers(speakers, seed + 1000)
     if distractor_words is None:
         distractor_words = [w for w in synth.UNKNOWN if w not in keywords]
@@ -339,26 +312,14 @@ class Recording:
 def speech_span(
     clip: np.ndarray, top_db: float = 35.0, frame: int = 320, hop: int = 160
 ) -> tuple[int, int]:
-    """Sample range ``[start, end)`` of the speech in a clip.
-
-    Frames (20 ms, 10 ms apart) whose energy is within ``top_db`` of the loudest frame are
-    speech; the span runs from the first to the last of them.
-    """
+    """Sample range ``[start, end)`` of the speech in a clip: ``librosa.effects.trim``'s
+    span of frames (``frame`` long, ``hop`` apart) within ``top_db`` of the loudest."""
     if clip.size <= frame:
         return 0, int(clip.size)
-    frames = np.lib.stride_tricks.sliding_window_view(clip.astype(np.float64), frame)[::hop]
-    db = 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
-    active = np.flatnonzero(db >= db.max() - top_db)
-    return int(active[0] * hop), int(min(clip.size, active[-1] * hop + frame))
-
-
-def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
-    """(n,) noise with a 1/f power spectrum and unit RMS."""
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    spectrum /= np.sqrt(np.maximum(np.arange(spectrum.size), 1))
-    spectrum[0] = 0.0
-    x = np.fft.irfft(spectrum, n)
-    return (x / max(float(np.sqrt(np.mean(x**2))), 1e-12)).astype(np.float32)
+    _, (start, end) = librosa.effects.trim(
+        clip.astype(np.float32), top_db=top_db, frame_length=frame, hop_length=hop
+    )
+    return int(start), int(end)
 
 
 def noise_bed(
@@ -817,13 +778,8 @@ def stream(
     """
     detector = StreamingDetector(scorer, labels, config, keep_trace=keep_trace)
     step = max(1, round(chunk_s * config.sample_rate))
-    events: list[Event] = []
-    for start in range(0, wave.size, step):
-        chunk = wave[start : start + step]
-        events += detector.push(chunk)
-        if progress is not None:
-            progress(chunk.size)
-    events += detector.flush()
+    on_audio = None if progress is None else lambda s: progress(round(s * config.sample_rate))
+    events = list(detector.events(array_chunks(wave, step), on_audio))
     return events, detector
 
 
@@ -944,13 +900,11 @@ def decide(
         limits = np.full(len(labels), threshold)
     window, hop, rate = config.window, config.hop, config.sample_rate
     refractory = round(config.refractory_s * rate)
-    last = -(10**12)
+    above = np.flatnonzero(candidates.score >= limits[candidates.label])
+    ends = window + hop * candidates.hop[above].astype(np.int64)
     events = []
-    for k in np.flatnonzero(candidates.score >= limits[candidates.label]):
-        end = window + hop * int(candidates.hop[k])
-        if end - last < refractory:
-            continue
-        last = end
+    for i in after_refractory(ends.tolist(), refractory):
+        k, end = above[i], int(ends[i])
         best_end = window + hop * int(candidates.best[k])
         events.append(
             Event(

@@ -13,6 +13,9 @@ launch the same command. This module adds only what every recipe run needs:
   ``fit --ckpt_path last`` continues exactly where it stopped;
 * the label list linked from the data into the model, the per-device batch size into the
   learning-rate scaling, and ``seed_everything`` into the data's seed;
+* configs, flags and checkpoints of the flat form, from before the model's settings moved
+  under ``model.architecture`` and ``model.features``, read as the nested form (with a
+  one-line deprecation warning for configs and flags);
 * early stopping on ``val/acc`` (``--early_stopping_patience N``, off by default);
 * one run at a time in a run folder (a lock held by global rank 0, naming its PID), a
   refusal to start a new ``fit`` over an earlier run's checkpoints or to resume one that
@@ -37,6 +40,8 @@ from typing import IO, Any
 
 import lightning as L
 import torch
+import yaml
+from jsonargparse import Namespace, get_loader, set_loader
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -48,8 +53,13 @@ from speech_gru.atomic import TEMP_SUFFIX, write_atomic
 from speech_gru.data import DataError, SpeechCommandsDataModule
 from speech_gru.download import DownloadError
 from speech_gru.lit import KeywordSpotter
+from speech_gru.model import ARCHITECTURE_KEYS, FEATURE_KEYS, flat_keys, nest_config
 
 log = logging.getLogger(__name__)
+
+CONFIG_MODE = "speech_gru"
+"""The recipe's jsonargparse parser mode: YAML, with flat ``model:`` sections nested."""
+_load_yaml = get_loader("yaml")
 
 
 class CheckpointError(Exception):
@@ -191,13 +201,42 @@ class SpeechGruCLI(LightningCLI):
                 self._lock.close()
                 self._lock = None
 
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        kwargs.setdefault("parser_mode", CONFIG_MODE)  # the main and subcommand parsers
+        return super().init_parser(**kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        if not isinstance(args, (dict, Namespace)):
+            given = sys.argv[1:] if args is None else list(args)
+            nested, renamed = nest_flags(given)
+            if renamed:
+                log.warning(
+                    "%s: flat model flags are deprecated, read as --model.architecture.* "
+                    "and --model.features.*",
+                    ", ".join(renamed),
+                )  # fmt: skip
+                self.config = parser.parse_args(nested)
+                return
+        super().parse_arguments(parser, args)
+
     def _parse_ckpt_path(self) -> None:
-        # LightningCLI reads --ckpt_path's hyper-parameters here (weights-only), before
-        # any hook runs; a file it refuses ends as the same one line as the trainer's.
+        # LightningCLI's own step, with hyper-parameters of the flat form nested: before any
+        # hook runs, --ckpt_path's hyper-parameters (read weights-only) set the model's
+        # config. A file it refuses ends as the same one line as the trainer's.
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not path or not Path(path).is_file():
+            return
         try:
-            super()._parse_ckpt_path()
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - torch.load fails in many ways
-            raise refused(self.config[self.config.subcommand].get("ckpt_path"), err) from None
+            raise refused(path, err) from None
+        stored = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+        hparams = dict(stored or {})
+        hparams.pop("_instantiator", None)
+        if hparams:
+            model = {subcommand: {"model": nest_config(hparams)}}
+            self.config = self.parser.parse_object(model, self.config)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--run_dir", type=str, default="runs/speech_gru", help="run folder")
@@ -327,6 +366,41 @@ class SpeechGruCLI(LightningCLI):
         if checkpoint and path.name == "results.json":
             record_test_metrics(Path(checkpoint), metrics)
         print(f"test accuracy: {metrics.get('test/acc', float('nan')):.4f}  ({checkpoint})")
+
+
+def load_config_text(text: str, path: str | os.PathLike = "") -> Any:
+    """A config (or a value) as jsonargparse's YAML loader reads it, with a flat ``model:``
+    section (``hidden_size``, ``n_fft``, ... beside ``lr``: the form before the model's
+    settings moved under ``model.architecture`` and ``model.features``) nested."""
+    value = _load_yaml(text)
+    model = value.get("model") if isinstance(value, dict) else None
+    keys = flat_keys(model) if isinstance(model, dict) else []
+    if keys:
+        log.warning(
+            "%s: model.%s: flat model settings are deprecated, read as model.architecture.* "
+            "and model.features.*",
+            path or "config", ", model.".join(keys),
+        )  # fmt: skip
+        value = {**value, "model": nest_config(model)}
+    return value
+
+
+set_loader(CONFIG_MODE, load_config_text, (yaml.YAMLError,))
+
+
+def nest_flags(args: list[str]) -> tuple[list[str], list[str]]:
+    """Command-line arguments with flat model flags (``--model.hidden_size 64``) renamed to
+    the nested ones (``--model.architecture.hidden_size 64``), and the flags renamed."""
+    out, renamed = [], []
+    for arg in args:
+        flag, equals, value = arg.partition("=")
+        key = flag.removeprefix("--model.")
+        if flag.startswith("--model.") and key in ARCHITECTURE_KEYS + FEATURE_KEYS:
+            section = "architecture" if key in ARCHITECTURE_KEYS else "features"
+            arg = f"--model.{section}.{key}{equals}{value}"
+            renamed.append(flag)
+        out.append(arg)
+    return out, renamed
 
 
 def checkpoint_dir(run_dir: str) -> str:

@@ -24,12 +24,12 @@ from speech_gru.audio import (
     SAMPLE_RATE,
     AudioError,
     info,
-    iter_blocks,
     load_audio,
     loudest_window,
     printable,
 )
 from speech_gru.infer import Classifier
+from speech_gru.source import open_source
 from speech_gru.stream import DetectorConfig, Event, StreamingDetector
 
 LONG_AFTER_S = 1.25
@@ -157,14 +157,14 @@ class Transcriber:
     def scan(self, path: Path, on_audio=None) -> Iterator[EventResult | Failure]:  # noqa: ANN001
         """Keywords of a long recording, streamed block by block."""
         detector = StreamingDetector(self._score, self.classifier.labels, self.detector)
+
+        def scanned(seconds: float) -> None:
+            self.summary.audio_s += seconds
+            if on_audio is not None:
+                on_audio(seconds)
+
         try:
-            for block in iter_blocks(path, block_seconds=10.0):
-                self.summary.audio_s += block.size / SAMPLE_RATE
-                if on_audio is not None:
-                    on_audio(block.size / SAMPLE_RATE)
-                for event in detector.push(block):
-                    yield EventResult(path, event)
-            for event in detector.flush():
+            for event in detector.events(open_source(path, block_s=10.0), scanned):
                 yield EventResult(path, event)
         except AudioError as err:
             yield Failure(path, err.problem)
@@ -233,12 +233,30 @@ def _take(items: Iterator, n: int) -> list:
 FORMATS = ("text", "json", "csv")
 
 
-def format_record(record: Record, fmt: str) -> str | None:
+def csv_header(top_k: int = 1) -> str:
+    """The CSV header line for ``top_k`` labels per clip.
+
+    The first five columns never change: ``path,label,score,start_s,end_s`` (a clip's best
+    label with empty times; a keyword of a long recording with its span). With ``top_k > 1``
+    the clip's next labels follow as ``label_2,score_2,...,label_K,score_K``; those columns
+    are empty on a keyword's row (the detector reports one label per event).
+    """
+    extra = (f"label_{i},score_{i}" for i in range(2, top_k + 1))
+    return ",".join(["path,label,score,start_s,end_s", *extra])
+
+
+CSV_HEADER = csv_header(1)
+"""The header for one label per clip (``csv_header(1)``)."""
+
+
+def format_record(record: Record, fmt: str, top_k: int = 1) -> str | None:
     """One output record for a result (None for failures, which go to stderr).
 
     Text is one line with control characters in paths and labels escaped
     (:func:`~speech_gru.audio.printable`); JSON escapes them itself; a CSV record is quoted
-    as needed, so a path holding a comma, a quote or a newline reads back exactly.
+    as needed, so a path holding a comma, a quote or a newline reads back exactly. A CSV
+    record has the columns of :func:`csv_header` for ``top_k`` (a clip's labels past
+    ``top_k`` are left out; missing ones are empty fields).
     """
     if isinstance(record, Failure):
         return None
@@ -249,7 +267,10 @@ def format_record(record: Record, fmt: str) -> str | None:
             row = {"path": str(record.path), "label": label, "score": score, "top": top}
             return json.dumps(row)
         if fmt == "csv":
-            return _csv_row([record.path, label, f"{score:.4f}", "", ""])
+            more = [(lab, f"{s:.4f}") for lab, s in record.top[1:top_k]]
+            more += [("", "")] * (max(top_k, 1) - 1 - len(more))
+            extra = [value for pair in more for value in pair]
+            return _csv_row([record.path, label, f"{score:.4f}", "", "", *extra])
         top = (f"{printable(lab)}\t{s:.4f}" for lab, s in record.top)
         return "\t".join([printable(record.path), *top])
     e = record.event
@@ -257,12 +278,10 @@ def format_record(record: Record, fmt: str) -> str | None:
         return json.dumps({"path": str(record.path), **e.to_dict()})
     if fmt == "csv":
         span = [f"{e.start_s:.2f}", f"{e.end_s:.2f}"]
-        return _csv_row([record.path, e.label, f"{e.score:.4f}", *span])
+        extra = [""] * (2 * (max(top_k, 1) - 1))
+        return _csv_row([record.path, e.label, f"{e.score:.4f}", *span, *extra])
     span = f"{e.score:.4f}\t{e.start_s:.2f}\t{e.end_s:.2f}"
     return f"{printable(record.path)}\t{printable(e.label)}\t{span}"
-
-
-CSV_HEADER = "path,label,score,start_s,end_s"
 
 
 def _csv_row(values: list) -> str:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.abc
 import pickle
 import shutil
 import subprocess
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -15,28 +12,9 @@ import pytest
 import soundfile as sf
 
 from speech_gru import audio
-from speech_gru.audio import SAMPLE_RATE, AudioError, MicrophoneError
-
-
-def tone(freq: float, rate: int, seconds: float = 1.0, amp: float = 0.5) -> np.ndarray:
-    """Sine wave, float32, shape (round(seconds * rate),)."""
-    t = np.arange(round(seconds * rate)) / rate
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
-def peak_hz(wave: np.ndarray, rate: int = SAMPLE_RATE) -> float:
-    """Frequency of the largest FFT bin of ``wave``."""
-    spectrum = np.abs(np.fft.rfft(wave * np.hanning(wave.size)))
-    return float(np.fft.rfftfreq(wave.size, 1 / rate)[np.argmax(spectrum)])
-
-
-def assert_one_line_error(err: pytest.ExceptionInfo[AudioError], path: Path, problem: str) -> None:
-    msg = str(err.value)
-    assert "\n" not in msg and "\r" not in msg
-    assert path.name in msg
-    assert msg == f"{path}: {err.value.problem}"
-    assert problem in err.value.problem
-
+from speech_gru.audio import SAMPLE_RATE, AudioError
+from speech_gru.mic import MicrophoneError
+from tests.helpers import assert_one_line_error, peak_hz, tone
 
 # ------------------------------------------------------------------------------ good inputs
 
@@ -327,149 +305,3 @@ def test_fit_length_pads_and_trims() -> None:
     assert audio.fit_length(np.zeros(100, np.float32)).shape == (SAMPLE_RATE,)
     with pytest.raises(ValueError):
         audio.fit_length(np.zeros((2, 2)), 4)
-
-
-# ------------------------------------------------------------------------------- microphone
-
-
-def _real_sounddevice_or_skip():
-    try:
-        return audio._import_sounddevice()
-    except MicrophoneError as exc:
-        pytest.skip(f"sounddevice unusable here: {exc}")
-
-
-def test_microphone_without_input_device_is_a_clean_error() -> None:
-    """On this machine either sounddevice is unusable or PortAudio sees no input device."""
-    try:
-        sd = audio._import_sounddevice()
-    except MicrophoneError as exc:
-        assert "install" in str(exc) and "\n" not in str(exc)
-        return
-    try:
-        has_input = any(d["max_input_channels"] > 0 for d in sd.query_devices())
-    except Exception:
-        has_input = False
-    if has_input:
-        pytest.skip("an audio input device exists")
-    with pytest.raises(MicrophoneError) as err:
-        audio.Microphone()
-    assert str(err.value).startswith("microphone: no audio input device")
-    assert "\n" not in str(err.value)
-    assert isinstance(audio.list_devices(), str)
-
-
-def test_microphone_sounddevice_missing(monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "sounddevice", None)  # import raises ImportError
-    with pytest.raises(MicrophoneError) as err:
-        audio.Microphone()
-    assert "pip install sounddevice" in str(err.value) and "\n" not in str(err.value)
-    with pytest.raises(MicrophoneError):
-        audio.list_devices()
-
-
-def test_microphone_portaudio_missing(monkeypatch) -> None:
-    class NoPortAudio(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "sounddevice":
-                raise OSError("PortAudio library not found")
-            return None
-
-    monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
-    monkeypatch.setattr(sys, "meta_path", [NoPortAudio(), *sys.meta_path])
-    with pytest.raises(MicrophoneError) as err:
-        audio.Microphone()
-    assert "apt-get install libportaudio2" in str(err.value) and "\n" not in str(err.value)
-
-
-def _fake_sounddevice(blocks, overflow_at=(), rates=(48000,), max_channels=2):
-    """A stand-in for the sounddevice module whose stream replays ``blocks`` on start()."""
-    sd = types.ModuleType("sounddevice")
-    devices = [
-        {"name": "Speakers", "max_input_channels": 0, "default_samplerate": 48000.0},
-        {"name": "USB Mic", "max_input_channels": max_channels, "default_samplerate": 48000.0},
-    ]
-
-    def query_devices(device=None, kind=None):
-        if kind == "input":
-            return {**devices[1], "index": 1}
-        return devices
-
-    sd.query_devices = query_devices
-    sd.opened = []
-
-    def check_input_settings(device, channels, dtype, samplerate):
-        if samplerate not in rates or channels > max_channels:
-            raise ValueError("Invalid sample rate")
-
-    class InputStream:
-        def __init__(self, device, channels, samplerate, blocksize, dtype, callback):
-            self.kwargs = dict(device=device, channels=channels, samplerate=samplerate)
-            self.blocksize, self.callback = blocksize, callback
-            sd.opened.append(self)
-
-        def start(self):
-            for i, block in enumerate(blocks):
-                assert block.shape == (self.blocksize, self.kwargs["channels"])
-                status = types.SimpleNamespace(input_overflow=i in overflow_at)
-                self.callback(block, len(block), None, status if i in overflow_at else None)
-
-        def stop(self):
-            pass
-
-        def close(self):
-            pass
-
-    sd.check_input_settings = check_input_settings
-    sd.InputStream = InputStream
-    return sd
-
-
-def test_microphone_resamples_mixes_and_counts_overflows(monkeypatch) -> None:
-    t = tone(440, 48000, 1.0)
-    stereo = np.stack([t, t], axis=1)
-    blocks = [stereo[i : i + 4800] for i in range(0, 48000, 4800)]
-    sd = _fake_sounddevice(blocks, overflow_at={2, 5})
-    monkeypatch.setitem(sys.modules, "sounddevice", sd)
-
-    mic = audio.Microphone(device="usb", channels=2, timeout=0.05)
-    assert (mic.device, mic.device_rate, mic.sample_rate, mic.block_size) == (1, 48000, 16000, 1600)
-    chunks = []
-    with mic, pytest.raises(MicrophoneError, match="audio device stopped delivering"):
-        for chunk in mic:
-            chunks.append(chunk)
-    assert sd.opened[0].kwargs == dict(device=1, channels=2, samplerate=48000)
-    assert mic.overflows == 2
-    assert len(chunks) >= 8 and all(c.shape == (1600,) and c.dtype == np.float32 for c in chunks)
-    joined = np.concatenate(chunks)
-    assert abs(peak_hz(joined[2000:], SAMPLE_RATE) - 440) <= 2.0
-    assert list(mic) == []  # closed: iteration ends
-
-
-def test_microphone_native_16k_passthrough_and_device_errors(monkeypatch) -> None:
-    wave = tone(300, SAMPLE_RATE, 0.5)
-    blocks = [wave[i : i + 800, None] for i in range(0, wave.size, 800)]
-    sd = _fake_sounddevice(blocks, rates=(16000, 48000), max_channels=1)
-    monkeypatch.setitem(sys.modules, "sounddevice", sd)
-
-    with audio.Microphone(block_seconds=0.05, timeout=0.05, channels=2) as mic:
-        assert (mic.device_rate, mic.channels) == (16000, 1)
-        got = [next(mic) for _ in range(len(blocks))]
-    np.testing.assert_array_equal(np.concatenate(got), wave)
-
-    for bad in ("webcam", 0, 7):
-        with pytest.raises(MicrophoneError) as err:
-            audio.Microphone(device=bad)
-        assert "\n" not in str(err.value)
-    with pytest.raises(MicrophoneError, match="not started"):
-        next(audio.Microphone())
-    assert "USB Mic" in audio.list_devices()
-
-
-def test_microphone_that_never_delivers_fails_after_the_startup_grace(monkeypatch) -> None:
-    sd = _fake_sounddevice([], rates=(16000,), max_channels=1)
-    monkeypatch.setitem(sys.modules, "sounddevice", sd)
-    mic = audio.Microphone(timeout=0.05, startup_timeout=0.2)
-    with mic, pytest.raises(MicrophoneError, match="delivered no audio within 0.2 s") as err:
-        next(mic)
-    assert "\n" not in str(err.value)

@@ -25,6 +25,8 @@ from speech_gru.augment import (
 )
 from speech_gru.data import SpeechCommandsDataModule
 from speech_gru.lit import KeywordSpotter
+from speech_gru.model import ArchitectureConfig
+from tests.helpers import augmenting_datamodule, peak_hz, training_trainer
 
 SR = 16000
 
@@ -35,12 +37,6 @@ def tones(batch: int = 4, n: int = SR) -> Tensor:
     freqs = torch.linspace(300, 1500, batch)[:, None]
     amps = torch.linspace(0.1, 0.5, batch)[:, None]
     return amps * torch.sin(2 * math.pi * freqs * t)
-
-
-def peak_hz(wave: Tensor) -> float:
-    """Frequency of the largest FFT bin of a 1-D waveform."""
-    spectrum = torch.fft.rfft(wave.double() * torch.hann_window(wave.numel(), dtype=torch.float64))
-    return float(torch.fft.rfftfreq(wave.numel(), 1 / SR)[spectrum.abs().argmax()])
 
 
 def seeded(fn, seed: int):  # noqa: ANN001, ANN201
@@ -289,7 +285,8 @@ def test_mixup_soft_targets_favour_the_original_clip() -> None:
 
 def small_spotter(**kwargs) -> KeywordSpotter:  # noqa: ANN003
     torch.manual_seed(0)
-    return KeywordSpotter(hidden_size=8, num_layers=1, dropout=0.0, attention_dim=4, **kwargs)
+    architecture = ArchitectureConfig(hidden_size=8, num_layers=1, dropout=0.0, attention_dim=4)
+    return KeywordSpotter(architecture=architecture, **kwargs)
 
 
 def head_logits(spotter: KeywordSpotter, step, seed: int) -> Tensor:  # noqa: ANN001
@@ -340,25 +337,8 @@ def test_spotter_augments_features_only_in_training_step() -> None:
     torch.testing.assert_close(a, off.model(wave).detach())
 
 
-def make_datamodule() -> SpeechCommandsDataModule:
-    dm = SpeechCommandsDataModule(
-        root="unused", download=False, noise_prob=1.0, snr_low=5.0, snr_high=5.0,
-        time_shift_ms=50.0, speed_low=0.9, speed_high=1.1,
-    )  # fmt: skip
-    gen = torch.Generator().manual_seed(0)
-    dm._bank = NoiseBank([0.1 * torch.randn(3 * SR, generator=gen)], SR)
-    return dm
-
-
-def training_trainer(batches_before: int, rank: int = 0) -> SimpleNamespace:
-    """What ``on_after_batch_transfer`` reads of a trainer in the middle of ``fit``."""
-    progress = SimpleNamespace(total=SimpleNamespace(ready=batches_before))
-    loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress))
-    return SimpleNamespace(training=True, fit_loop=loop, global_rank=rank)
-
-
 def test_datamodule_augments_waveforms_only_when_training() -> None:
-    dm = make_datamodule()
+    dm = augmenting_datamodule()
     wave, target = tones(4), torch.tensor([0, 1, 2, 3])
     batch = (wave, target)
     torch.manual_seed(0)

@@ -20,7 +20,9 @@ import torch
 from speech_gru.cli import build_parser, detector_config, main
 from speech_gru.infer import ModelLoadError, load_classifier
 from speech_gru.stream import DetectorConfig, OperatingPoint
-from tests.conftest import LABELS
+from tests.helpers import LABELS
+
+pytestmark = pytest.mark.slow  # every test here uses the session's trained model
 
 TARGET = "60"  # false alarms per hour: a few minutes of synthetic negatives measure it
 

@@ -14,7 +14,9 @@ import soundfile as sf
 
 from speech_gru.audio import load_audio
 from speech_gru.cli import main
-from tests.conftest import WORDS
+from tests.helpers import WORDS
+
+pytestmark = pytest.mark.slow  # the session's trained model, or unseen voices and seconds per run
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

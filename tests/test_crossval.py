@@ -10,7 +10,7 @@ import pytest
 
 from speech_gru.crossval import main, pooled
 from speech_gru.data import SpeechCommandsDataModule
-from tests.conftest import LABELS, RECIPE_CONF
+from tests.helpers import LABELS, RECIPE_CONF
 
 
 def fold_data(
@@ -54,6 +54,7 @@ def test_pooled_accuracy_weights_folds_by_their_clips() -> None:
     assert summary["fold_mean"] == pytest.approx(0.75)
 
 
+@pytest.mark.slow
 def test_crossval_runs_each_fold_and_pools_them(
     commands_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -64,8 +65,8 @@ def test_crossval_runs_each_fold_and_pools_them(
         "--data.num_workers", "0",
         "--data.unknown_fraction", "null",
         "--data.validation_percent", "25",  # 24 speakers out of a fold: a few validate
-        "--model.hidden_size", "32",
-        "--model.num_layers", "1",
+        "--model.architecture.hidden_size", "32",
+        "--model.architecture.num_layers", "1",
         "--trainer.max_epochs", "2",
     ]  # fmt: skip
     run_dir = tmp_path / "cv"

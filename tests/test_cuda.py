@@ -7,17 +7,17 @@ import copy
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from speech_gru.audio import write_wav
 from speech_gru.model import KeywordModel, ModelConfig
 from speech_gru.training import main
-from tests.conftest import LABELS, train_args
-from tests.test_augment import make_datamodule, training_trainer
+from tests.helpers import LABELS, augmenting_datamodule, tone_folder, train_args, training_trainer
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
 
 SR = 16000
 TONES = {"yes": 300.0, "no": 550.0, "up": 900.0, "down": 1400.0, "cat": 2200.0}
@@ -44,7 +44,7 @@ def test_features_on_cuda_match_the_cpu(form: str, monkeypatch: pytest.MonkeyPat
 
 
 def test_waveform_augmentation_runs_on_the_batch_device() -> None:
-    dm = make_datamodule()
+    dm = augmenting_datamodule()
     dm.trainer = training_trainer(0)
     wave = torch.sin(2 * torch.pi * 440 * torch.arange(SR) / SR).repeat(4, 1).cuda()
     target = torch.arange(4).cuda()
@@ -53,24 +53,9 @@ def test_waveform_augmentation_runs_on_the_batch_device() -> None:
     assert not torch.equal(out, wave)
 
 
-def tone_folder(root: Path, speakers: int = 30) -> Path:
-    rng = np.random.default_rng(0)
-    for word, hz in TONES.items():
-        (root / word).mkdir(parents=True)
-        for s in range(speakers):
-            t = np.arange(SR) / SR
-            on = (t > 0.25 + 0.01 * (s % 7)) & (t < 0.65 + 0.01 * (s % 5))  # a word-long burst
-            f = hz * (1 + 0.02 * (s % 5))
-            wave = 0.3 * on * np.sin(2 * np.pi * f * t) + 0.01 * rng.standard_normal(SR)
-            write_wav(root / word / f"{s:08x}_nohash_0.wav", wave)
-    (root / "_background_noise_").mkdir()
-    write_wav(root / "_background_noise_" / "white.wav", 0.05 * rng.standard_normal(3 * SR))
-    return root
-
-
 @pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])
 def test_recipe_trains_on_the_gpu(precision: str, tmp_path: Path) -> None:
-    root = tone_folder(tmp_path / "data")
+    root = tone_folder(tmp_path / "data", TONES, speakers=30, burst=True)
     run_dir = tmp_path / "run"
     main(
         train_args(

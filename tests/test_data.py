@@ -19,30 +19,14 @@ import pytest
 import torch
 
 from speech_gru.audio import SAMPLE_RATE, load_audio, write_wav
-from speech_gru.data import (
-    PAD,
-    SPLITS,
-    ResumableLoader,
-    ShardedSampler,
-    SpeechCommandsDataModule,
-    speaker_of,
-    which_set,
-)
+from speech_gru.corpus import SPLITS, speaker_of, which_set
+from speech_gru.data import PAD, ResumableLoader, ShardedSampler, SpeechCommandsDataModule
 from speech_gru.labels import BACKGROUND_NOISE, COMMANDS, SILENCE, UNKNOWN
+from tests.helpers import peak_hz, tone
 
 WORDS = ("yes", "no", "up", "cat", "dog", "bird")  # cat, dog, bird are not commands
 WORD_HZ = {word: 400.0 * (i + 1) for i, word in enumerate(WORDS)}  # 400 Hz apart
 NOISE_HZ = 5000.0  # the _background_noise_ recording of most folders is this tone
-
-
-def tone(freq: float, seconds: float = 1.0, amp: float = 0.3) -> np.ndarray:
-    t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
-def peak_hz(wave: np.ndarray) -> float:
-    spectrum = np.abs(np.fft.rfft(wave * np.hanning(wave.size)))
-    return float(np.fft.rfftfreq(wave.size, 1 / SAMPLE_RATE)[np.argmax(spectrum)])
 
 
 def word_of(wave: np.ndarray) -> str:
@@ -60,12 +44,12 @@ def speaker_ids(n: int, seed: int) -> list[str]:
 
 def write_clip(path: Path, word: str, offset_hz: float, seconds: float = 1.0) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_wav(path, tone(WORD_HZ[word] + offset_hz, seconds))
+    write_wav(path, tone(WORD_HZ[word] + offset_hz, seconds=seconds, amp=0.3))
 
 
 def write_noise(folder: Path, seconds: float = 3.0) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    write_wav(folder / "hum.wav", tone(NOISE_HZ, seconds, amp=0.5))
+    write_wav(folder / "hum.wav", tone(NOISE_HZ, seconds=seconds))
 
 
 def make_folder(
@@ -391,7 +375,7 @@ def test_silence_without_noise_folder_is_synthetic_noise(tmp_path: Path) -> None
 def test_silence_from_short_noise_recordings_is_noise(tmp_path: Path) -> None:
     make_folder(tmp_path, speaker_ids(20, seed=14), words=("yes", "cat"), noise=False)
     (tmp_path / BACKGROUND_NOISE).mkdir()
-    write_wav(tmp_path / BACKGROUND_NOISE / "short.wav", tone(NOISE_HZ, seconds=0.5, amp=0.5))
+    write_wav(tmp_path / BACKGROUND_NOISE / "short.wav", tone(NOISE_HZ, seconds=0.5))
     dm = folder_dm(tmp_path)
     i = generated_silence(dm, "validation")[0]
     assert dm.datasets["validation"][i][0].abs().max() > 1e-3
@@ -584,7 +568,7 @@ def test_noise_dir_feeds_mixing_and_generated_silence(tmp_path: Path) -> None:
     """Any folder of noise recordings replaces the dataset's own background noise."""
     make_folder(tmp_path / "data", speaker_ids(20, seed=21), words=("yes", "cat"))
     (tmp_path / "noise" / "fan").mkdir(parents=True)
-    write_wav(tmp_path / "noise" / "fan" / "hum.wav", tone(300.0, seconds=3.0))
+    write_wav(tmp_path / "noise" / "fan" / "hum.wav", tone(300.0, seconds=3.0, amp=0.3))
     dm = folder_dm(tmp_path / "data", noise_dir=str(tmp_path / "noise"))
     assert dm._bank is not None
     assert abs(peak_hz(dm._bank.sample(1)[0].numpy()) - 300.0) < 5

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import LABELS, recipe_args
+from tests.helpers import LABELS, recipe_args
 
 TRAIN = Path(__file__).resolve().parents[1] / "recipes" / "speech_commands" / "train.py"
 
@@ -46,6 +46,7 @@ def split_size(data_root: Path, split: str) -> int:
     return len(dm.datasets[split])
 
 
+@pytest.mark.slow
 def test_two_ddp_processes_test_every_clip_once(
     checkpoint: Path, commands_dir: Path, tmp_path: Path
 ) -> None:
@@ -56,7 +57,11 @@ def test_two_ddp_processes_test_every_clip_once(
         extra = ["--ckpt_path", str(checkpoint), "--trainer.devices", devices]
         if devices == "2":
             extra += ["--trainer.strategy", "ddp"]
-        done = run(recipe_args("test", commands_dir, run_dir, *extra, "--model.hidden_size", "64"))
+        done = run(
+            recipe_args(
+                "test", commands_dir, run_dir, *extra, "--model.architecture.hidden_size", "64"
+            )
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         results[devices] = json.loads((run_dir / "test_results.json").read_text())
     assert n_test % 2 == 1, "an odd split shows that padding does not count"
@@ -69,6 +74,7 @@ def epoch_clips(run_dir: Path) -> list[float]:
     return [float(r["train/clips"]) for r in rows if r.get("train/clips")]
 
 
+@pytest.mark.slow
 def test_torchrun_two_local_processes_see_each_training_clip_once(
     commands_dir: Path, tmp_path: Path
 ) -> None:
@@ -92,6 +98,7 @@ def final_state(run_dir: Path) -> tuple[dict[str, torch.Tensor], int]:
     return state["state_dict"], state["global_step"]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_result(commands_dir: Path, tmp_path: Path) -> None:
     common = ("--trainer.max_epochs", "3", "--last_every_n_steps", "2")
     steps_per_epoch = -(-split_size(commands_dir, "training") // 32)  # demo.yaml batch 32

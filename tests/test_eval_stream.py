@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from speech_gru.audio import SAMPLE_RATE, write_wav
-from speech_gru.data import speaker_of, which_set
+from speech_gru.corpus import speaker_of, which_set
 from speech_gru.stream import DetectorConfig, Event, RecordingScorer
 from speech_gru.stream_eval import (
     Truth,
@@ -23,6 +23,7 @@ from speech_gru.stream_eval import (
     speech_span,
     stream,
 )
+from tests.helpers import tone_burst
 
 KEYWORDS = ["yes", "no"]
 LABELS = ["_silence_", "_unknown_", *KEYWORDS]
@@ -114,12 +115,8 @@ def test_no_events() -> None:
 
 
 def tone_clip(freq: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
-    clip = 0.001 * rng.standard_normal(SAMPLE_RATE)
-    on = (t >= SPEECH[0]) & (t < SPEECH[1])
-    clip[on] += 0.3 * np.sin(2 * np.pi * freq * t[on])
-    return clip.astype(np.float32)
+    start, end = SPEECH
+    return tone_burst(1.0, start, end - start, freq, amp=0.3, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -256,6 +253,7 @@ def test_stream_replay_and_det_rows(tiny_dataset: Path, tmp_path: Path) -> None:
 # -- speech-gru evaluate-stream ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_evaluate_stream_cli(
     checkpoint: Path, commands_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

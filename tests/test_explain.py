@@ -1,64 +1,21 @@
-"""`speech-gru explain` and `speech-gru info` on a tiny checkpoint trained for one step."""
+"""`speech-gru explain` on a tiny checkpoint trained for one step."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from speech_gru.audio import loudest_start, write_wav
 from speech_gru.cli import main
 from speech_gru.explain import explain_file
-from speech_gru.lit import KeywordSpotter
+from tests.helpers import TINY_LABELS as LABELS
+from tests.helpers import tiny_checkpoint
 
-LABELS = ["_silence_", "_unknown_", "yes", "no"]
-
-
-class TinyData(L.LightningDataModule):
-    """Four random clips; its hyper-parameters stand in for the recipe's data settings."""
-
-    def __init__(self, root: str = "synthetic/commands", version: str = "folder") -> None:
-        super().__init__()
-        self.save_hyperparameters()
-
-    def train_dataloader(self) -> DataLoader:
-        g = torch.Generator().manual_seed(0)
-        waves = 0.1 * torch.randn(4, 16000, generator=g)
-        return DataLoader(TensorDataset(waves, torch.tensor([0, 1, 2, 3])), batch_size=2)
-
-    def val_dataloader(self) -> DataLoader:
-        return self.train_dataloader()
-
-
-def tiny_checkpoint(path: Path, cell: str = "gru") -> Path:
-    """A checkpoint as the recipe writes one, after one training step on random clips."""
-    torch.manual_seed(0)
-    module = KeywordSpotter(
-        labels=LABELS, cell=cell, hidden_size=16, num_layers=2, attention_dim=8, batch_size=2
-    )
-    trainer = L.Trainer(
-        max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False, accelerator="cpu", devices=1,
-    )  # fmt: skip
-    trainer.fit(module, datamodule=TinyData())
-    trainer.save_checkpoint(path)
-    return path
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread (and far faster when other jobs hold cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +41,6 @@ def clips(folder: Path) -> dict[str, Path]:
     for name, wave in paths.items():
         write_wav(folder / f"{name}.wav", wave.astype(np.float32))
     return {name: folder / f"{name}.wav" for name in paths}
-
-
-def card_text(capsys: pytest.CaptureFixture) -> str:
-    """Printed output with the model card's column alignment collapsed to single spaces."""
-    return " ".join(capsys.readouterr().out.split())
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -191,65 +143,15 @@ def test_explain_bad_input_and_lstm(
     err = capsys.readouterr().err
     assert "gate plots need a GRU" in err and "lstm" in err and err.count("\n") == 1
     assert not Path(png).exists()
-    assert main(["info", "--checkpoint", str(lstm)]) == 0  # the model card still works
-    assert "bidirectional LSTM" in card_text(capsys)
 
 
-def test_info_model_card(checkpoint: Path, folder: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["info", "--checkpoint", str(checkpoint)]) == 0
-    text = card_text(capsys)
-    assert "_silence_ _unknown_ yes no" in text
-    model = KeywordSpotter.load_from_checkpoint(checkpoint, map_location="cpu").model
-    total = model.num_parameters()
-    assert f"{total:,}" in text
-    assert "bidirectional GRU, 2 layers x 16 units" in text
-    assert "n_fft 480 (30 ms), hop 160 (10 ms)" in text
-    assert "root synthetic/commands, version folder, label set custom" in text
-    assert "test accuracy: not recorded" in text
-
-    assert main(["info", "--checkpoint", str(checkpoint), "--json"]) == 0
-    card = json.loads(capsys.readouterr().out)
-    assert card["labels"] == LABELS and card["test_metrics"] is None
-    parts = card["parameters"]
-    assert parts["total"] == total == parts["encoder"] + parts["pooling"] + parts["head"]
-    assert parts["frontend"] == parts["norm"] == 0
-    assert parts["encoder"] == sum(p.numel() for p in model.encoder.parameters())
-    assert card["architecture"]["hidden_size"] == 16 and card["architecture"]["bidirectional"]
-    assert card["training"]["global_step"] == 1
-
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    state["test_metrics"] = {"test/acc": 0.8125, "test/loss": 0.5}
-    tested = folder / "tested.ckpt"
-    torch.save(state, tested)
-    assert main(["info", "--checkpoint", str(tested)]) == 0
-    assert "test accuracy: 0.8125 (test/loss 0.5)" in card_text(capsys)
-    assert main(["info", "--checkpoint", str(tested), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["test_metrics"]["test/acc"] == 0.8125
-
-    assert main(["info", "--checkpoint", str(folder / "missing.ckpt")]) == 2
-    assert capsys.readouterr().err.count("\n") == 1
-
-
-def test_info_on_exports(checkpoint: Path, folder: Path, capsys: pytest.CaptureFixture) -> None:
-    card = {}
-    for fmt, suffix in (("torchscript", ".pt"), ("onnx", ".onnx")):
-        if fmt == "onnx":
-            pytest.importorskip("onnxruntime")
-        path = folder / f"tiny{suffix}"
-        assert main(["export", "--checkpoint", str(checkpoint), "--format", fmt,
-                     "--out", str(path)]) == 0  # fmt: skip
-        capsys.readouterr()
-        assert main(["info", "--checkpoint", str(path)]) == 0
-        text = card_text(capsys)
-        assert f"({fmt}," in text and "_silence_ _unknown_ yes no" in text
-        assert "test accuracy: not recorded" in text and "input:" in text
-        assert main(["info", "--checkpoint", str(path), "--json"]) == 0
-        card[fmt] = json.loads(capsys.readouterr().out)
-        assert main(["explain", "--checkpoint", str(path), str(path), "--out", "x.png"]) == 2
-        assert "explain needs the training checkpoint" in capsys.readouterr().err
-    assert main(["info", "--checkpoint", str(checkpoint), "--json"]) == 0
-    original = json.loads(capsys.readouterr().out)
-    for exported in card.values():
-        assert exported["parameters"] == original["parameters"]
-        assert exported["architecture"] == original["architecture"]
-        assert exported["features"] == original["features"]
+def test_explain_refuses_an_export(
+    checkpoint: Path, clips: dict[str, Path], folder: Path, capsys: pytest.CaptureFixture
+) -> None:
+    export = folder / "tiny_for_explain.pt"
+    args = ["export", "--checkpoint", str(checkpoint), "--format", "torchscript"]
+    assert main([*args, "--out", str(export)]) == 0
+    capsys.readouterr()
+    png = str(folder / "never.png")
+    assert main(["explain", "--checkpoint", str(export), str(clips["tone"]), "--out", png]) == 2
+    assert "explain needs the training checkpoint" in capsys.readouterr().err

@@ -13,7 +13,7 @@ import torch
 
 from speech_gru.cli import main
 from speech_gru.infer import load_classifier
-from tests.conftest import LABELS
+from tests.helpers import LABELS
 
 CASES = [("torchscript", "none", ".pt"), ("onnx", "none", ".onnx"),
          ("torchscript", "int8", ".pt"), ("onnx", "int8", ".onnx")]  # fmt: skip
@@ -38,6 +38,7 @@ def waves(n: int = 4, samples: int = 16000) -> np.ndarray:
     return (0.1 * tones + 0.02 * rng.standard_normal((n, samples))).astype(np.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_float_exports_match_the_checkpoint(exports, checkpoint: Path, fmt: str) -> None:
     original = load_classifier(checkpoint)
@@ -48,6 +49,7 @@ def test_float_exports_match_the_checkpoint(exports, checkpoint: Path, fmt: str)
         np.testing.assert_allclose(exported.predict(x), original.predict(x), atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_int8_exports_are_close_and_agree_on_labels(exports, checkpoint: Path, fmt: str) -> None:
     original = load_classifier(checkpoint).predict(waves(16))
@@ -56,6 +58,7 @@ def test_int8_exports_are_close_and_agree_on_labels(exports, checkpoint: Path, f
     assert (quantized.argmax(-1) == original.argmax(-1)).float().mean() >= 0.9
 
 
+@pytest.mark.slow
 def test_torchscript_runs_with_plain_torch(exports, tmp_path: Path) -> None:
     x = waves()
     np.save(tmp_path / "x.npy", x)
@@ -76,6 +79,7 @@ print(json.dumps({{"labels": json.loads(extra["labels.json"]), "probs": probs.to
     np.testing.assert_allclose(np.array(result["probs"]), expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_onnx_runs_with_plain_onnxruntime(exports, tmp_path: Path) -> None:
     x = waves()
     np.save(tmp_path / "x.npy", x)
@@ -97,6 +101,7 @@ print(json.dumps({{"labels": labels, "probs": probs.tolist()}}))
     np.testing.assert_allclose(np.array(result["probs"]), expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_transcribe_and_stream_accept_exports(exports, commands_dir: Path, capsys) -> None:
     clip = sorted((commands_dir / "yes").glob("*.wav"))[0]
     labels = []

@@ -27,13 +27,7 @@ from speech_gru.audio import SAMPLE_RATE, AudioError, printable
 from speech_gru.cli import format_event, main
 from speech_gru.evaluate import Report
 from speech_gru.stream import Event
-from tests.conftest import LABELS, WORDS
-
-
-def tone(path: Path, seconds: float = 1.0, rate: int = SAMPLE_RATE, hz: float = 440.0) -> Path:
-    t = np.arange(round(seconds * rate)) / rate
-    sf.write(path, 0.3 * np.sin(2 * np.pi * hz * t), rate, subtype="PCM_16")
-    return path
+from tests.helpers import LABELS, WORDS, write_tone
 
 
 def yes_clip(commands_dir: Path) -> Path:
@@ -131,15 +125,16 @@ def test_help_still_works_and_defaults_are_kept(capsys: pytest.CaptureFixture) -
 
     args = build_parser().parse_args(PARSE["transcribe"])
     assert (args.batch_size, args.top_k, args.jobs, args.threads) == (64, 1, 4, 1)
-    assert (args.average, args.threshold, args.refractory) == (None, None, None)  # not given
+    assert (args.average_s, args.threshold, args.refractory_s) == (None, None, None)  # not given
     config = detector_config(args, 32)  # no calibrated model: DetectorConfig's defaults
     assert (config.hop_s, config.average_s, config.threshold, config.refractory_s) == (
         0.1, 0.5, 0.7, 1.5,
     )  # fmt: skip
     args = build_parser().parse_args([*PARSE["stream"], "--threshold", "1", "--average", "0"])
-    assert (args.rate, args.channels, args.threshold, args.average) == (16000, 1, 1.0, 0.0)
+    assert (args.rate, args.channels, args.threshold, args.average_s) == (16000, 1, 1.0, 0.0)
 
 
+@pytest.mark.slow
 def test_negative_batch_size_gives_no_silent_answer(
     checkpoint: Path, commands_dir: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -163,7 +158,7 @@ def test_output_naming_an_input_is_refused_and_the_input_kept(
 ) -> None:
     folder = tmp_path / "clips"
     folder.mkdir()
-    clip = tone(folder / "a.wav")
+    clip = write_tone(folder / "a.wav")
     ckpt = fake_checkpoint(tmp_path)
     data, model = clip.read_bytes(), ckpt.read_bytes()
     (tmp_path / "link.wav").symlink_to(clip)
@@ -184,12 +179,13 @@ def test_output_naming_an_input_is_refused_and_the_input_kept(
     assert sorted(p.name for p in folder.iterdir()) == ["a.wav"]  # nothing written
 
 
+@pytest.mark.slow
 def test_a_report_inside_the_input_folder_is_written_and_not_read(
     checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     folder = tmp_path / "clips"
     folder.mkdir()
-    clip = tone(folder / "a.wav")
+    clip = write_tone(folder / "a.wav")
     report = folder / "results.csv"
     argv = ["transcribe", "--checkpoint", str(checkpoint), "--format", "csv"]
     assert main([*argv, "--output", str(report), str(folder)]) == 0
@@ -207,7 +203,7 @@ def test_output_in_an_unusable_place_is_one_line(
 ) -> None:
     (tmp_path / "folder").mkdir()
     (tmp_path / "file.txt").write_text("keep me\n")
-    clip = tone(tmp_path / "a.wav")
+    clip = write_tone(tmp_path / "a.wav")
     output = tmp_path / name
     argv = ["transcribe", "--checkpoint", str(fake_checkpoint(tmp_path)), "--output", str(output)]
     assert main([*argv, str(clip)]) == 2
@@ -224,6 +220,7 @@ def dev_full() -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_output_that_cannot_be_written_is_one_line(
     checkpoint: Path, commands_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -244,7 +241,7 @@ def test_output_that_cannot_be_written_is_one_line(
 def test_explain_and_evaluate_refuse_unusable_outputs(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    clip = tone(tmp_path / "a.wav")
+    clip = write_tone(tmp_path / "a.wav")
     data = clip.read_bytes()
     ckpt = str(fake_checkpoint(tmp_path))
     (tmp_path / "folder").mkdir()
@@ -275,6 +272,7 @@ def test_explain_and_evaluate_refuse_unusable_outputs(
     ]
 
 
+@pytest.mark.slow
 def test_explain_writes_exactly_the_name_it_reports(
     checkpoint: Path, commands_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -301,6 +299,7 @@ def hostile_folder(commands_dir: Path, tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_csv_rows_read_back_to_the_exact_paths(
     checkpoint: Path, hostile_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -319,6 +318,7 @@ def test_csv_rows_read_back_to_the_exact_paths(
         assert list(csv.reader(fh)) == rows
 
 
+@pytest.mark.slow
 def test_names_and_labels_cannot_drive_the_terminal(
     checkpoint: Path, hostile_folder: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -352,6 +352,7 @@ def test_printable_keeps_text_and_escapes_controls() -> None:
     assert str(AudioError("x\x1b[2J\ny.wav", "bad\x1b[0m")) == "x\\x1b[2J\\ny.wav: bad\\x1b[0m"
 
 
+@pytest.mark.slow
 def test_name_that_is_not_utf8_reads_as_audio(
     checkpoint: Path, commands_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -391,6 +392,7 @@ def closed_pipe_run(*args: str) -> subprocess.CompletedProcess:
         os.close(write)
 
 
+@pytest.mark.slow
 def test_closed_pipe_ends_quietly(checkpoint: Path, commands_dir: Path) -> None:
     clips = [str(p) for w in WORDS for p in sorted((commands_dir / w).glob("*.wav"))[:2]]
     for args in (
@@ -407,7 +409,7 @@ def test_closed_pipe_ends_quietly(checkpoint: Path, commands_dir: Path) -> None:
 
 
 def cut_wav(tmp_path: Path, keep_frames: int, name: str = "cut.wav") -> Path:
-    full = tone(tmp_path / f"full_{name}")
+    full = write_tone(tmp_path / f"full_{name}")
     cut = tmp_path / name
     cut.write_bytes(full.read_bytes()[: 44 + 2 * keep_frames + 1])  # and half a sample
     return cut
@@ -426,7 +428,7 @@ def test_truncated_wav_is_an_error_everywhere(tmp_path: Path, keep: int) -> None
 
 def test_wav_of_unknown_length_is_not_truncated(tmp_path: Path) -> None:
     """Streaming writers leave the data size at 0xFFFFFFFF: a placeholder, not a promise."""
-    path = tone(tmp_path / "streamed.wav")
+    path = write_tone(tmp_path / "streamed.wav")
     data = bytearray(path.read_bytes())
     assert data[36:40] == b"data"
     data[40:44] = struct.pack("<I", 0xFFFFFFFF)
@@ -434,6 +436,7 @@ def test_wav_of_unknown_length_is_not_truncated(tmp_path: Path) -> None:
     assert audio.load_audio(path).size == SAMPLE_RATE
 
 
+@pytest.mark.slow
 def test_truncated_wav_on_the_command_line(
     checkpoint: Path, commands_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -466,6 +469,7 @@ def test_plausible_rates_still_read(tmp_path: Path) -> None:
         assert audio.info(wav_at_rate(tmp_path / f"{rate}.wav", rate, 100)).sample_rate == rate
 
 
+@pytest.mark.slow
 def test_one_hertz_header_is_an_error_not_a_long_recording(
     checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -481,6 +485,7 @@ def test_one_hertz_header_is_an_error_not_a_long_recording(
 # ------------------------------------------------------------------------------ evaluate (8)
 
 
+@pytest.mark.slow
 def test_evaluate_exits_1_on_failed_clips_and_never_decodes_recordings(
     checkpoint: Path, commands_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,
@@ -493,7 +498,7 @@ def test_evaluate_exits_1_on_failed_clips_and_never_decodes_recordings(
         for clip in sorted((commands_dir / word).glob("*.wav"))[:2]:
             shutil.copy(clip, folder / word / clip.name)
     (folder / "yes" / "broken.wav").write_bytes(b"RIFF....WAVE")
-    long = tone(folder / "no" / "recording.wav", seconds=30.0)
+    long = write_tone(folder / "no" / "recording.wav", seconds=30.0)
     decoded: list[Path] = []
     real = evaluate.load_audio
     monkeypatch.setattr(evaluate, "load_audio", lambda p: decoded.append(Path(p)) or real(p))
@@ -516,6 +521,7 @@ def test_evaluate_exits_1_on_failed_clips_and_never_decodes_recordings(
 # ------------------------------------------------------------------------------- threads (9)
 
 
+@pytest.mark.slow
 def test_transcribe_sets_threads_before_loading_the_model(
     checkpoint: Path, commands_dir: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,

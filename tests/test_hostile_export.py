@@ -24,7 +24,9 @@ import torch
 
 from speech_gru.cli import main
 from speech_gru.infer import ModelLoadError, load_classifier
-from tests.conftest import LABELS
+from tests.helpers import LABELS
+
+pytestmark = pytest.mark.slow  # every test here uses the session's trained model
 
 SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
 

@@ -32,9 +32,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from speech_gru.data import ClipDataset, DataError, SpeechCommandsDataModule, speaker_of, which_set
+from speech_gru.corpus import speaker_of, which_set
+from speech_gru.data import ClipDataset, DataError, SpeechCommandsDataModule
 from speech_gru.training import main
-from tests.conftest import LABELS, recipe_args, train_args
+from tests.helpers import LABELS, recipe_args, train_args
 
 TRAIN = Path(__file__).resolve().parents[1] / "recipes" / "speech_commands" / "train.py"
 
@@ -51,6 +52,7 @@ def ddp_args(data_root: Path, run_dir: Path, *extra: str) -> list[str]:
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow
 def test_ddp_with_the_progress_bar_runs_every_epoch_and_tests(
     commands_dir: Path, tmp_path: Path
 ) -> None:
@@ -75,6 +77,7 @@ def test_ddp_with_the_progress_bar_runs_every_epoch_and_tests(
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
 
 
+@pytest.mark.slow
 def test_ddp_stops_on_sigterm_with_the_progress_bar_and_resumes(
     commands_dir: Path, tmp_path: Path
 ) -> None:
@@ -149,6 +152,7 @@ def served(tmp_path: Path) -> Iterator[str]:
         server.server_close()
 
 
+@pytest.mark.slow
 def test_resume_from_a_url_is_refused_and_runs_no_code(
     checkpoint: Path, commands_dir: Path, tmp_path: Path, served: str
 ) -> None:
@@ -164,6 +168,7 @@ def test_resume_from_a_url_is_refused_and_runs_no_code(
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_local_checkpoint_carrying_code_is_refused(
     checkpoint: Path, commands_dir: Path, tmp_path: Path
 ) -> None:
@@ -189,6 +194,7 @@ def test_resuming_a_run_folder_without_last_ckpt_is_an_error(
     assert not (run_dir / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_busy_run_folder_is_refused(commands_dir: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "shared"
     first = subprocess.Popen(
@@ -222,6 +228,7 @@ def test_a_second_run_into_a_busy_run_folder_is_refused(commands_dir: Path, tmp_
     handle.close()
 
 
+@pytest.mark.slow
 def test_a_killed_saves_temporary_files_are_removed_on_resume(
     trained_run: Path, commands_dir: Path, tmp_path: Path
 ) -> None:
@@ -259,6 +266,7 @@ def folder_with_bad_clips(commands_dir: Path, tmp_path: Path) -> tuple[Path, Pat
     return root, garbage, nan
 
 
+@pytest.mark.slow
 def test_unreadable_clips_are_left_out_with_a_warning_each(
     folder_with_bad_clips: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
@@ -293,6 +301,7 @@ def test_a_clip_that_fails_to_decode_counts_for_nothing(
     assert speaker_of(nan) not in {c.speaker for c in dm.datasets["testing"].clips}
 
 
+@pytest.mark.slow
 def test_an_empty_data_folder_is_an_error_not_a_run(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from speech_gru.features import FeatureConfig
-from speech_gru.model import KeywordModel, ModelConfig
+from speech_gru.model import ArchitectureConfig, KeywordModel, ModelConfig
 
 SR = 16000
 LENGTHS = [SR, 12000, 7001, 480, 300]  # includes one exactly n_fft and one shorter
@@ -124,6 +124,8 @@ def test_lstm_has_more_parameters_than_gru() -> None:
 def test_config_rejects_unknown_cell_or_norm(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="must be one of"):
         ModelConfig(num_classes=3, **kwargs)
+    with pytest.raises(ValueError, match="must be one of"):
+        ArchitectureConfig(**kwargs)
 
 
 def test_global_norm_stats_ignore_padding_and_update_only_in_training() -> None:

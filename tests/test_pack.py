@@ -12,19 +12,9 @@ import torch
 from speech_gru.audio import write_wav
 from speech_gru.data import SpeechCommandsDataModule
 from speech_gru.prepare import main as prepare
+from tests.helpers import tone_folder
 
-
-def make_folder(root: Path, speakers: int = 12) -> Path:
-    rng = np.random.default_rng(0)
-    for word, hz in (("yes", 300.0), ("no", 500.0), ("cat", 700.0)):
-        (root / word).mkdir(parents=True)
-        for s in range(speakers):
-            t = np.arange(16000 - 1000 * (s % 3)) / 16000  # some clips shorter than 1 s
-            wave = 0.3 * np.sin(2 * np.pi * (hz + 10 * s) * t) + 0.01 * rng.standard_normal(t.size)
-            write_wav(root / word / f"{s:08x}_nohash_0.wav", wave)
-    (root / "_background_noise_").mkdir()
-    write_wav(root / "_background_noise_" / "white.wav", 0.1 * rng.standard_normal(48000))
-    return root
+TONES = {"yes": 300.0, "no": 500.0, "cat": 700.0}
 
 
 def datamodule(root: Path, pack_dir: Path, use_pack: bool = True) -> SpeechCommandsDataModule:
@@ -43,7 +33,7 @@ def items(dm: SpeechCommandsDataModule, split: str) -> tuple[torch.Tensor, list[
 
 
 def test_packed_and_unpacked_give_the_same_samples_and_labels(tmp_path: Path) -> None:
-    root = make_folder(tmp_path / "data")
+    root = tone_folder(tmp_path / "data", TONES, speakers=12, short_clips=True)
     packer = datamodule(root, tmp_path / "pack")
     written = packer.pack(progress=False)
     assert sum(written.values()) == 36
@@ -62,7 +52,7 @@ def test_packed_and_unpacked_give_the_same_samples_and_labels(tmp_path: Path) ->
 
 
 def test_a_changed_folder_invalidates_the_pack(tmp_path: Path) -> None:
-    root = make_folder(tmp_path / "data")
+    root = tone_folder(tmp_path / "data", TONES, speakers=12, short_clips=True)
     datamodule(root, tmp_path / "pack").pack(progress=False)
     changed = next(iter(sorted((root / "yes").glob("*.wav"))))
     write_wav(changed, np.zeros(16000))  # new content (and size/mtime)
@@ -81,7 +71,7 @@ def test_a_changed_folder_invalidates_the_pack(tmp_path: Path) -> None:
 
 
 def test_unreadable_files_are_left_out_of_the_pack(tmp_path: Path) -> None:
-    root = make_folder(tmp_path / "data", speakers=20)
+    root = tone_folder(tmp_path / "data", TONES, speakers=20, short_clips=True)
     broken = root / "yes" / "0badf00d_nohash_0.wav"
     broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     dm = datamodule(root, tmp_path / "pack")
@@ -92,7 +82,7 @@ def test_unreadable_files_are_left_out_of_the_pack(tmp_path: Path) -> None:
 
 
 def test_prepare_is_safe_to_rerun(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    root = make_folder(tmp_path / "data")
+    root = tone_folder(tmp_path / "data", TONES, speakers=12, short_clips=True)
     args = [
         "--data.root", str(root), "--data.version", "folder", "--data.labels", "v2_12",
         "--data.pack_dir", str(tmp_path / "pack"), "--data.unknown_fraction", "null",

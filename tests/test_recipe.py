@@ -12,9 +12,10 @@ import yaml
 
 from speech_gru.lit import KeywordSpotter
 from speech_gru.training import main
-from tests.conftest import LABELS, RECIPE_CONF, train_args
+from tests.helpers import LABELS, RECIPE_CONF, train_args
 
 
+@pytest.mark.slow
 def test_fit_then_test_writes_the_run_folder(trained_run: Path) -> None:
     assert (trained_run / "checkpoints" / "best.ckpt").is_file()
     assert (trained_run / "checkpoints" / "last.ckpt").is_file()
@@ -32,6 +33,7 @@ def test_fit_then_test_writes_the_run_folder(trained_run: Path) -> None:
     assert results["test/acc"] > 0.6
 
 
+@pytest.mark.slow
 def test_checkpoint_alone_restores_model_and_labels(checkpoint: Path) -> None:
     module = KeywordSpotter.load_from_checkpoint(checkpoint, map_location="cpu").eval()
     assert module.labels == LABELS
@@ -45,6 +47,7 @@ def test_checkpoint_alone_restores_model_and_labels(checkpoint: Path) -> None:
     torch.testing.assert_close(probs.sum(-1), torch.ones(2))
 
 
+@pytest.mark.slow
 def test_fit_refuses_to_overwrite_a_runs_checkpoints(
     trained_run: Path, commands_dir: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -20,9 +20,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from speech_gru import mic
 from speech_gru.audio import load_audio
 from speech_gru.cli import main
-from speech_gru.data import speaker_of, which_set
+from speech_gru.corpus import speaker_of, which_set
+from tests.helpers import fake_sounddevice
+
+pytestmark = pytest.mark.slow  # every test here uses the session's trained model
 
 SEQUENCE = ["yes", "down", "no", "up"]
 STREAM_ARGS = ["--threshold", "0.4", "--json"]
@@ -103,21 +107,16 @@ def test_missing_input_file_is_a_clear_error(checkpoint: Path, tmp_path: Path) -
 def test_no_input_device_and_missing_portaudio_are_clear_errors(
     checkpoint: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    from speech_gru import audio
-    from tests.test_audio import _fake_sounddevice
-
-    fake = _fake_sounddevice([], max_channels=0)  # PortAudio sees only output devices
+    fake = fake_sounddevice([], max_channels=0)  # PortAudio sees only output devices
     monkeypatch.setitem(sys.modules, "sounddevice", fake)
     assert main(["stream", "--checkpoint", str(checkpoint)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no audio input device" in err[0]
 
     def no_portaudio():
-        raise audio.MicrophoneError(
-            "PortAudio library not found; run: apt-get install libportaudio2"
-        )
+        raise mic.MicrophoneError("PortAudio library not found; run: apt-get install libportaudio2")
 
-    monkeypatch.setattr(audio, "_import_sounddevice", no_portaudio)
+    monkeypatch.setattr(mic, "_import_sounddevice", no_portaudio)
     assert main(["stream", "--checkpoint", str(checkpoint)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "apt-get install libportaudio2" in err[0]

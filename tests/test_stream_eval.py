@@ -31,6 +31,7 @@ from speech_gru.stream_eval import (
     replay,
     split_truth,
 )
+from tests.helpers import tone_burst
 
 LABELS = ["_silence_", "_unknown_", "yes", "no"]
 
@@ -155,9 +156,8 @@ TONE_SPAN = (0.3, 0.6)
 
 def tone_item(label: str, word: str, freq: float) -> ClipItem:
     def load() -> np.ndarray:
-        t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
-        on = (t >= TONE_SPAN[0]) & (t < TONE_SPAN[1])
-        return (0.3 * np.sin(2 * np.pi * freq * t) * on).astype(np.float32)
+        start, end = TONE_SPAN
+        return tone_burst(1.0, start, end - start, freq, amp=0.3, noise=0.0)
 
     return ClipItem(label, word, f"tone:{word}:{freq}", load)
 

@@ -16,8 +16,10 @@ import soxr
 
 from speech_gru.audio import load_audio
 from speech_gru.cli import main
-from speech_gru.data import speaker_of, which_set
-from tests.conftest import WORDS
+from speech_gru.corpus import speaker_of, which_set
+from tests.helpers import WORDS
+
+pytestmark = pytest.mark.slow  # every test here uses the session's trained model
 
 
 def clip_of(commands_dir: Path, word: str, index: int = 0) -> Path:

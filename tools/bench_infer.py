@@ -7,7 +7,7 @@ With ``--data`` it also scores every form on the held-out speakers of a dataset 
 so the cost of quantization is measured on the same clips::
 
     python tools/bench_infer.py --checkpoint runs/dev/checkpoints/best.ckpt \\
-        --data ../shared/data/speech_commands_v2_dev
+        --data data/test_v0.02
 """
 
 from __future__ import annotations

@@ -33,11 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def build(model_config: dict, cell: str, hidden: int) -> torch.nn.Module:
-    from speech_gru.infer import spotter_arguments
-    from speech_gru.lit import KeywordSpotter
+    """An untrained 12-class KeywordModel of a config's ``model:`` section, at ``cell`` and
+    ``hidden`` units."""
+    from speech_gru.model import KeywordModel, ModelConfig, nest_config
 
-    arguments = spotter_arguments({**model_config, "cell": cell, "hidden_size": hidden})
-    return KeywordSpotter(**arguments).model.eval()
+    section = nest_config(model_config)
+    architecture = section.get("architecture", {}) | {"cell": cell, "hidden_size": hidden}
+    config = ModelConfig.from_hparams(section | {"architecture": architecture}, num_classes=12)
+    return KeywordModel(config).eval()
 
 
 def onnx_ms(wrapper: torch.nn.Module, classes: int, clip: torch.Tensor, runs: int) -> float:
@@ -69,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model_config = dict(yaml.safe_load(Path(args.config).read_text()).get("model") or {})
+    from speech_gru.model import nest_config
+
+    model_config = nest_config(yaml.safe_load(Path(args.config).read_text()).get("model") or {})
     clip = torch.randn(1, 16000) * 0.1
 
     print(f"one 1-second clip, {args.threads} thread(s), median of {args.runs} runs")
@@ -84,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             onnx = onnx_ms(wrapper, model.config.num_classes, clip, args.runs)
         print(f"{hidden:>6} {model.num_parameters():>10,} {fp32:>14.2f} {int8:>8.2f} {onnx:>8.2f}")
 
-    model = build(model_config, args.cell, int(model_config.get("hidden_size", args.sizes[-1])))
+    hidden = model_config.get("architecture", {}).get("hidden_size", args.sizes[-1])
+    model = build(model_config, args.cell, int(hidden))
     with torch.no_grad():
         feats = model.frontend(clip)  # (1, T, F)
         frontend = median_ms(lambda: model.frontend(clip), args.runs)

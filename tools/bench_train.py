@@ -17,7 +17,7 @@ product on the device at the same precision: the model step can run no faster th
 that rate allows, whatever the input pipeline or GRU kernel, and the tool prints that
 ceiling::
 
-    python tools/bench_train.py --data ../shared/data/speech_commands_v2_dev
+    python tools/bench_train.py --data data/test_v0.02
     python tools/bench_train.py --data DIR --device cuda --precision bf16-mixed --batch 512
 
 Throughput does not depend on what the clips say, so on a machine without the dataset
@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from speech_gru.data import SpeechCommandsDataModule
     from speech_gru.lit import KeywordSpotter
+    from speech_gru.model import nest_config
 
     config = yaml.safe_load(Path(args.config).read_text())
     data_cfg = {**config.get("data", {}), "root": args.data}
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     dm = SpeechCommandsDataModule(**data_cfg, pack_dir=str(pack_dir))
     dm.pack(progress=False)
     dm.setup()
-    module = KeywordSpotter(labels=dm.labels, **config.get("model", {})).to(device)
+    module = KeywordSpotter(labels=dm.labels, **nest_config(config.get("model", {}))).to(device)
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
     module.log = lambda *a, **k: None  # no trainer attached
     batch_size = dm.hparams.batch_size
@@ -292,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{name} ({torch.get_num_threads()} threads), precision {args.precision}, "
         f"batch {batch_size}, {dm.hparams.num_workers} loader workers, "
-        f"model {module.hparams.cell} {module.hparams.num_layers}x{module.hparams.hidden_size}"
+        f"model {module.model.config.cell} {module.model.config.num_layers}x"
+        f"{module.model.config.hidden_size}"
     )
     print("| stage | clips/s |\n|---|---|")
     for name, value in results.items():

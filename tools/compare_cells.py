@@ -4,7 +4,7 @@ For each cell this trains the recipe once per seed (each run in its own run fold
 interrupted comparison picks up where it stopped), measures training throughput and
 one-clip inference latency on this machine, and prints a Markdown table::
 
-    python tools/compare_cells.py --data-root ../shared/data/speech_commands_v2_dev \\
+    python tools/compare_cells.py --data-root data/test_v0.02 \\
         --seeds 0 1 2 --out runs/compare
 
 Both cells get the same recipe (``conf/folder.yaml``) and the same hidden size unless
@@ -33,7 +33,7 @@ CONFIG = ROOT / "recipes" / "speech_commands" / "conf" / "folder.yaml"
 
 
 def model_args(cell: str, hidden: int) -> list[str]:
-    return ["--model.cell", cell, "--model.hidden_size", str(hidden)]
+    return ["--model.architecture.cell", cell, "--model.architecture.hidden_size", str(hidden)]
 
 
 def train(cell: str, hidden: int, seed: int, args: argparse.Namespace) -> dict:
@@ -63,9 +63,11 @@ def speed(cell: str, hidden: int, steps: int, batch: int, config: Path) -> dict:
     import yaml
 
     from speech_gru.lit import KeywordSpotter
+    from speech_gru.model import nest_config
 
-    settings = yaml.safe_load(Path(config).read_text()).get("model") or {}
-    module = KeywordSpotter(**(settings | {"cell": cell, "hidden_size": hidden}))
+    settings = nest_config(yaml.safe_load(Path(config).read_text()).get("model") or {})
+    architecture = settings.get("architecture", {}) | {"cell": cell, "hidden_size": hidden}
+    module = KeywordSpotter(**(settings | {"architecture": architecture}))
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
     wave = torch.randn(batch, 16000) * 0.1
     target = torch.randint(0, len(module.labels), (batch,))

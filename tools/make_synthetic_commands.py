@@ -46,7 +46,7 @@ import soundfile as sf
 import soxr
 
 from speech_gru.audio import SAMPLE_RATE
-from speech_gru.data import speaker_of, which_set
+from speech_gru.corpus import speaker_of, which_set
 from speech_gru.labels import BACKGROUND_NOISE as BACKGROUND_DIR
 from speech_gru.labels import COMMANDS
 

@@ -1,0 +1,248 @@
+"""The Speech Commands layout, read without Lightning: files, speakers, splits, noise.
+
+One copy of each rule the training data module, evaluation, calibration, streaming
+evaluation and the tools share:
+
+* a dataset folder holds one sub-folder per word, plus optional ``_silence_``,
+  ``_unknown_`` (the test archive's other words, named ``WORD_SPEAKER_nohash_N.wav``) and
+  ``_background_noise_`` (long noise recordings);
+* a clip is one second (``CLIP_SAMPLES``) at 16 kHz;
+* a file's speaker is the part before ``_nohash_``; a speaker's split comes from a hash of
+  the id (``which_set``, the dataset README's rule, optionally salted), from the archive's
+  list files, or from a cross-validation fold (``fold_of``);
+* background noise is a noise folder, else the dataset's ``_background_noise_``, else its
+  ``_silence_`` clips, else generated white and pink noise (``background_noise``).
+
+It imports numpy, the audio reader and the label names only, so reading a file name or a
+split costs no Lightning import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from speech_gru.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, load_audio
+from speech_gru.labels import BACKGROUND_NOISE, map_word
+
+log = logging.getLogger(__name__)
+
+CLIP_SAMPLES = SAMPLE_RATE  # every clip is one second
+MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # from the dataset README's split function
+SPLITS = ("training", "validation", "testing")
+_SPEAKER = re.compile(r"(?:^|_)([^_]+)_nohash_")
+
+
+def speaker_of(path: str | Path) -> str:
+    """Speaker id of a Speech Commands file name.
+
+    ``SPEAKER_nohash_N.wav`` and the test archive's ``WORD_SPEAKER_nohash_N.wav`` both give
+    ``SPEAKER``; a name without ``_nohash_`` is its own speaker (its stem).
+    """
+    name = Path(path).name
+    match = _SPEAKER.search(name)
+    return match.group(1) if match else name.split(".")[0]
+
+
+def which_set(
+    speaker: str, validation_percent: float, testing_percent: float, salt: str = ""
+) -> str:
+    """Split of a speaker, stable across runs and machines.
+
+    With ``salt=""`` this is the dataset README's rule exactly. The official archive made
+    its test set with that rule, so every speaker of the canonical test archive (or of any
+    subset of one official split) lands in the same bucket; a salt spreads such a folder's
+    speakers over all three splits while keeping the assignment stable.
+    """
+    digest = hashlib.sha1((salt + speaker).encode("utf-8")).hexdigest()
+    percent = (int(digest, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / MAX_NUM_WAVS_PER_CLASS)
+    if percent < validation_percent:
+        return "validation"
+    if percent < validation_percent + testing_percent:
+        return "testing"
+    return "training"
+
+
+def fold_of(speaker: str, folds: int, salt: str = "") -> int:
+    """Cross-validation fold of a speaker (``0 .. folds - 1``), stable like ``which_set``;
+    the salt differs from the split's, so folds do not follow the validation buckets."""
+    digest = hashlib.sha1(f"{salt}/fold/{speaker}".encode()).hexdigest()
+    return int(digest, 16) % folds
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """How a folder's speakers are split (the data module's arguments of the same names).
+
+    Attributes:
+        validation_percent: share of speakers held out for validation.
+        testing_percent: share of speakers held out for testing (unused with folds).
+        split_salt: prefix of the speaker id before hashing.
+        folds: speaker-disjoint cross-validation folds; 0 keeps the plain split.
+        fold: the fold held out for testing.
+    """
+
+    validation_percent: float = 10.0
+    testing_percent: float = 10.0
+    split_salt: str = "speech_gru"
+    folds: int = 0
+    fold: int = 0
+
+    @classmethod
+    def from_hparams(cls, hparams: Mapping | None) -> SplitRule:
+        """The rule recorded in a checkpoint's ``datamodule_hyper_parameters`` (defaults
+        for what it does not record)."""
+        hp = dict(hparams or {})
+        return cls(**{f.name: hp[f.name] for f in fields(cls) if hp.get(f.name) is not None})
+
+    def split_of_speaker(self, speaker: str) -> str:
+        if self.folds:
+            if fold_of(speaker, self.folds, self.split_salt) == self.fold:
+                return "testing"
+            return which_set(speaker, self.validation_percent, 0.0, self.split_salt)
+        return which_set(speaker, self.validation_percent, self.testing_percent, self.split_salt)
+
+    def __call__(self, path: str | Path) -> str:
+        return self.split_of_speaker(speaker_of(path))
+
+
+def read_list(path: Path) -> set[str]:
+    """Relative paths in a ``validation_list.txt`` / ``testing_list.txt``."""
+    return {line.strip() for line in Path(path).read_text().splitlines() if line.strip()}
+
+
+def split_rule(root: str | Path, hparams: Mapping | None = None) -> Callable[[Path], str]:
+    """The split of each file of a dataset folder, as the model recorded in ``hparams``
+    (a checkpoint's ``datamodule_hyper_parameters``) was trained with.
+
+    Folder mode (``version: folder``, or a folder without list files) hashes the speaker
+    (``SplitRule``); otherwise (an official archive's folder, or no version recorded) the
+    folder's ``validation_list.txt`` and ``testing_list.txt`` decide, and every other file
+    trains.
+    """
+    root = Path(root)
+    hp = dict(hparams or {})
+    lists = {s: root / f"{s}_list.txt" for s in ("validation", "testing")}
+    if hp.get("version") != "folder" and all(p.is_file() for p in lists.values()):
+        listed = {s: read_list(p) for s, p in lists.items()}
+
+        def listed_split(path: Path) -> str:
+            rel = Path(path).relative_to(root).as_posix()
+            return next((s for s, names in listed.items() if rel in names), "training")
+
+        return listed_split
+    return SplitRule.from_hparams(hp)
+
+
+def is_audio(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS
+
+
+def audio_files(folder: Path) -> list[Path]:
+    """Audio files under a folder, in sorted path order."""
+    return [p for p in sorted(Path(folder).rglob("*")) if is_audio(p)]
+
+
+def scan_folder(root: Path, labels: list[str]) -> list[tuple[Path, str]]:
+    """Audio files of a dataset-layout folder with the label each trains as.
+
+    Sub-folders map through ``labels.map_word``: a keyword to itself, other words to
+    ``_unknown_`` (when the label set has it); ``_background_noise_`` and folders with no
+    label are left out.
+
+    Returns:
+        ``(path, label)`` pairs in sorted path order.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: dataset folder not found")
+    items = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        label = map_word(folder.name, labels)
+        if label is None:
+            continue
+        items += [(path, label) for path in audio_files(folder)]
+    return items
+
+
+def folder_labels(root: Path) -> list[str]:
+    """Labels of a folder used as-is (``labels: auto``): its sorted sub-folder names."""
+    names = sorted(p.name for p in Path(root).iterdir() if p.is_dir())
+    return [n for n in names if n != BACKGROUND_NOISE and not n.startswith(".")]
+
+
+def load_noise(folder: Path) -> list[np.ndarray]:
+    """Every readable audio file of a noise folder, mono 16 kHz; unreadable ones are skipped."""
+    recordings = []
+    for path in audio_files(folder):
+        try:
+            recordings.append(load_audio(path))
+        except AudioError as err:
+            log.warning("skipping noise file %s", err)
+    return recordings
+
+
+def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n,) noise with a 1/f power spectrum and unit RMS."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    spectrum /= np.sqrt(np.maximum(np.arange(spectrum.size), 1))
+    spectrum[0] = 0.0
+    x = np.fft.irfft(spectrum, n)
+    return (x / max(float(np.sqrt(np.mean(x**2))), 1e-12)).astype(np.float32)
+
+
+def synthetic_noise(seconds: float = 60.0, seed: int = 0) -> list[np.ndarray]:
+    """White and pink noise recordings (peak 0.1) for when a dataset has no noise."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SAMPLE_RATE)
+    white = rng.standard_normal(n)
+    pink = pink_noise(n, rng)
+    return [(0.1 * x / np.abs(x).max()).astype(np.float32) for x in (white, pink)]
+
+
+def background_noise(
+    root: str | Path | None,
+    noise_dir: str | Path | None = None,
+    silence: Iterable[Path] = (),
+    seed: int = 0,
+    synthetic: bool = True,
+) -> tuple[list[np.ndarray], str]:
+    """Background-noise recordings for a dataset folder, and where they came from.
+
+    ``noise_dir`` when given (it must hold readable audio), else the dataset's
+    ``_background_noise_`` recordings, else the ``silence`` clips given (a split's
+    ``_silence_`` files), else generated white and pink noise (with ``synthetic``; else
+    none, and the caller makes its own).
+
+    Raises:
+        FileNotFoundError: ``noise_dir`` is missing or holds no readable audio.
+    """
+    if noise_dir is not None:
+        if not Path(noise_dir).is_dir():
+            raise FileNotFoundError(f"{noise_dir}: noise folder not found")
+        noise = load_noise(Path(noise_dir))
+        if not noise:
+            raise FileNotFoundError(f"{noise_dir}: no readable noise audio")
+        return noise, str(noise_dir)
+    if root is not None:
+        folder = Path(root) / BACKGROUND_NOISE
+        if folder.is_dir() and (noise := load_noise(folder)):
+            return noise, str(folder)
+    files = list(silence)
+    noise = []
+    for path in files:
+        try:
+            noise.append(load_audio(path))
+        except AudioError as err:
+            log.warning("skipping noise file %s", err)
+    if noise:
+        return noise, f"{len(noise)} _silence_ clips"
+    if not synthetic:
+        return [], "none"
+    return synthetic_noise(seed=seed), "synthetic white and pink noise"

@@ -1,0 +1,280 @@
+"""Builders and constants shared by the tests: generated audio, tiny checkpoints and data
+folders, the recipe's arguments, and stand-ins for hardware.
+
+Tests import from here, never from one another (tests/test_layout.py checks), and
+tests/conftest.py holds fixtures only.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import types
+from collections.abc import Mapping
+from pathlib import Path
+from types import SimpleNamespace
+
+import lightning as L
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from speech_gru.audio import SAMPLE_RATE, AudioError, write_wav
+from speech_gru.augment import NoiseBank
+from speech_gru.data import SpeechCommandsDataModule
+from speech_gru.lit import KeywordSpotter
+from speech_gru.model import ArchitectureConfig
+
+# -- the recipe on the synthetic commands folder (tests/conftest.py's session fixtures) ------
+
+RECIPE_CONF = Path(__file__).resolve().parents[1] / "recipes" / "speech_commands" / "conf"
+WORDS = ("yes", "no", "up", "down")
+UNKNOWN_WORDS = ("cat", "dog", "tree")
+LABELS = ["_silence_", "_unknown_", *WORDS]
+# The label set of the tiny checkpoints below (and of stand-in classifiers).
+TINY_LABELS = ["_silence_", "_unknown_", "yes", "no"]
+
+
+def require_espeak() -> None:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (make install sets it up)")
+
+
+def synthesize(factory: pytest.TempPathFactory, name: str, speakers: int, seed: int) -> Path:
+    """A Speech-Commands-layout folder of WORDS and UNKNOWN_WORDS spoken by espeak-ng."""
+    require_espeak()
+    from tools.make_synthetic_commands import make_dataset
+
+    root = factory.mktemp(name)
+    make_dataset(root, words=WORDS, unknown_words=UNKNOWN_WORDS, speakers=speakers, seed=seed)
+    return root
+
+
+def train_args(data_root: Path, run_dir: Path, *extra: str) -> list[str]:
+    """Recipe arguments for a small, quick model on the synthetic folder."""
+    return [
+        "fit",
+        "--config", str(RECIPE_CONF / "demo.yaml"),
+        "--data.root", str(data_root),
+        "--data.labels", json.dumps(LABELS),  # quoted: YAML reads a bare yes/no as a bool
+        "--data.num_workers", "0",
+        "--data.unknown_fraction", "null",
+        "--run_dir", str(run_dir),
+        "--data.testing_percent", "20",
+        "--model.architecture.hidden_size", "64",
+        "--model.architecture.num_layers", "1",
+        "--model.lr", "0.005",
+        "--model.lr_scaling", "none",  # 0.005 at this batch of 32, as tuned
+        "--model.features.n_fft", "640",  # 20 ms frames, as folder.yaml: half the GRU steps
+        "--model.features.hop_length", "320",
+        "--trainer.max_epochs", "25",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        *extra,
+    ]  # fmt: skip
+
+
+def recipe_args(subcommand: str, data_root: Path, run_dir: Path, *extra: str) -> list[str]:
+    """Recipe arguments (for a subprocess) for a small model on the synthetic folder, one
+    worker-less CPU; the progress bar and model summary stay on, as users run them."""
+    return [
+        subcommand,
+        "--config", str(RECIPE_CONF / "demo.yaml"),
+        "--data.root", str(data_root),
+        "--data.labels", json.dumps(LABELS),
+        "--data.num_workers", "0",
+        "--data.unknown_fraction", "null",
+        "--data.testing_percent", "20",
+        "--run_dir", str(run_dir),
+        "--model.architecture.hidden_size", "32",
+        "--model.architecture.num_layers", "1",
+        "--trainer.accelerator", "cpu",
+        *extra,
+    ]  # fmt: skip
+
+
+# -- audio -----------------------------------------------------------------------------------
+
+
+def tone(
+    freq: float, rate: int = SAMPLE_RATE, seconds: float = 1.0, amp: float = 0.5
+) -> np.ndarray:
+    """Sine wave, float32, shape (round(seconds * rate),)."""
+    t = np.arange(round(seconds * rate)) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def write_tone(
+    path: Path, freq: float = 440.0, rate: int = SAMPLE_RATE, seconds: float = 1.0, amp: float = 0.3
+) -> Path:
+    """A 16-bit WAV file of a sine wave; returns ``path``."""
+    sf.write(path, tone(freq, rate, seconds, amp), rate, subtype="PCM_16")
+    return path
+
+
+def tone_burst(
+    seconds: float = 1.0,
+    start_s: float = 0.0,
+    length_s: float = 1.0,
+    freq: float = 440.0,
+    amp: float = 0.5,
+    noise: float = 0.001,
+    seed: int = 0,
+) -> np.ndarray:
+    """Quiet white noise (standard deviation ``noise``, seeded) with a sine of ``freq`` from
+    ``start_s`` for ``length_s``, float32 at 16 kHz: a stand-in for a spoken word."""
+    wave = noise * np.random.default_rng(seed).standard_normal(round(seconds * SAMPLE_RATE))
+    a = round(start_s * SAMPLE_RATE)
+    b = min(wave.size, round((start_s + length_s) * SAMPLE_RATE))
+    wave[a:b] += amp * np.sin(2 * np.pi * freq * np.arange(a, b) / SAMPLE_RATE)
+    return wave.astype(np.float32)
+
+
+def peak_hz(wave: np.ndarray | torch.Tensor, rate: int = SAMPLE_RATE) -> float:
+    """Frequency of the largest FFT bin of a 1-D waveform (numpy array or CPU tensor)."""
+    wave = np.asarray(wave, dtype=np.float64)
+    spectrum = np.abs(np.fft.rfft(wave * np.hanning(wave.size)))
+    return float(np.fft.rfftfreq(wave.size, 1 / rate)[np.argmax(spectrum)])
+
+
+def assert_one_line_error(err: pytest.ExceptionInfo[AudioError], path: Path, problem: str) -> None:
+    msg = str(err.value)
+    assert "\n" not in msg and "\r" not in msg
+    assert path.name in msg
+    assert msg == f"{path}: {err.value.problem}"
+    assert problem in err.value.problem
+
+
+def fake_sounddevice(blocks, overflow_at=(), rates=(48000,), max_channels=2):
+    """A stand-in for the sounddevice module whose stream replays ``blocks`` on start()."""
+    sd = types.ModuleType("sounddevice")
+    devices = [
+        {"name": "Speakers", "max_input_channels": 0, "default_samplerate": 48000.0},
+        {"name": "USB Mic", "max_input_channels": max_channels, "default_samplerate": 48000.0},
+    ]
+
+    def query_devices(device=None, kind=None):
+        if kind == "input":
+            return {**devices[1], "index": 1}
+        return devices
+
+    sd.query_devices = query_devices
+    sd.opened = []
+
+    def check_input_settings(device, channels, dtype, samplerate):
+        if samplerate not in rates or channels > max_channels:
+            raise ValueError("Invalid sample rate")
+
+    class InputStream:
+        def __init__(self, device, channels, samplerate, blocksize, dtype, callback):
+            self.kwargs = dict(device=device, channels=channels, samplerate=samplerate)
+            self.blocksize, self.callback = blocksize, callback
+            sd.opened.append(self)
+
+        def start(self):
+            for i, block in enumerate(blocks):
+                assert block.shape == (self.blocksize, self.kwargs["channels"])
+                status = types.SimpleNamespace(input_overflow=i in overflow_at)
+                self.callback(block, len(block), None, status if i in overflow_at else None)
+
+        def stop(self):
+            pass
+
+        def close(self):
+            pass
+
+    sd.check_input_settings = check_input_settings
+    sd.InputStream = InputStream
+    return sd
+
+
+# -- data folders ----------------------------------------------------------------------------
+
+
+def tone_folder(
+    root: Path,
+    tones: Mapping[str, float],
+    speakers: int,
+    burst: bool = False,
+    short_clips: bool = False,
+) -> Path:
+    """A Speech-Commands-layout folder: one clip per speaker (``{s:08x}_nohash_0.wav``) in
+    each word folder of ``tones`` ({word: Hz}), and white noise in ``_background_noise_``.
+
+    A clip is its word's tone, a few per cent higher for some speakers, over quiet noise:
+    the whole clip, or with ``burst`` a word-long burst around its middle. With
+    ``short_clips`` a third of the speakers' clips are 1 s long, the rest 15/16 or 14/16 s.
+    """
+    rng = np.random.default_rng(0)
+    for word, hz in tones.items():
+        (root / word).mkdir(parents=True)
+        for s in range(speakers):
+            n = SAMPLE_RATE - (1000 * (s % 3) if short_clips else 0)
+            t = np.arange(n) / SAMPLE_RATE
+            on = (t > 0.25 + 0.01 * (s % 7)) & (t < 0.65 + 0.01 * (s % 5)) if burst else 1.0
+            f = hz * (1 + 0.02 * (s % 5))
+            wave = 0.3 * on * np.sin(2 * np.pi * f * t) + 0.01 * rng.standard_normal(n)
+            write_wav(root / word / f"{s:08x}_nohash_0.wav", wave)
+    (root / "_background_noise_").mkdir()
+    write_wav(
+        root / "_background_noise_" / "white.wav", 0.05 * rng.standard_normal(3 * SAMPLE_RATE)
+    )
+    return root
+
+
+# -- tiny checkpoints ------------------------------------------------------------------------
+
+
+class TinyData(L.LightningDataModule):
+    """Four random clips; its hyper-parameters stand in for the recipe's data settings."""
+
+    def __init__(self, root: str = "synthetic/commands", version: str = "folder") -> None:
+        super().__init__()
+        self.save_hyperparameters()
+
+    def train_dataloader(self) -> DataLoader:
+        g = torch.Generator().manual_seed(0)
+        waves = 0.1 * torch.randn(4, SAMPLE_RATE, generator=g)
+        return DataLoader(TensorDataset(waves, torch.tensor([0, 1, 2, 3])), batch_size=2)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.train_dataloader()
+
+
+def tiny_checkpoint(path: Path, cell: str = "gru") -> Path:
+    """A checkpoint as the recipe writes one (labels TINY_LABELS), after one training step
+    on random clips."""
+    torch.manual_seed(0)
+    architecture = ArchitectureConfig(cell=cell, hidden_size=16, num_layers=2, attention_dim=8)
+    module = KeywordSpotter(labels=TINY_LABELS, architecture=architecture, batch_size=2)
+    trainer = L.Trainer(
+        max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu", devices=1,
+    )  # fmt: skip
+    trainer.fit(module, datamodule=TinyData())
+    trainer.save_checkpoint(path)
+    return path
+
+
+# -- waveform augmentation in the datamodule -------------------------------------------------
+
+
+def augmenting_datamodule() -> SpeechCommandsDataModule:
+    """A datamodule (no data) that always adds noise, shifts and changes speed in training."""
+    dm = SpeechCommandsDataModule(
+        root="unused", download=False, noise_prob=1.0, snr_low=5.0, snr_high=5.0,
+        time_shift_ms=50.0, speed_low=0.9, speed_high=1.1,
+    )  # fmt: skip
+    gen = torch.Generator().manual_seed(0)
+    dm._bank = NoiseBank([0.1 * torch.randn(3 * SAMPLE_RATE, generator=gen)], SAMPLE_RATE)
+    return dm
+
+
+def training_trainer(batches_before: int, rank: int = 0) -> SimpleNamespace:
+    """What ``on_after_batch_transfer`` reads of a trainer in the middle of ``fit``."""
+    progress = SimpleNamespace(total=SimpleNamespace(ready=batches_before))
+    loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress))
+    return SimpleNamespace(training=True, fit_loop=loop, global_rank=rank)
