@@ -32,9 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from speech_gru.audio import SAMPLE_RATE, AudioError, fit_length, iter_blocks, load_audio
+from speech_gru.audio import SAMPLE_RATE, AudioError, fit_length, load_audio
 from speech_gru.corpus import audio_files, load_noise, split_rule
 from speech_gru.labels import BACKGROUND_NOISE, is_keyword
+from speech_gru.source import open_source
 from speech_gru.stream import (
     DetectorConfig,
     OperatingPoint,
@@ -250,7 +251,7 @@ def file_streams(inputs: Sequence[str | Path]) -> list[Stream]:
             files.append(path)
         else:
             raise CalibrationError(f"{path}: file not found")
-    return [Stream(str(p), lambda p=p: iter_blocks(p, block_seconds=10.0)) for p in files]
+    return [Stream(str(p), lambda p=p: iter(open_source(p, block_s=10.0))) for p in files]
 
 
 def clip_streams(clips: Sequence[tuple[Path, str]], count: int, seed: int) -> list[Stream]:

@@ -194,3 +194,20 @@ def test_every_option_with_a_default_shows_it_in_the_help() -> None:
                 assert flag in text
     text = " ".join(commands["transcribe"].format_help().split())
     assert "clips per forward pass (default: 64)" in text
+
+
+def test_calibration_streams_the_users_recordings_through_the_same_opener(
+    tmp_path: Path,
+) -> None:
+    from speech_gru.audio import load_audio
+    from speech_gru.calibrate import from_files
+
+    wave = burst_wave(25.0, 3.0)
+    path = tmp_path / "quiet room.wav"
+    write_wav(path, wave)
+    negatives = from_files([tmp_path])
+    (stream,) = negatives.negatives
+    blocks = list(stream.chunks())
+    assert stream.name == str(path) and [b.size for b in blocks] == [160000, 160000, 80000]
+    assert np.array_equal(np.concatenate(blocks), load_audio(path))
+    assert sum(b.size for b in stream.chunks()) == wave.size  # every pass from the start
