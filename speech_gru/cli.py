@@ -111,8 +111,9 @@ def detector_config(
     ``--threshold`` holds for every keyword (the point's per-keyword ones are dropped)."""
     point = getattr(classifier, "operating_point", None)
     settings = point.detector_settings() if point is not None else {}
-    settings.update(given_flags(args))
-    if "threshold" in given_flags(args):
+    given = given_flags(args)
+    settings.update(given)
+    if "threshold" in given:
         settings["thresholds"] = {}
     return DetectorConfig(batch_windows=batch_windows, **settings)
 
@@ -135,10 +136,11 @@ def operating_point_line(
         origin = "defaults, the model is not calibrated"
     else:
         origin = f"calibrated for {point.target_fa_per_hour:g} false alarms/h"
+    set_here = given_flags(args)
     given = [
         f.metadata["flag"]
         for f in DetectorConfig.flags()
-        if f.metadata["calibrated"] and f.name in given_flags(args)
+        if f.metadata["calibrated"] and f.name in set_here
     ]
     if given:
         origin += f", overridden by {' '.join(given)}"
@@ -419,7 +421,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from speech_gru.evaluate import datamodule_hparams, evaluate_folder, write_report
+    from speech_gru.evaluate import evaluate_folder, write_report
 
     if args.out:  # the report's two files go in this folder, created if missing
         try:
@@ -437,7 +439,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 f"{args.checkpoint}: an exported ({classifier.kind}) model does not record "
                 f"its data split; --split {args.split} needs the training checkpoint (.ckpt)"
             )
-        datamodule = datamodule_hparams(classifier.source)
+        datamodule = classifier.metadata["datamodule_hyper_parameters"] or None
     try:
         report = evaluate_folder(
             classifier, root, args.batch_size, sys.stderr.isatty(), args.split, datamodule

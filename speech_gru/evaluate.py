@@ -113,13 +113,6 @@ def _pairs(confusion: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return cells % n, cells // n
 
 
-def datamodule_hparams(checkpoint: str | Path) -> dict | None:
-    """The data module's hyper-parameters a training checkpoint recorded (None: none)."""
-    loaded = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    hparams = loaded.get("datamodule_hyper_parameters") if isinstance(loaded, dict) else None
-    return dict(hparams) if hparams else None
-
-
 def evaluate_folder(
     classifier: Classifier,
     root: Path,

@@ -39,7 +39,8 @@ class Classifier:
         labels: class names, in output order.
         source: the file it was loaded from.
         kind: ``"checkpoint"``, ``"torchscript"`` or ``"onnx"``.
-        metadata: what the file records besides weights (hyper-parameters, test metrics).
+        metadata: what the file records besides weights (hyper-parameters, test metrics;
+            a checkpoint's data settings, which say how its speakers were split).
         takes_lengths: the backend masks padding itself; otherwise clips of different
             lengths are run in separate batches.
         operating_point: the detector settings the model was calibrated at (None: not
@@ -163,6 +164,7 @@ def load_classifier(path: str | Path) -> Classifier:
     model, labels, checkpoint = load_checkpoint_model(path)
     metadata = {
         "hyper_parameters": dict(checkpoint["hyper_parameters"]),
+        "datamodule_hyper_parameters": dict(checkpoint.get("datamodule_hyper_parameters") or {}),
         "test_metrics": checkpoint.get("test_metrics", {}),
         "epoch": checkpoint.get("epoch"),
         "version": checkpoint.get("speech_gru_version"),

@@ -63,10 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(1)
     classifier = load_classifier(args.checkpoint)
     labels = classifier.labels
-    hparams = {}
-    if classifier.kind == "checkpoint":
-        stored = torch.load(args.checkpoint, map_location="cpu", weights_only=True, mmap=True)
-        hparams = stored.get("datamodule_hyper_parameters", {})
+    hparams = classifier.metadata.get("datamodule_hyper_parameters")  # checkpoints only
     root = Path(args.data)
     split_of = split_rule(root, hparams)
     items = [(path, label) for path, label in scan_folder(root, labels)
