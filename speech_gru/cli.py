@@ -548,7 +548,7 @@ def cmd_evaluate_stream(args: argparse.Namespace) -> int:
         task = progress.add_task("stream", total=recording.duration_s)
         report = se.evaluate(
             recording, score, classifier.labels, config, args.tolerance, decisions,
-            keep_trace=bool(args.plot), progress=lambda n: progress.advance(task, n / SAMPLE_RATE),
+            keep_trace=bool(args.plot), progress=lambda s: progress.advance(task, s),
         )  # fmt: skip
     print(
         f"streamed {recording.duration_s:.0f} s in {report.stream_seconds:.1f} s "

@@ -770,16 +770,15 @@ def stream(
     config: DetectorConfig,
     keep_trace: bool = False,
     chunk_s: float = 1.0,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> tuple[list[Event], StreamingDetector]:
     """Push ``wave`` through a fresh detector in ``chunk_s`` pieces; flush at the end.
 
-    ``progress`` is called with the number of samples of each chunk pushed.
+    ``progress`` is called with the seconds of each chunk once it is scored.
     """
     detector = StreamingDetector(scorer, labels, config, keep_trace=keep_trace)
     step = max(1, round(chunk_s * config.sample_rate))
-    on_audio = None if progress is None else lambda s: progress(round(s * config.sample_rate))
-    events = list(detector.events(array_chunks(wave, step), on_audio))
+    events = list(detector.events(array_chunks(wave, step), progress))
     return events, detector
 
 
@@ -1077,7 +1076,7 @@ def evaluate(
     decisions: Sequence[str] = ("mean-then-threshold",),
     thresholds: Sequence[float] = DET_THRESHOLDS,
     keep_trace: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> StreamReport:
     """Stream a recording once through the detector, match, and draw the DET curves.
 
@@ -1090,7 +1089,7 @@ def evaluate(
         decisions: names in ``DECISIONS`` whose DET curves to draw.
         thresholds: thresholds of the DET curves.
         keep_trace: keep the averaged posteriors (for ``plot_trace``).
-        progress: called with the samples of each chunk streamed.
+        progress: called with the seconds of each chunk streamed.
     """
     import time
 

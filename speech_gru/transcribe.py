@@ -245,10 +245,6 @@ def csv_header(top_k: int = 1) -> str:
     return ",".join(["path,label,score,start_s,end_s", *extra])
 
 
-CSV_HEADER = csv_header(1)
-"""The header for one label per clip (``csv_header(1)``)."""
-
-
 def format_record(record: Record, fmt: str, top_k: int = 1) -> str | None:
     """One output record for a result (None for failures, which go to stderr).
 
