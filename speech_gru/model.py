@@ -101,11 +101,21 @@ def architecture_fields(config: ArchitectureConfig) -> dict[str, Any]:
     return {name: getattr(config, name) for name in ARCHITECTURE_KEYS}
 
 
+SECTIONS = {"architecture": ARCHITECTURE_KEYS, "features": FEATURE_KEYS}
+"""Where each model setting is nested (``model.architecture.*``, ``model.features.*``)."""
+
+
+def section_of(key: str) -> str | None:
+    """The section a model setting belongs under (None: not an architecture or feature
+    setting, e.g. ``lr``)."""
+    return next((name for name, keys in SECTIONS.items() if key in keys), None)
+
+
 def flat_keys(section: Mapping[str, Any]) -> list[str]:
     """The architecture and feature settings written flat in a model section (a
     checkpoint's hyper-parameters or a config's ``model:``), as they were before they
     moved under ``architecture`` and ``features``."""
-    return [key for key in section if key in ARCHITECTURE_KEYS or key in FEATURE_KEYS]
+    return [key for key in section if section_of(key) is not None]
 
 
 def nest_config(section: Mapping[str, Any]) -> dict[str, Any]:
@@ -115,7 +125,7 @@ def nest_config(section: Mapping[str, Any]) -> dict[str, Any]:
     ``features``; a flat entry wins over a nested one. Other entries stay as they are."""
     flat = flat_keys(section)
     nested = {key: value for key, value in section.items() if key not in flat}
-    for name, keys in (("architecture", ARCHITECTURE_KEYS), ("features", FEATURE_KEYS)):
+    for name, keys in SECTIONS.items():
         inner = dict(nested.get(name) or {})
         inner.update({key: section[key] for key in keys if key in section})
         if inner or name in nested:

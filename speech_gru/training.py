@@ -53,7 +53,7 @@ from speech_gru.atomic import TEMP_SUFFIX, write_atomic
 from speech_gru.data import DataError, SpeechCommandsDataModule
 from speech_gru.download import DownloadError
 from speech_gru.lit import KeywordSpotter
-from speech_gru.model import ARCHITECTURE_KEYS, FEATURE_KEYS, flat_keys, nest_config
+from speech_gru.model import flat_keys, nest_config, section_of
 
 log = logging.getLogger(__name__)
 
@@ -395,8 +395,8 @@ def nest_flags(args: list[str]) -> tuple[list[str], list[str]]:
     for arg in args:
         flag, equals, value = arg.partition("=")
         key = flag.removeprefix("--model.")
-        if flag.startswith("--model.") and key in ARCHITECTURE_KEYS + FEATURE_KEYS:
-            section = "architecture" if key in ARCHITECTURE_KEYS else "features"
+        section = section_of(key) if flag.startswith("--model.") else None
+        if section is not None:
             arg = f"--model.{section}.{key}{equals}{value}"
             renamed.append(flag)
         out.append(arg)
