@@ -2,7 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
-APT_PACKAGES := espeak-ng libportaudio2 pulseaudio pulseaudio-utils
+APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
+	libportaudio2 pulseaudio pulseaudio-utils
 
 .PHONY: install system-packages demo test test-fast lint format clean
 
@@ -14,7 +15,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# Debian packages for speech synthesis (tests, demo) and the microphone (stream).
+# Debian packages for speech synthesis (tests, demo, `speech-gru synth`: espeak-ng, flite,
+# festival and its English voices) and the microphone (stream).
 system-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -z "$$missing" ]; then exit 0; fi; \

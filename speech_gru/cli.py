@@ -9,6 +9,8 @@ Sub-commands:
     calibrate    choose the detector's operating point for a target false-alarm rate
     explain      plot what a GRU checkpoint attends to and how its gates move, on one file
     info         print a model card: labels, features, architecture, parameters, test accuracy
+    record       record takes of your own word from the microphone, checked and named
+    synth        write a dataset of synthetic voices saying your words, and other words
 """
 
 from __future__ import annotations
@@ -462,6 +464,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"report: {printable(json_path)}")
         print(f"confusion matrix: {printable(png_path)}")
     print(f"accuracy: {report.accuracy:.4f}")
+    if not math.isnan(report.keyword_accuracy):
+        print(f"keyword accuracy: {report.keyword_accuracy:.4f} (clips of keywords only)")
     return status
 
 
@@ -623,6 +627,64 @@ def cmd_info(args: argparse.Namespace) -> int:
         raise CliError(str(err)) from None
     print(json.dumps(card, indent=2) if args.json else format_card(card))
     return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from speech_gru.record import MIN_SECONDS, RecordError, record
+
+    if args.seconds < MIN_SECONDS:
+        raise CliError(f"--seconds {args.seconds:g}: a take must be at least {MIN_SECONDS:g} s")
+    written: list[Path] = []
+
+    def saved(path: Path) -> None:
+        written.append(path)
+        print(printable(path), flush=True)
+
+    try:
+        record(args.word, args.out, args.count, seconds=args.seconds, countdown=args.countdown,
+               speaker=args.speaker, device=args.device, saved=saved)  # fmt: skip
+    except (AudioError, RecordError) as err:
+        if written:
+            print(f"{len(written)} of {args.count} takes written", file=sys.stderr)
+        raise CliError(str(err)) from None
+    except KeyboardInterrupt:
+        print(f"stopped: {len(written)} of {args.count} takes written", file=sys.stderr)
+        return 130
+    folder = Path(args.out) / args.word
+    print(f"done: {len(written)} takes in {printable(folder)}", file=sys.stderr)
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from speech_gru.synth import SynthError, synthesize_dataset
+
+    progress = Progress(
+        TextColumn("synthesizing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=True,
+        disable=not sys.stderr.isatty(),
+    )  # fmt: skip
+    with progress:
+        task = progress.add_task("synth", total=None)
+        try:
+            summary = synthesize_dataset(
+                args.out, args.words, unknown=() if args.no_unknown else args.unknown,
+                unknown_per_speaker=args.unknown_per_speaker, speakers=args.speakers,
+                takes=args.takes, seed=args.seed, jobs=args.jobs, engines=args.engines,
+                noise_dir=args.noise, snr=tuple(args.snr), reverb=args.reverb,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )  # fmt: skip
+        except SynthError as err:
+            raise CliError(str(err)) from None
+    engines = ", ".join(f"{name} ({len(v)} voices)" for name, v in summary.voices.items())
+    print(f"{printable(summary.out)}: {len(summary.words)} words x {len(summary.speakers)} "
+          f"speakers x {args.takes} takes, and {summary.unknown_clips} _unknown_ clips of "
+          f"{len(summary.unknown_words)} other words")  # fmt: skip
+    print(f"clips: {summary.created} written, {summary.skipped} already there, "
+          f"{summary.failed} failed ({summary.seconds:.1f} s)")  # fmt: skip
+    print(f"engines: {engines}; noise: {printable(summary.noise_source)}")
+    return 1 if summary.failed else 0
 
 
 def add_detector_arguments(
@@ -881,6 +943,75 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="checkpoint (.ckpt) or exported model")
     p.add_argument("--json", action="store_true", help="print the card as JSON")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser(
+        "record",
+        help="record takes of a word from the microphone into a dataset folder",
+        description="Record --count takes of WORD: each take is checked (refused and taken "
+        "again when clipped, too quiet, or cut off), cut to the second around the word and "
+        "written as OUT/WORD/SPEAKER_nohash_N.wav, numbered after the speaker's takes "
+        "already there. SPEAKER is 8 hex digits of a hash of --speaker (default: your user "
+        "name), so a person keeps one id across sessions and one split in training. WORD "
+        "_silence_ records one-second clips of the quiet room, _background_noise_ whole "
+        "takes of room noise.",
+    )
+    p.add_argument("word", metavar="WORD",
+                   help="the word (folder name), or _silence_ / _background_noise_")  # fmt: skip
+    p.add_argument("--out", required=True, help="dataset folder (one sub-folder per word)")
+    p.add_argument("--count", type=positive_int, default=10, help="takes to keep")
+    p.add_argument("--seconds", type=positive_float, default=2.0,
+                   help="length of a take, at least 1 s")  # fmt: skip
+    p.add_argument("--countdown", type=non_negative_float, default=1.0,
+                   help="seconds between 'get ready' and the prompt (0: none)")  # fmt: skip
+    p.add_argument("--speaker", metavar="NAME",
+                   help="who speaks; hashed to the 8-hex-digit speaker id (default: your user "
+                   "name)")  # fmt: skip
+    p.add_argument("--device", help="microphone: device index or part of its name")
+    p.set_defaults(func=cmd_record)
+
+    from speech_gru import synth
+
+    p = sub.add_parser(
+        "synth",
+        help="synthesize a dataset of many synthetic speakers saying your words",
+        description="Speak each WORD with many synthetic speakers (espeak-ng, flite and "
+        "festival voices, each speaker with its own pitch, speed, vocal-tract length and "
+        "room) into a folder in the Speech Commands layout, which "
+        "recipes/speech_commands/conf/folder.yaml trains on: DIR/WORD/SPEAKER_nohash_N.wav, "
+        "other words in DIR/_unknown_, noise in DIR/_background_noise_. DIR must be new, "
+        "empty or an earlier synth output, to which missing clips are added.",
+    )
+    p.add_argument("words", nargs="+", metavar="WORD", help="words to record (letters a-z)")
+    p.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
+    p.add_argument("--speakers", type=positive_int, default=20, metavar="N",
+                   help="synthetic speakers")  # fmt: skip
+    p.add_argument("--takes", type=positive_int, default=1, metavar="N",
+                   help="takes of a word per speaker")  # fmt: skip
+    others = p.add_mutually_exclusive_group()
+    others.add_argument("--unknown", nargs="+", metavar="WORD",
+                        help=f"words for _unknown_ (default: {len(synth.UNKNOWN_WORDS)} "
+                        "common words; those too close to a WORD are left out)")  # fmt: skip
+    others.add_argument("--no-unknown", action="store_true", help="no _unknown_ clips")
+    p.add_argument("--unknown-per-speaker", type=non_negative_int, metavar="N",
+                   default=synth.UNKNOWN_PER_SPEAKER,
+                   help="other words each speaker says, --takes times each")  # fmt: skip
+    p.add_argument("--noise", metavar="DIR",
+                   help="recordings to mix under the words and copy into "
+                   "_background_noise_, e.g. a dataset's _background_noise_ or _silence_ "
+                   "(default: generated white, pink and brown noise)")  # fmt: skip
+    snr_low, snr_high = synth.SNR_RANGE
+    p.add_argument("--snr", type=float, nargs=2, default=(snr_low, snr_high),
+                   metavar=("LOW", "HIGH"), help="speech-to-noise ratio of each clip, uniform "
+                   f"in this range, dB (default {snr_low:g} {snr_high:g})")  # fmt: skip
+    p.add_argument("--reverb", type=non_negative_float, default=synth.REVERB_SHARE,
+                   metavar="SHARE", help="share of speakers in a reverberant room")  # fmt: skip
+    p.add_argument("--engines", nargs="+", choices=list(synth.ENGINES),
+                   help="engines to use (default: every one installed)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed: the same seed and voices give the same files")  # fmt: skip
+    p.add_argument("--jobs", type=positive_int, default=2, metavar="N",
+                   help="clips synthesized at once")  # fmt: skip
+    p.set_defaults(func=cmd_synth)
     for command in sub.choices.values():
         command.formatter_class = DefaultsFormatter
     return parser

@@ -19,6 +19,7 @@ split costs no Lightning import.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import logging
 import re
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from speech_gru.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, load_audio
-from speech_gru.labels import BACKGROUND_NOISE, map_word
+from speech_gru.labels import BACKGROUND_NOISE, SILENCE, UNKNOWN, is_keyword, map_word
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,106 @@ def scan_folder(root: Path, labels: list[str]) -> list[tuple[Path, str]]:
             continue
         items += [(path, label) for path in audio_files(folder)]
     return items
+
+
+@dataclass(frozen=True)
+class FolderSurvey:
+    """What a dataset folder holds for a label list, before anything is trained on it.
+
+    Attributes:
+        root: the folder.
+        labels: the labels asked for.
+        folders: audio files per sub-folder (``_background_noise_`` and hidden ones aside).
+        clips: files each label would train on (``_silence_`` counts its folder's only).
+        unused: sub-folders no label takes (no ``_unknown_`` label to fold them into).
+        unnamed: files that carry no speaker id (no ``_nohash_`` in the name).
+    """
+
+    root: Path
+    labels: tuple[str, ...]
+    folders: Mapping[str, int]
+    clips: Mapping[str, int]
+    unused: tuple[str, ...]
+    unnamed: int
+
+    @classmethod
+    def of(cls, root: Path, labels: Iterable[str]) -> FolderSurvey:
+        root, labels = Path(root), tuple(labels)
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root}: dataset folder not found")
+        folders, clips, unused, unnamed = {}, dict.fromkeys(labels, 0), [], 0
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            if folder.name == BACKGROUND_NOISE or folder.name.startswith("."):
+                continue
+            files = audio_files(folder)
+            folders[folder.name] = len(files)
+            label = map_word(folder.name, list(labels))
+            if label is None:
+                unused.append(folder.name)
+                continue
+            clips[label] += len(files)
+            unnamed += sum("_nohash_" not in path.name for path in files)
+        return cls(root, labels, folders, clips, tuple(unused), unnamed)
+
+    def problems(self, label_set: str | None = None) -> list[str]:
+        """One line per reason not to train: labels asked for by name that have no clips,
+        no keyword at all, or (``label_set``: the labels are that set's) a set that
+        matches no folder. A set's other words without clips are ``empty``'s business."""
+        if not any(self.folders.values()):
+            return [f"{self.root}: no clips here (the layout: one sub-folder of clips per word)"]
+        here = ", ".join(self.folders)
+        keywords = [label for label in self.labels if is_keyword(label)]
+        if label_set is not None and not any(self.clips[k] for k in keywords):
+            return [
+                f"{self.root}: none of the label set {label_set}'s words "
+                f"({', '.join(keywords)}) is a folder here (folders: {here}); name your "
+                "words with --data.labels, e.g. --data.labels "
+                f"{','.join([*list(self.folders)[:2], UNKNOWN, SILENCE])} (other folders "
+                f"train as {UNKNOWN}), or --data.labels auto (every folder a label)"
+            ]
+        if not keywords:
+            return [f"{self.root}: the labels {list(self.labels)} name no keyword to detect"]
+        if label_set is not None:
+            return []
+        problems = []
+        for label in self.empty():
+            if label == UNKNOWN:
+                problems.append(
+                    f"{self.root}: label {UNKNOWN} has no clips: no folder of other words "
+                    f"(folders: {here}); add recordings of other words or drop {UNKNOWN}"
+                )
+                continue
+            close = difflib.get_close_matches(label, list(self.folders), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"{self.root}: label {label!r} has no clips (folders: {here}){hint}")
+        return problems
+
+    def empty(self) -> list[str]:
+        """Labels with no clips (``_silence_`` aside: it can be cut from noise)."""
+        return [label for label in self.labels if not self.clips[label] and label != SILENCE]
+
+    def warnings(self, label_set: str | None = None) -> list[str]:
+        """One line per thing that trains, but maybe not as the user meant."""
+        lines = []
+        if label_set is not None and self.empty():
+            lines.append(
+                f"{self.root}: labels of the set {label_set} without clips: "
+                f"{', '.join(self.empty())}; the model keeps them but never learns them"
+            )
+        if self.unused:
+            fold = f"; add {UNKNOWN} to the labels to train them as other words"
+            lines.append(
+                f"{self.root}: folders not used by the labels: {', '.join(self.unused)}"
+                + (fold if UNKNOWN not in self.labels else "")
+            )
+        if self.unnamed:
+            total = sum(self.clips.values())
+            lines.append(
+                f"{self.root}: {self.unnamed} of {total} clips carry no speaker id "
+                "(SPEAKER_nohash_N.wav): each such file is split on its own, by a hash of "
+                "its name, so one person's takes can land in training and test alike"
+            )
+        return lines
 
 
 def folder_labels(root: Path) -> list[str]:

@@ -28,7 +28,10 @@ from pathlib import Path
 
 
 def fold_command(recipe_args: Sequence[str], folds: int, fold: int, run_dir: Path) -> list[str]:
-    """The recipe command of one fold."""
+    """The recipe command of one fold; ``{fold}`` in an argument becomes the fold's number
+    (``--model.init_from runs/cv/fold_{fold}/checkpoints/best.ckpt``: a model per fold
+    that never heard the fold's speakers either)."""
+    recipe_args = [arg.replace("{fold}", str(fold)) for arg in recipe_args]
     return [
         sys.executable, "-m", "speech_gru.training", "fit", *recipe_args,
         "--data.folds", str(folds), "--data.fold", str(fold), "--run_dir", str(run_dir),

@@ -28,6 +28,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
@@ -52,6 +53,7 @@ from speech_gru.augment import (
 from speech_gru.corpus import (
     CLIP_SAMPLES,
     SPLITS,
+    FolderSurvey,
     SplitRule,
     background_noise,
     folder_labels,
@@ -60,6 +62,7 @@ from speech_gru.corpus import (
     speaker_of,
 )
 from speech_gru.labels import (
+    LABEL_SETS,
     SILENCE,
     UNKNOWN,
     is_keyword,
@@ -287,6 +290,25 @@ class ResumableLoader(DataLoader):
         self.progress.resume = (state["epoch"], state["batches"])
 
 
+def print_clip_counts(
+    labels: list[str], counts: dict[str, dict[str, int]], speakers: dict[str, int]
+) -> None:
+    """The clips each label has in each split, as a table on stderr, before training."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="clips per label and split", title_justify="left")
+    table.add_column("label")
+    for split in counts:
+        table.add_column(split, justify="right")
+    for label in labels:
+        table.add_row(label, *(str(counts[split].get(label, 0)) for split in counts))
+    table.add_section()
+    table.add_row("all", *(str(sum(counts[split].values())) for split in counts))
+    table.add_row("speakers", *(str(speakers.get(split, 0)) for split in counts))
+    Console(stderr=True).print(table)
+
+
 class SpeechCommandsDataModule(L.LightningDataModule):
     """Speech Commands (v0.02, v0.01) or any folder in its layout.
 
@@ -374,12 +396,24 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         if version not in VERSIONS:
             raise ValueError(f"version must be one of {VERSIONS}, got {version!r}")
         self.save_hyperparameters(ignore=["labels"])  # the model's hparams keep the labels
+        if root is None:
+            raise DataError(
+                "data.root is not set: pass --data.root DIR, the folder of your words "
+                "(one sub-folder per word)"
+            )
         self.root = Path(root).expanduser()
         if labels == "auto":
             if version != "folder":
-                raise ValueError("labels: auto needs version: folder")
+                raise DataError("data.labels auto needs data.version folder")
+            if not self.root.is_dir():
+                raise DataError(f"{self.root}: dataset folder not found (data.root)")
             labels = folder_labels(self.root)
-        self.labels = resolve_labels(labels)
+        self.label_set = labels if isinstance(labels, str) and labels in LABEL_SETS else None
+        try:
+            self.labels = resolve_labels(labels)
+        except ValueError as err:
+            raise DataError(f"data.labels: {err}") from None
+        self.clip_counts: dict[str, dict[str, int]] = {}
         if folds and (folds < 2 or not 0 <= fold < folds or version != "folder"):
             raise ValueError("cross-validation needs version folder, folds >= 2, 0 <= fold < folds")
         if (edge_cut_prob > 0 or join_prob > 0) and UNKNOWN not in self.labels:
@@ -532,7 +566,21 @@ class SpeechCommandsDataModule(L.LightningDataModule):
                     "with few speakers may leave a split empty)"
                 )
 
+    def check_folder(self) -> None:
+        """Stop on labels a folder cannot train (one line), warn on what it leaves unused."""
+        try:
+            survey = FolderSurvey.of(self.data_dir(), self.labels)
+        except FileNotFoundError as err:
+            raise DataError(f"{err} (data.root)") from None
+        problems = survey.problems(self.label_set)
+        if problems:
+            raise DataError(problems[0])
+        for line in survey.warnings(self.label_set):
+            rank_zero_only(log.warning)(line)
+
     def _build_datasets(self) -> None:
+        if self.hparams.version == "folder":
+            self.check_folder()
         splits = self.build_splits()
         noise = self.noise_recordings(splits)
         self._bank = NoiseBank([torch.from_numpy(n) for n in noise], CLIP_SAMPLES)
@@ -555,12 +603,22 @@ class SpeechCommandsDataModule(L.LightningDataModule):
                     log.warning("%s: leaving out %d unreadable files", split, len(errors))
             clips = self.balance(splits[split], split)
             self.datasets[split] = ClipDataset(clips, noise, self.hparams.seed, packed)
-        for split, dataset in self.datasets.items():
-            counts = Counter(self.labels[c.label] for c in dataset.clips)
-            source = "packed" if dataset.packed is not None else "files"
-            log.info(
-                "%s (%s): %d clips %s", split, source, len(dataset), dict(sorted(counts.items()))
-            )
+        self.clip_counts = {
+            split: {
+                label: n
+                for label, n in Counter(self.labels[c.label] for c in dataset.clips).items()
+            }
+            for split, dataset in self.datasets.items()
+        }
+        if self.trainer is None or self.trainer.is_global_zero:
+            print_clip_counts(self.labels, self.clip_counts, self.speaker_counts())
+
+    def speaker_counts(self) -> dict[str, int]:
+        """Distinct speakers per split (generated silence aside)."""
+        return {
+            split: len({c.speaker for c in dataset.clips if c.path is not None})
+            for split, dataset in self.datasets.items()
+        }
 
     # -- loaders -----------------------------------------------------------------------
     def _loader(self, split: str, train: bool) -> ResumableLoader:

@@ -26,6 +26,7 @@ from torchmetrics.functional.classification import (
 from speech_gru.audio import AudioError, info, load_audio, loudest_window, printable
 from speech_gru.corpus import CLIP_SAMPLES, scan_folder, split_rule
 from speech_gru.infer import Classifier
+from speech_gru.labels import is_keyword
 
 SPLITS = ("training", "validation", "testing", "all")
 
@@ -58,6 +59,14 @@ class Report:
     def accuracy(self) -> float:
         return float(np.trace(self.confusion) / max(1, self.total))
 
+    @property
+    def keyword_accuracy(self) -> float:
+        """Accuracy over the clips of keywords only (``_silence_``/``_unknown_`` aside): how
+        often a spoken keyword is named right, whatever the share of the other classes."""
+        rows = [i for i, label in enumerate(self.labels) if is_keyword(label)]
+        spoken = self.confusion[rows].sum()
+        return float(self.confusion[rows, rows].sum() / spoken) if spoken else float("nan")
+
     def per_class(self) -> list[dict]:
         """Precision, recall, F1 and support of each label (torchmetrics, ``average=None``;
         0 where a label was never predicted or never present)."""
@@ -86,6 +95,7 @@ class Report:
         return {
             "split": self.split,
             "accuracy": self.accuracy,
+            "keyword_accuracy": self.keyword_accuracy,
             "total": self.total,
             "labels": self.labels,
             "per_class": self.per_class(),

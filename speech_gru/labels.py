@@ -31,20 +31,30 @@ LABEL_SETS: dict[str, tuple[str, ...]] = {
 
 
 def resolve_labels(spec: str | Sequence[str]) -> list[str]:
-    """Turn a label-set name (``"v2_12"``) or an explicit list into a list of labels.
+    """Turn a label-set name (``"v2_12"``), labels separated by commas
+    (``"lights,music,_unknown_,_silence_"``, brackets allowed) or a list into a list of labels.
 
     Raises:
-        ValueError: for an unknown set name, an empty list or duplicated labels.
+        ValueError: for an unknown set name, an empty list or duplicated labels; its text
+            is one line that says how to write the labels.
     """
     if isinstance(spec, str):
-        if spec not in LABEL_SETS:
-            raise ValueError(f"unknown label set {spec!r}; choose one of {sorted(LABEL_SETS)}")
-        return list(LABEL_SETS[spec])
+        text = spec.strip()
+        if text in LABEL_SETS:
+            return list(LABEL_SETS[text])
+        if "," not in text and not text.startswith("["):
+            raise ValueError(
+                f"unknown label set {spec!r}: name one of {', '.join(sorted(LABEL_SETS))}, "
+                "or list the labels separated by commas, e.g. lights,music,_unknown_,_silence_"
+            )
+        spec = [part.strip().strip("'\"") for part in text.strip("[]").split(",")]
+        spec = [part for part in spec if part]
     labels = [str(label) for label in spec]
     if not labels:
         raise ValueError("the label list is empty")
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"duplicated labels in {labels}")
+    duplicated = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicated:
+        raise ValueError(f"duplicated labels {', '.join(duplicated)} in {labels}")
     return labels
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -50,6 +51,24 @@ def as_config(kind: type[Config], value: Config | dict) -> Config:
     return value if isinstance(value, kind) else kind(**value)
 
 
+class CheckpointError(Exception):
+    """A checkpoint that will not be loaded; ``str()`` is one line naming it."""
+
+
+def refused(path: str | os.PathLike, err: Exception) -> CheckpointError:
+    """The one-line error for a checkpoint file that ``torch.load`` would not read."""
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in text:
+        # torch's advice to load it unsafely is left out; its reason is kept.
+        paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()][1:]
+        ignore = ("Check the documentation", "Please file an issue")
+        detail = next((p for p in paragraphs if not p.startswith(ignore)), "")
+        reason = f"it holds objects other than tensors and plain data, not loaded: {detail}"
+    else:
+        reason = f"not a PyTorch checkpoint: {type(err).__name__}: {text}"
+    return CheckpointError(f"{path}: {' '.join(reason.split())[:240]}")
+
+
 class KeywordSpotter(L.LightningModule):
     """Keyword classifier over raw 16 kHz waveforms.
 
@@ -74,6 +93,12 @@ class KeywordSpotter(L.LightningModule):
             (``batch_size x devices x nodes x accumulate_grad_batches``): ``"sqrt"`` (the
             default, suited to AdamW), ``"linear"`` or ``"none"``.
         lr_reference_batch: global batch at which the learning rate is ``lr``.
+        init_from: a trained checkpoint to start from: its features and encoder (the GRU
+            and the attention pooling) are loaded, the head is new, sized for ``labels``.
+            The recipe also takes the checkpoint's architecture and features settings, so
+            the two match. Loaded when a fit starts; a resumed fit keeps its own weights.
+        freeze_encoder_epochs: with ``init_from``, train only the head for this many first
+            epochs, then everything.
     """
 
     def __init__(
@@ -95,12 +120,16 @@ class KeywordSpotter(L.LightningModule):
         batch_size: int = 64,
         lr_scaling: str = "sqrt",
         lr_reference_batch: int = 64,
+        init_from: str | None = None,
+        freeze_encoder_epochs: int = 0,
     ) -> None:
         super().__init__()
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         if lr_scaling not in LR_SCALINGS:
             raise ValueError(f"lr_scaling must be one of {LR_SCALINGS}, got {lr_scaling!r}")
+        if freeze_encoder_epochs < 0 or (freeze_encoder_epochs and not init_from):
+            raise ValueError("freeze_encoder_epochs needs init_from and must be >= 0")
         self.labels = resolve_labels(labels)
         config = ModelConfig.build(
             len(self.labels),
@@ -146,6 +175,54 @@ class KeywordSpotter(L.LightningModule):
         return super().load_from_checkpoint(
             checkpoint_path, map_location, hparams_file, strict, weights_only, **kwargs
         )
+
+    def setup(self, stage: str) -> None:
+        # Before Lightning restores a resumed fit's checkpoint, which then replaces these.
+        if stage == "fit" and self.hparams.init_from:
+            self.load_encoder(self.hparams.init_from)
+
+    def load_encoder(self, path: str | os.PathLike) -> None:
+        """Load the features and encoder of the checkpoint ``path``; the head stays new.
+
+        Raises:
+            CheckpointError: the file is missing or unreadable, or its encoder's shapes
+                differ from this model's; one line.
+        """
+        if not Path(path).is_file():
+            raise CheckpointError(f"{path}: checkpoint file not found (model.init_from)")
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            state = checkpoint["state_dict"]
+        except Exception as err:  # noqa: BLE001 - reading fails in many ways
+            raise refused(path, err) from None
+        prefix = "model."
+        shared = {
+            key[len(prefix) :]: value
+            for key, value in state.items()
+            if key.startswith(prefix) and not key.startswith(prefix + "head.")
+        }
+        own = {k: v for k, v in self.model.state_dict().items() if not k.startswith("head.")}
+        differ = sorted(
+            key for key in own if key not in shared or shared[key].shape != own[key].shape
+        )
+        if differ:
+            raise CheckpointError(
+                f"{path}: its encoder does not fit this model ({differ[0]} differs); "
+                "train with the checkpoint's model.architecture and model.features"
+            )
+        self.model.load_state_dict(shared, strict=False)  # all but the head, checked above
+        log.info("model.init_from %s: features and encoder loaded, new head", path)
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """Everything but the head: what ``freeze_encoder_epochs`` holds still."""
+        return [p for name, p in self.model.named_parameters() if not name.startswith("head.")]
+
+    def on_after_backward(self) -> None:
+        # Dropping the gradients (rather than requires_grad) keeps DDP's buckets unchanged;
+        # AdamW skips parameters without a gradient, weight decay included.
+        if self.current_epoch < self.hparams.freeze_encoder_epochs:
+            for param in self.encoder_parameters():
+                param.grad = None
 
     def forward(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
         """(B, N) waveforms -> (B, C) class probabilities."""
@@ -298,3 +375,10 @@ def stored_hparams(checkpoint: str | os.PathLike | IO) -> dict:
         return {}
     hparams = loaded.get("hyper_parameters") if isinstance(loaded, dict) else None
     return dict(hparams) if isinstance(hparams, dict) else {}
+
+
+def init_checkpoint_config(path: str | os.PathLike) -> dict[str, dict]:
+    """The ``architecture`` and ``features`` a model needs to load ``path``'s encoder
+    (``KeywordSpotter.init_from``); {} when the file cannot be read (loading reports it)."""
+    stored = nest_config(stored_hparams(path))
+    return {key: stored[key] for key in ("architecture", "features") if key in stored}

@@ -173,6 +173,8 @@ class Microphone:
             raise MicrophoneError(
                 "no audio input device found (see speech-gru stream --list-devices)"
             )
+        if isinstance(device, str) and device.strip().isdigit():  # --device 1: an index
+            device = int(device)
         if device is None:
             try:  # PortAudio's default input, or sounddevice.default.device if set
                 index = int(sd.query_devices(kind="input")["index"])

@@ -31,7 +31,6 @@ import fcntl
 import json
 import logging
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -52,7 +51,7 @@ from speech_gru import __version__
 from speech_gru.atomic import TEMP_SUFFIX, write_atomic
 from speech_gru.data import DataError, SpeechCommandsDataModule
 from speech_gru.download import DownloadError
-from speech_gru.lit import KeywordSpotter
+from speech_gru.lit import CheckpointError, KeywordSpotter, init_checkpoint_config, refused
 from speech_gru.model import flat_keys, nest_config, section_of
 
 log = logging.getLogger(__name__)
@@ -60,10 +59,6 @@ log = logging.getLogger(__name__)
 CONFIG_MODE = "speech_gru"
 """The recipe's jsonargparse parser mode: YAML, with flat ``model:`` sections nested."""
 _load_yaml = get_loader("yaml")
-
-
-class CheckpointError(Exception):
-    """A checkpoint that will not be loaded; ``str()`` is one line naming it."""
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
@@ -103,20 +98,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return torch.load(path, map_location=map_location or "cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - unpickling fails in many ways
             raise refused(path, err) from None
-
-
-def refused(path: str | os.PathLike, err: Exception) -> CheckpointError:
-    """The one-line error for a checkpoint file that ``torch.load`` would not read."""
-    text = str(err)
-    if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in text:
-        # torch's advice to load it unsafely is left out; its reason is kept.
-        paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()][1:]
-        ignore = ("Check the documentation", "Please file an issue")
-        detail = next((p for p in paragraphs if not p.startswith(ignore)), "")
-        reason = f"it holds objects other than tensors and plain data, not loaded: {detail}"
-    else:
-        reason = f"not a PyTorch checkpoint: {type(err).__name__}: {text}"
-    return CheckpointError(f"{path}: {' '.join(reason.split())[:240]}")
 
 
 class LastCheckpoint(Callback):
@@ -224,6 +205,7 @@ class SpeechGruCLI(LightningCLI):
         # hook runs, --ckpt_path's hyper-parameters (read weights-only) set the model's
         # config. A file it refuses ends as the same one line as the trainer's.
         subcommand = self.config.get("subcommand")
+        self._adopt_init_from(subcommand)
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not path or not Path(path).is_file():
             return
@@ -236,6 +218,19 @@ class SpeechGruCLI(LightningCLI):
         hparams.pop("_instantiator", None)
         if hparams:
             model = {subcommand: {"model": nest_config(hparams)}}
+            self.config = self.parser.parse_object(model, self.config)
+
+    def _adopt_init_from(self, subcommand: str | None) -> None:
+        # --model.init_from: the model is built with that checkpoint's architecture and
+        # features, so its encoder fits; the labels (and the head) stay this run's.
+        path = self.config[subcommand].get("model", {}).get("init_from") if subcommand else None
+        if not path:
+            return
+        if not Path(path).is_file():
+            raise CheckpointError(f"{path}: checkpoint file not found (model.init_from)")
+        adopted = init_checkpoint_config(path)
+        if adopted:
+            model = {subcommand: {"model": adopted}}
             self.config = self.parser.parse_object(model, self.config)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -329,6 +324,7 @@ class SpeechGruCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._hold_run_dir()
+        self.datamodule.setup("fit")  # checks the data, counts clips: before any training
         if self.trainer.is_global_zero:
             write_run_info(Path(self.config["fit"].run_dir), self.trainer, self.datamodule)
 
@@ -463,7 +459,8 @@ def write_run_info(run_dir: Path, trainer: L.Trainer, datamodule: SpeechCommands
         "devices_per_node": trainer.num_devices,
         "precision": str(trainer.precision),
         "seed": datamodule.hparams.seed,
-        "clips": {split: len(ds) for split, ds in datamodule.datasets.items()},
+        "clips": datamodule.clip_counts,
+        "speakers": datamodule.speaker_counts(),
     }
     (run_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
 

@@ -8,7 +8,10 @@ tests/conftest.py holds fixtures only.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import time
 import types
 from collections.abc import Mapping
 from pathlib import Path
@@ -188,6 +191,72 @@ def fake_sounddevice(blocks, overflow_at=(), rates=(48000,), max_channels=2):
     sd.check_input_settings = check_input_settings
     sd.InputStream = InputStream
     return sd
+
+
+# -- a virtual microphone: a PulseAudio null sink ------------------------------------------
+
+
+class Pulse:
+    """A private PulseAudio daemon with one null sink, for one test."""
+
+    SINK = "speech_gru_test"
+
+    def __init__(self, root: Path) -> None:
+        self.socket = root / "native"
+        self.env = {
+            **os.environ,
+            "PULSE_RUNTIME_PATH": str(root),
+            "PULSE_STATE_PATH": str(root),
+            "PULSE_SERVER": f"unix:{self.socket}",
+            "PULSE_SOURCE": f"{self.SINK}.monitor",
+            "PULSE_SINK": self.SINK,
+        }
+        self.process = subprocess.Popen(
+            [
+                "pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1",
+                "--disallow-exit", "--use-pid-file=no", "--log-target=stderr",
+                "-L", f"module-null-sink sink_name={self.SINK} rate=16000 channels=1",
+                "-L", f"module-native-protocol-unix socket={self.socket}",
+            ],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            ready = subprocess.run(["pactl", "info"], env=self.env, capture_output=True)
+            if ready.returncode == 0:
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        self.stop()
+        pytest.skip("pulseaudio could not start a null sink here")
+
+    def play(self, path: Path) -> None:
+        subprocess.run(["paplay", f"--device={self.SINK}", str(path)], env=self.env, check=True)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def start_pulse(root: Path) -> Pulse:
+    """A running ``Pulse`` keeping its files in ``root``; the test is skipped when PulseAudio's
+    tools or PortAudio are missing. Its ``env`` makes a subprocess's default (or ``pulse``)
+    input device the sink's monitor: what ``play`` plays is what that process records."""
+    missing = [tool for tool in ("pulseaudio", "paplay", "pactl") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (make install sets them up)")
+    try:
+        import sounddevice  # noqa: F401
+    except OSError:
+        pytest.skip("PortAudio is not installed (make install sets it up)")
+    return Pulse(root)
 
 
 # -- data folders ----------------------------------------------------------------------------

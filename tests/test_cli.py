@@ -157,8 +157,13 @@ def test_evaluate_scores_a_canonical_test_folder(
     result = run_cli("evaluate", "--checkpoint", str(checkpoint), str(folder), "--out", str(out))
     assert result.returncode == 1, result.stderr  # a clip failed; the report is still written
     report = json.loads((out / "evaluation.json").read_text())
-    last = result.stdout.strip().splitlines()[-1]
-    assert last == f"accuracy: {report['accuracy']:.4f}"
+    overall, keywords = result.stdout.strip().splitlines()[-2:]
+    assert overall == f"accuracy: {report['accuracy']:.4f}"
+    confusion = np.array(report["confusion"])
+    rows = [i for i, label in enumerate(report["labels"]) if not label.startswith("_")]
+    spoken = confusion[rows][:, rows].trace() / confusion[rows].sum()  # silence, unknown aside
+    assert report["keyword_accuracy"] == pytest.approx(spoken)
+    assert keywords == f"keyword accuracy: {spoken:.4f} (clips of keywords only)"
     assert report["accuracy"] > 0.5
     n_clips = sum(1 for p in folder.rglob("*.wav")) - 1  # the broken file is reported
     assert report["total"] == n_clips == int(np.sum(report["confusion"]))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from speech_gru.crossval import main, pooled
+from speech_gru.crossval import fold_command, main, pooled
 from speech_gru.data import SpeechCommandsDataModule
 from tests.helpers import LABELS, RECIPE_CONF
 
@@ -80,3 +80,17 @@ def test_crossval_runs_each_fold_and_pools_them(
     stamps = [(run_dir / f"fold_{f}" / "results.json").stat().st_mtime_ns for f in range(2)]
     assert main(["--folds", "2", "--run_dir", str(run_dir), "--", *recipe]) == 0
     assert stamps == [(run_dir / f"fold_{f}" / "results.json").stat().st_mtime_ns for f in range(2)]
+
+
+def test_fold_in_an_argument_becomes_each_folds_number(tmp_path: Path) -> None:
+    args = ["--model.init_from", "runs/cv/fold_{fold}/checkpoints/best.ckpt", "--x", "y"]
+    command = fold_command(args, 3, 2, tmp_path / "fold_2")
+    assert "runs/cv/fold_2/checkpoints/best.ckpt" in command
+    assert command[-6:] == [
+        "--data.folds",
+        "3",
+        "--data.fold",
+        "2",
+        "--run_dir",
+        str(tmp_path / "fold_2"),
+    ]

@@ -20,7 +20,13 @@ import torch
 
 from speech_gru.audio import SAMPLE_RATE, load_audio, write_wav
 from speech_gru.corpus import SPLITS, speaker_of, which_set
-from speech_gru.data import PAD, ResumableLoader, ShardedSampler, SpeechCommandsDataModule
+from speech_gru.data import (
+    PAD,
+    DataError,
+    ResumableLoader,
+    ShardedSampler,
+    SpeechCommandsDataModule,
+)
 from speech_gru.labels import BACKGROUND_NOISE, COMMANDS, SILENCE, UNKNOWN
 from tests.helpers import peak_hz, tone
 
@@ -291,7 +297,7 @@ def test_folder_labels_auto_uses_folder_names(tmp_path: Path) -> None:
 
 
 def test_labels_auto_needs_folder_mode(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="folder"):
+    with pytest.raises(DataError, match="data.labels auto needs data.version folder"):
         SpeechCommandsDataModule(root=str(tmp_path), version="v0.02", labels="auto")
 
 

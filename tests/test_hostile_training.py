@@ -312,8 +312,7 @@ def test_an_empty_data_folder_is_an_error_not_a_run(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
-    assert f"error: {empty}: no clips of the labels" in done.stderr
-    assert "training split" in done.stderr
+    assert f"error: {empty}: no clips here (the layout: one sub-folder" in done.stderr
     assert not (run_dir / "checkpoints").exists()
 
 
@@ -321,7 +320,7 @@ def test_a_missing_data_folder_is_a_one_line_error(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     with pytest.raises(SystemExit) as exit_info:
         main(train_args(missing, tmp_path / "run"))
-    assert str(exit_info.value.code) == f"error: {missing}: dataset folder not found"
+    assert str(exit_info.value.code) == f"error: {missing}: dataset folder not found (data.root)"
 
 
 def test_a_split_without_clips_is_named(commands_dir: Path, tmp_path: Path) -> None:

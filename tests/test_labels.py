@@ -127,3 +127,21 @@ def test_special_folders_are_ignored_when_not_labels() -> None:
 
 def test_is_keyword() -> None:
     assert [is_keyword(x) for x in resolve_labels("v2_12")] == [False, False] + [True] * 10
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "lights,music,_unknown_,_silence_",
+        "[lights, music, _unknown_, _silence_]",
+        " lights , music,_unknown_,_silence_,",
+    ],
+)
+def test_labels_separated_by_commas_as_users_type_them(spec: str) -> None:
+    assert resolve_labels(spec) == ["lights", "music", UNKNOWN, SILENCE]
+
+
+def test_an_unknown_set_name_says_how_to_list_labels() -> None:
+    with pytest.raises(ValueError, match="separated by commas") as err:
+        resolve_labels("lights")
+    assert "\n" not in str(err.value)

@@ -99,7 +99,10 @@ def test_microphone_native_16k_passthrough_and_device_errors(monkeypatch) -> Non
         got = [next(mic) for _ in range(len(blocks))]
     np.testing.assert_array_equal(np.concatenate(got), wave)
 
-    for bad in ("webcam", 0, 7):
+    for chosen in (1, "1", " 1", "usb"):  # an index typed on the command line is an index
+        with micmod.Microphone(device=chosen, block_seconds=0.05, timeout=0.05) as mic:
+            assert mic.device == 1
+    for bad in ("webcam", 0, 7, "0", "7"):
         with pytest.raises(MicrophoneError) as err:
             micmod.Microphone(device=bad)
         assert "\n" not in str(err.value)

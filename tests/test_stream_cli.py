@@ -8,8 +8,6 @@ monitor through sounddevice/PortAudio, as it would a microphone.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +22,7 @@ from speech_gru import mic
 from speech_gru.audio import load_audio
 from speech_gru.cli import main
 from speech_gru.corpus import speaker_of, which_set
-from tests.helpers import fake_sounddevice
+from tests.helpers import Pulse, fake_sounddevice, start_pulse
 
 pytestmark = pytest.mark.slow  # every test here uses the session's trained model
 
@@ -125,65 +123,9 @@ def test_no_input_device_and_missing_portaudio_are_clear_errors(
 # -- a real microphone: PulseAudio null sink ----------------------------------------------
 
 
-class Pulse:
-    """A private PulseAudio daemon with one null sink, for one test."""
-
-    SINK = "speech_gru_test"
-
-    def __init__(self, root: Path) -> None:
-        self.socket = root / "native"
-        self.env = {
-            **os.environ,
-            "PULSE_RUNTIME_PATH": str(root),
-            "PULSE_STATE_PATH": str(root),
-            "PULSE_SERVER": f"unix:{self.socket}",
-            "PULSE_SOURCE": f"{self.SINK}.monitor",
-            "PULSE_SINK": self.SINK,
-        }
-        self.process = subprocess.Popen(
-            [
-                "pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1",
-                "--disallow-exit", "--use-pid-file=no", "--log-target=stderr",
-                "-L", f"module-null-sink sink_name={self.SINK} rate=16000 channels=1",
-                "-L", f"module-native-protocol-unix socket={self.socket}",
-            ],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )  # fmt: skip
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            ready = subprocess.run(["pactl", "info"], env=self.env, capture_output=True)
-            if ready.returncode == 0:
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.2)
-        self.stop()
-        pytest.skip("pulseaudio could not start a null sink here")
-
-    def play(self, path: Path) -> None:
-        subprocess.run(["paplay", f"--device={self.SINK}", str(path)], env=self.env, check=True)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-
-
 @pytest.fixture
 def pulse(tmp_path: Path):
-    missing = [tool for tool in ("pulseaudio", "paplay", "pactl") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not installed (make install sets them up)")
-    try:
-        import sounddevice  # noqa: F401
-    except OSError:
-        pytest.skip("PortAudio is not installed (make install sets it up)")
-    daemon = Pulse(tmp_path / "pulse")
+    daemon = start_pulse(tmp_path / "pulse")
     yield daemon
     daemon.stop()
 

@@ -1,20 +1,22 @@
-"""Synthesize a small Speech-Commands-style dataset with espeak-ng.
+"""Synthesize a small Speech-Commands-style dataset with espeak-ng (the older layout).
 
-The output mirrors the layout of Google Speech Commands::
+``speech-gru synth`` (``speech_gru/synth.py``) is the product's synthesizer: several
+engines, vocal-tract length, rooms, real noise, ``_unknown_``. This tool keeps the older
+espeak-ng-only folders that the tests' trained model and ``make demo`` use, byte for byte;
+the synthesis itself lives in ``speech_gru.synth``. Its output::
 
     OUT/
         yes/1a2b3c4d_nohash_0.wav
+        cat/1a2b3c4d_nohash_0.wav       (each "unknown" word in its own folder)
         ...
         _background_noise_/white_noise.wav
         validation_list.txt
         testing_list.txt
 
-Every clip is 16 kHz, mono, 16-bit PCM and exactly one second (16000 samples) long: the word
-is synthesized by espeak-ng, trimmed of leading and trailing silence, placed at a random offset
-and mixed with light noise at a random SNR. A synthetic "speaker" is a combination of an
-espeak-ng voice (accent + variant), pitch, speed and amplitude; its 8-hex-char id is the first
-8 characters of the SHA-1 of that combination. Everything is deterministic given ``--seed``
-and the set of working voices on the machine.
+Every clip is 16 kHz, mono, 16-bit PCM and exactly one second (``synth.espeak_clip``). A
+speaker is an espeak-ng voice (accent + variant), pitch, speed and amplitude
+(``synth.EspeakSpeaker``). Everything is deterministic given ``--seed`` and the set of
+working voices on the machine.
 
 Example:
     Build the default dataset (20 words, 20 speakers) in ``data/synthetic``::
@@ -25,30 +27,34 @@ Example:
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
-import os
 import re
-import shutil
-import subprocess
 import sys
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-import soxr
 
 from speech_gru.audio import SAMPLE_RATE
 from speech_gru.corpus import speaker_of, which_set
 from speech_gru.labels import BACKGROUND_NOISE as BACKGROUND_DIR
 from speech_gru.labels import COMMANDS
+from speech_gru.synth import NOISE_FILES, NOISE_KINDS, EspeakNotFoundError, make_noise, trim_silence
+from speech_gru.synth import EspeakSpeaker as Speaker
+from speech_gru.synth import available_espeak_voices as available_voices
+from speech_gru.synth import espeak_clip as synthesize_clip
+from speech_gru.synth import espeak_path as _espeak_path
+from speech_gru.synth import espeak_speak as speak
+from speech_gru.synth import make_espeak_speakers as make_speakers
+from speech_gru.synth import write_clip as _write_wav
+
+__all__ = [
+    "BACKGROUND_DIR", "NOISE_FILES", "NOISE_KINDS", "UNKNOWN", "EspeakNotFoundError",
+    "Speaker", "available_voices", "espeak_path", "make_dataset", "make_noise",
+    "make_speakers", "speak", "synthesize_clip", "trim_silence",
+]  # fmt: skip
 
 UNKNOWN: tuple[str, ...] = (
     "bed",
@@ -64,398 +70,18 @@ UNKNOWN: tuple[str, ...] = (
 )
 """Auxiliary words of the real dataset, used for the "unknown" class."""
 
-NOISE_KINDS: tuple[str, ...] = ("white", "pink", "brown", "hum")
-NOISE_FILES: dict[str, str] = {
-    "white": "white_noise.wav",
-    "pink": "pink_noise.wav",
-    "brown": "brown_noise.wav",
-    "hum": "hum.wav",
-}
-
 ESPEAK_BIN = "espeak-ng"
-INSTALL_HINT = "sudo apt-get install espeak-ng"
-
-ACCENTS: tuple[str, ...] = (
-    "en-us",
-    "en-gb",
-    "en-gb-scotland",
-    "en-gb-x-rp",
-    "en-gb-x-gbclan",
-    "en-gb-x-gbcwmd",
-    "en-029",
-    "en-us-nyc",
-)
-"""Built-in English espeak-ng voices (accents); each is probed and skipped if it fails."""
-
-VARIANTS: tuple[str, ...] = (
-    "",
-    "m1",
-    "m2",
-    "m3",
-    "m4",
-    "m5",
-    "m6",
-    "m7",
-    "f1",
-    "f2",
-    "f3",
-    "f4",
-    "f5",
-    "klatt",
-    "klatt2",
-    "klatt3",
-    "klatt4",
-    "croak",
-    "grandpa",
-    "grandma",
-    "steph",
-    "linda",
-    "Andy",
-    "anika",
-    "norbert",
-    "travis",
-    "shelby",
-)
-"""espeak-ng voice variants (``voice+variant``); ``""`` is the plain voice."""
-
-MBROLA_VOICES: tuple[str, ...] = ("mb-us1", "mb-us2", "mb-us3", "mb-en1")
-"""MBROLA English voices; used only when the MBROLA voice data is installed and works."""
-
-PITCH_RANGE = (25, 75)  # espeak-ng -p, 0..99
-SPEED_RANGE = (130, 200)  # espeak-ng -s, words per minute
-AMPLITUDE_RANGE = (70, 130)  # espeak-ng -a, 0..200
-SNR_DB_RANGE = (20.0, 40.0)  # light noise under each clip
-MAX_SPEED = 450
-TRIM_DB = 45.0
-MAX_FILL = 0.98  # at most this fraction of the clip is speech
 
 _WORD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9'_-]*$")
 
 
-class EspeakNotFoundError(RuntimeError):
-    """Raised when the espeak-ng executable cannot be found."""
-
-
-@dataclass(frozen=True)
-class Speaker:
-    """A synthetic speaker: an espeak-ng voice with fixed prosody settings.
-
-    Attributes:
-        voice: espeak-ng voice name, optionally with a variant (``"en-gb+f2"``).
-        pitch: Base pitch, espeak-ng ``-p`` (0-99).
-        speed: Speaking rate in words per minute, espeak-ng ``-s``.
-        amplitude: Loudness, espeak-ng ``-a`` (0-200, 100 is the default).
-    """
-
-    voice: str
-    pitch: int
-    speed: int
-    amplitude: int
-
-    @property
-    def id(self) -> str:
-        """The 8-hex-char speaker id: the start of the SHA-1 of the combination."""
-        key = f"{self.voice}|{self.pitch}|{self.speed}|{self.amplitude}"
-        return hashlib.sha1(key.encode()).hexdigest()[:8]
-
-
 def espeak_path() -> str:
-    """Locate the espeak-ng executable.
-
-    Returns:
-        The absolute path to espeak-ng.
+    """Locate ``ESPEAK_BIN`` (this module's, so a test can point it elsewhere).
 
     Raises:
-        EspeakNotFoundError: If espeak-ng is not on ``PATH``.
+        EspeakNotFoundError: If it is not on ``PATH``.
     """
-    path = shutil.which(ESPEAK_BIN)
-    if path is None:
-        raise EspeakNotFoundError(f"{ESPEAK_BIN} not found; install it with: {INSTALL_HINT}")
-    return path
-
-
-def _run_espeak(
-    word: str, voice: str, pitch: int, speed: int, amplitude: int = 100
-) -> tuple[np.ndarray, int]:
-    """Run espeak-ng and return its raw float32 output and sample rate."""
-    cmd = [
-        espeak_path(),
-        "-v",
-        voice,
-        "-p",
-        str(int(pitch)),
-        "-s",
-        str(int(speed)),
-        "-a",
-        str(int(amplitude)),
-        "--stdout",
-        word,
-    ]
-    proc = subprocess.run(cmd, capture_output=True, check=False)
-    if proc.returncode != 0 or len(proc.stdout) <= 44:
-        msg = proc.stderr.decode(errors="replace").strip().splitlines()
-        detail = msg[0] if msg else f"exit status {proc.returncode}, no audio"
-        raise RuntimeError(f"espeak-ng failed for voice {voice!r}, word {word!r}: {detail}")
-    audio, sr = sf.read(io.BytesIO(proc.stdout), dtype="float32", always_2d=True)
-    return audio[:, 0], int(sr)
-
-
-def speak(
-    word: str, voice: str, pitch: int, speed: int, sr: int = SAMPLE_RATE, amplitude: int = 100
-) -> np.ndarray:
-    """Synthesize one utterance with espeak-ng, resampled to ``sr``.
-
-    The result is espeak-ng's output as is (including its leading/trailing silence); use
-    :func:`trim_silence` or :func:`synthesize_clip` for a dataset-style clip.
-
-    Args:
-        word: Text to speak.
-        voice: espeak-ng voice, optionally with a variant (``"en-us+f3"``).
-        pitch: Base pitch, 0-99.
-        speed: Words per minute (80-450).
-        sr: Output sample rate in Hz.
-        amplitude: Loudness, 0-200.
-
-    Returns:
-        Mono float32 audio in [-1, 1] at ``sr``.
-
-    Raises:
-        EspeakNotFoundError: If espeak-ng is not installed.
-        RuntimeError: If espeak-ng fails (for example an unknown or broken voice).
-    """
-    audio, in_sr = _run_espeak(word, voice, pitch, speed, amplitude)
-    if in_sr != sr:
-        audio = soxr.resample(audio, in_sr, sr, quality="HQ")
-    return np.ascontiguousarray(audio, dtype=np.float32)
-
-
-def trim_silence(audio: np.ndarray, sr: int = SAMPLE_RATE, top_db: float = TRIM_DB) -> np.ndarray:
-    """Remove leading and trailing silence.
-
-    Args:
-        audio: Mono audio.
-        sr: Sample rate in Hz (sets the 5 ms analysis frame).
-        top_db: Frames quieter than the loudest frame by more than this are silence.
-
-    Returns:
-        The audio between the first and the last non-silent frame (empty if all silent).
-    """
-    frame = max(1, sr // 200)
-    n_frames = int(np.ceil(len(audio) / frame))
-    if n_frames == 0:
-        return audio
-    padded = np.zeros(n_frames * frame, dtype=np.float64)
-    padded[: len(audio)] = audio
-    rms = np.sqrt(np.mean(padded.reshape(n_frames, frame) ** 2, axis=1))
-    peak = float(rms.max())
-    if peak <= 0.0:
-        return audio[:0]
-    active = np.flatnonzero(rms > peak * 10.0 ** (-top_db / 20.0))
-    start = int(active[0]) * frame
-    stop = min(len(audio), (int(active[-1]) + 1) * frame)
-    return audio[start:stop]
-
-
-def _normalize(x: np.ndarray, rms: float = 0.1) -> np.ndarray:
-    """Scale to a target RMS, then down so the peak stays below 0.99."""
-    x = x - x.mean()
-    cur = float(np.sqrt(np.mean(x**2)))
-    if cur > 0:
-        x = x * (rms / cur)
-    peak = float(np.abs(x).max()) if len(x) else 0.0
-    if peak > 0.99:
-        x = x * (0.99 / peak)
-    return x.astype(np.float32)
-
-
-def _colored_noise(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
-    """Noise with power spectral density proportional to ``1 / f**exponent``."""
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.fft.rfftfreq(n)
-    freqs[0] = freqs[1] if n > 1 else 1.0
-    spectrum *= freqs ** (-exponent / 2.0)
-    spectrum[0] = 0.0
-    return np.fft.irfft(spectrum, n)
-
-
-def make_noise(kind: str, seconds: float, sr: int, rng: np.random.Generator) -> np.ndarray:
-    """Generate background noise.
-
-    Args:
-        kind: ``"white"``, ``"pink"`` (1/f), ``"brown"`` (1/f^2), or ``"hum"`` (50 or 60 Hz
-            mains hum with harmonics, slow amplitude wobble and a little hiss).
-        seconds: Duration; the result has ``round(seconds * sr)`` samples.
-        sr: Sample rate in Hz.
-        rng: Random generator (the only source of randomness).
-
-    Returns:
-        Mono float32 noise with RMS about 0.1 and peak below 0.99.
-
-    Raises:
-        ValueError: If ``kind`` is unknown.
-    """
-    n = int(round(seconds * sr))
-    if n <= 0:
-        return np.zeros(0, dtype=np.float32)
-    if kind == "white":
-        x = rng.standard_normal(n)
-    elif kind == "pink":
-        x = _colored_noise(n, 1.0, rng)
-    elif kind == "brown":
-        x = _colored_noise(n, 2.0, rng)
-    elif kind == "hum":
-        t = np.arange(n) / sr
-        f0 = float(rng.choice([50.0, 60.0])) * (1.0 + rng.uniform(-0.005, 0.005))
-        x = np.zeros(n)
-        for k in range(1, 8):
-            if k * f0 >= sr / 2:
-                break
-            gain = rng.uniform(0.3, 1.0) / k
-            x += gain * np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 2 * np.pi))
-        wobble = 1.0 + 0.2 * np.sin(2 * np.pi * rng.uniform(0.1, 0.5) * t)
-        x = x * wobble + 0.02 * rng.standard_normal(n)
-    else:
-        raise ValueError(f"unknown noise kind {kind!r}; expected one of {NOISE_KINDS}")
-    return _normalize(x)
-
-
-def _probe(voice: str) -> bool:
-    """Whether espeak-ng can synthesize with ``voice``."""
-    try:
-        audio, _ = _run_espeak("test", voice, 50, 175)
-    except RuntimeError:
-        return False
-    return bool(np.abs(audio).max() > 0)
-
-
-@cache
-def available_voices() -> tuple[str, ...]:
-    """List the English voices that work on this machine.
-
-    Every accent in :data:`ACCENTS` and every MBROLA voice in :data:`MBROLA_VOICES` is probed
-    once; failing ones (missing MBROLA data, old espeak-ng) are skipped. Working accents are
-    combined with every variant in :data:`VARIANTS`; MBROLA voices are used without variants.
-
-    Returns:
-        Voice names such as ``"en-us"``, ``"en-gb+f2"`` or ``"mb-us1"``.
-
-    Raises:
-        EspeakNotFoundError: If espeak-ng is not installed.
-        RuntimeError: If no English voice works at all.
-    """
-    espeak_path()
-    candidates = ACCENTS + MBROLA_VOICES
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        ok = dict(zip(candidates, pool.map(_probe, candidates), strict=True))
-    accents = [a for a in ACCENTS if ok[a]]
-    if not accents:
-        raise RuntimeError("espeak-ng is installed but none of its English voices work")
-    voices = [a if not v else f"{a}+{v}" for a in accents for v in VARIANTS]
-    voices += [m for m in MBROLA_VOICES if ok[m]]
-    return tuple(voices)
-
-
-def make_speakers(n: int, seed: int = 0, voices: Sequence[str] | None = None) -> list[Speaker]:
-    """Draw ``n`` distinct synthetic speakers.
-
-    Voices are drawn without replacement from a seeded shuffle of ``voices`` (cycling when
-    ``n`` exceeds their number); pitch, speed and amplitude are drawn uniformly.
-
-    Args:
-        n: Number of speakers.
-        seed: Random seed.
-        voices: Voices to draw from; defaults to :func:`available_voices`.
-
-    Returns:
-        Speakers with pairwise distinct ids.
-    """
-    pool = list(voices if voices is not None else available_voices())
-    if not pool:
-        raise ValueError("no voices to draw speakers from")
-    rng = np.random.default_rng([seed, 0x5EA4])
-    order = [pool[i] for i in rng.permutation(len(pool))]
-    speakers: list[Speaker] = []
-    seen: set[str] = set()
-    i = 0
-    while len(speakers) < n:
-        spk = Speaker(
-            voice=order[i % len(order)],
-            pitch=int(rng.integers(PITCH_RANGE[0], PITCH_RANGE[1] + 1)),
-            speed=int(rng.integers(SPEED_RANGE[0], SPEED_RANGE[1] + 1)),
-            amplitude=int(rng.integers(AMPLITUDE_RANGE[0], AMPLITUDE_RANGE[1] + 1)),
-        )
-        i += 1
-        if spk.id not in seen:
-            seen.add(spk.id)
-            speakers.append(spk)
-    return speakers
-
-
-def _fade_out(x: np.ndarray, n: int) -> np.ndarray:
-    x = x.copy()
-    n = min(n, len(x))
-    if n > 0:
-        x[-n:] *= np.linspace(1.0, 0.0, n, dtype=x.dtype)
-    return x
-
-
-def synthesize_clip(
-    word: str, speaker: Speaker, rng: np.random.Generator, sr: int = SAMPLE_RATE
-) -> np.ndarray:
-    """Make one dataset clip: a one-second recording of ``word`` by ``speaker``.
-
-    The word is trimmed of silence, sped up (or, as a last resort, truncated with a fade-out)
-    if it is longer than the clip, placed at a random offset and mixed with white, pink or
-    brown noise at a random SNR in :data:`SNR_DB_RANGE`.
-
-    Args:
-        word: Word to speak.
-        speaker: The synthetic speaker.
-        rng: Random generator for offset, noise and SNR.
-        sr: Sample rate; the clip has exactly ``sr`` samples.
-
-    Returns:
-        Float32 audio of ``sr`` samples with peak below 1.
-    """
-    max_len = int(sr * MAX_FILL)
-    speed = speaker.speed
-    voiced = trim_silence(speak(word, speaker.voice, speaker.pitch, speed, sr, speaker.amplitude))
-    for _ in range(3):
-        if len(voiced) <= max_len or speed >= MAX_SPEED:
-            break
-        speed = min(MAX_SPEED, int(np.ceil(speed * len(voiced) / max_len * 1.08)))
-        voiced = trim_silence(
-            speak(word, speaker.voice, speaker.pitch, speed, sr, speaker.amplitude)
-        )
-    if len(voiced) > max_len:
-        voiced = _fade_out(voiced[:max_len], sr // 50)
-
-    clip = np.zeros(sr, dtype=np.float64)
-    offset = int(rng.integers(0, sr - len(voiced) + 1))
-    clip[offset : offset + len(voiced)] = voiced
-
-    speech_rms = float(np.sqrt(np.mean(np.square(voiced, dtype=np.float64)))) if len(voiced) else 0
-    kind = str(rng.choice(NOISE_KINDS[:3]))
-    snr_db = float(rng.uniform(*SNR_DB_RANGE))
-    noise = make_noise(kind, 1.0, sr, rng).astype(np.float64)
-    noise_rms = float(np.sqrt(np.mean(noise**2)))
-    level = max(speech_rms, 1e-3) / 10.0 ** (snr_db / 20.0)
-    clip += noise * (level / noise_rms)
-    peak = float(np.abs(clip).max())
-    if peak > 0.97:
-        clip *= 0.97 / peak
-    return clip.astype(np.float32)
-
-
-def _to_int16(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16)
-
-
-def _write_wav(path: Path, audio: np.ndarray, sr: int) -> None:
-    """Write 16-bit PCM WAV atomically (temp file + rename) so reruns never see partial files."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    sf.write(tmp, _to_int16(audio), sr, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
+    return _espeak_path(ESPEAK_BIN)
 
 
 def _clip_rng(seed: int, speaker: Speaker, word: str, rep: int) -> np.random.Generator:
@@ -594,7 +220,8 @@ def make_dataset(
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Synthesize a small Speech-Commands-style dataset with espeak-ng."
+        description="Synthesize a small Speech-Commands-style dataset with espeak-ng "
+        "(speech-gru synth makes richer ones)."
     )
     parser.add_argument("out", type=Path, help="output folder")
     parser.add_argument("--speakers", type=int, default=20, help="synthetic speakers (20)")

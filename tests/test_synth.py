@@ -1,0 +1,352 @@
+"""`speech-gru synth` (speech_gru/synth.py): synthetic speakers of several engines, vocal-tract
+length, rooms, real noise and _unknown_ words, in the Speech Commands layout."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speech_gru import synth
+from speech_gru.audio import SAMPLE_RATE, load_audio, write_wav
+from speech_gru.corpus import speaker_of
+from speech_gru.labels import BACKGROUND_NOISE, UNKNOWN
+from tests.helpers import peak_hz, require_espeak, tone
+
+WORDS = ("yes", "stop")
+OTHERS = ("cat", "dog", "stops", "no")  # "stops" is too close to "stop"
+SPEAKERS = 3  # one per engine when all three are installed
+SEED = 5
+ID = re.compile(r"^[0-9a-f]{8}$")
+WORD_CLIP = re.compile(r"^([0-9a-f]{8})_nohash_(\d+)\.wav$")
+UNKNOWN_CLIP = re.compile(r"^([a-z]+)_([0-9a-f]{8})_nohash_(\d+)\.wav$")
+NOISE_HZ = 3000.0
+OTHER_ENGINES = [e for e in ("flite", "festival") if synth.ENGINES[e].path() is not None]
+
+
+def build(out: Path, noise: Path, **kw) -> synth.SynthSummary:
+    settings = dict(unknown=OTHERS, unknown_per_speaker=2, speakers=SPEAKERS, seed=SEED,
+                    jobs=2, noise_dir=noise, reverb=0.5)  # fmt: skip
+    return synth.synthesize_dataset(out, WORDS, **(settings | kw))
+
+
+@pytest.fixture(scope="module")
+def noise_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two 'recordings': a 3 kHz tone (2 s, 44.1 kHz) and quiet white noise in a sub-folder."""
+    folder = tmp_path_factory.mktemp("noise")
+    write_wav(folder / "tone.wav", tone(NOISE_HZ, 44100, 2.0, 0.2), 44100)
+    (folder / "street").mkdir()
+    rng = np.random.default_rng(0)
+    write_wav(folder / "street" / "hiss.wav", 0.05 * rng.standard_normal(3 * SAMPLE_RATE))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dataset(
+    tmp_path_factory: pytest.TempPathFactory, noise_dir: Path
+) -> tuple[Path, synth.SynthSummary]:
+    require_espeak()
+    out = tmp_path_factory.mktemp("synth") / "out"
+    return out, build(out, noise_dir)
+
+
+def wavs(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*.wav"))
+    }
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "speech_gru.cli", "synth", *args], capture_output=True, text=True
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+# -- the dataset -----------------------------------------------------------------------------
+
+
+def test_layout_names_and_speakers(dataset: tuple[Path, synth.SynthSummary]) -> None:
+    out, summary = dataset
+    assert {p.name for p in out.iterdir()} == {*WORDS, UNKNOWN, BACKGROUND_NOISE, synth.MANIFEST}
+    ids = {s.id for s in summary.speakers}
+    assert len(ids) == SPEAKERS and all(ID.match(i) for i in ids)
+    for word in WORDS:
+        names = sorted(p.name for p in (out / word).iterdir())
+        assert len(names) == SPEAKERS and all(WORD_CLIP.match(n) for n in names), names
+        assert {speaker_of(n) for n in names} == ids
+    unknown = sorted((out / UNKNOWN).iterdir())
+    assert len(unknown) == SPEAKERS * 2 == summary.unknown_clips
+    for path in unknown:
+        word, speaker, _ = UNKNOWN_CLIP.match(path.name).groups()
+        assert speaker_of(path) == speaker and speaker in ids
+        assert word in {"cat", "dog", "no"}  # never "stops", too close to "stop"
+    assert summary.unknown_words == ["cat", "dog", "no"]
+    assert (summary.created, summary.skipped, summary.failed) == (SPEAKERS * 4, 0, 0)
+    record = json.loads((out / synth.MANIFEST).read_text())
+    assert [s["id"] for s in record["runs"][0]["speaker_list"]] == [s.id for s in summary.speakers]
+
+
+def test_clips_are_one_second_16khz_mono(dataset: tuple[Path, synth.SynthSummary]) -> None:
+    out, _ = dataset
+    clips = [p for p in out.glob("*/*.wav") if p.parent.name != BACKGROUND_NOISE]
+    for path in clips:
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.subtype, info.frames) == (
+            SAMPLE_RATE, 1, "PCM_16", SAMPLE_RATE,
+        ), path  # fmt: skip
+        audio = load_audio(path)
+        assert np.sqrt(np.mean(audio**2)) > 0.005 and np.abs(audio).max() <= synth.PEAK + 1e-3
+
+
+def test_noise_folder_is_copied(dataset: tuple[Path, synth.SynthSummary], noise_dir: Path) -> None:
+    out, summary = dataset
+    copies = sorted(p.name for p in (out / BACKGROUND_NOISE).iterdir())
+    assert copies == sorted(summary.noise_files) == ["street__hiss.wav", "tone.wav"]
+    copied = load_audio(out / BACKGROUND_NOISE / "tone.wav")
+    assert np.allclose(copied, load_audio(noise_dir / "tone.wav"), atol=1e-3)
+    assert sf.info(out / BACKGROUND_NOISE / "tone.wav").samplerate == SAMPLE_RATE
+    assert summary.noise_source == str(noise_dir)
+
+
+@pytest.mark.skipif(not OTHER_ENGINES, reason="neither flite nor festival is installed")
+def test_engines_give_different_speakers(dataset: tuple[Path, synth.SynthSummary]) -> None:
+    out, summary = dataset
+    engines = [s.engine for s in summary.speakers]
+    assert engines[:2] == ["espeak-ng", OTHER_ENGINES[0]]  # speakers are dealt to engines
+    assert set(engines) == {"espeak-ng", *OTHER_ENGINES}
+    spoken = {}
+    for speaker in summary.speakers:
+        dry = dataclasses.replace(speaker, vtl=1.0, pitch=0.0, tempo=1.0)
+        spoken[speaker.engine] = synth.speak("yes", dry, 1.0, 0.0)
+    a, b = spoken["espeak-ng"], spoken[OTHER_ENGINES[0]]
+    assert a.size != b.size or not np.allclose(a, b, atol=1e-3)
+    clips = {s.engine: load_audio(out / "yes" / f"{s.id}_nohash_0.wav") for s in summary.speakers}
+    assert not np.array_equal(clips["espeak-ng"], clips[OTHER_ENGINES[0]])
+
+
+@pytest.mark.slow  # two more small datasets (about 6 s)
+def test_same_seed_same_files_and_reruns_add(
+    dataset: tuple[Path, synth.SynthSummary], noise_dir: Path, tmp_path: Path
+) -> None:
+    out, summary = dataset
+    first = wavs(out)
+    again = build(tmp_path / "again", noise_dir, jobs=1)
+    assert wavs(tmp_path / "again") == first
+    assert [s.id for s in again.speakers] == [s.id for s in summary.speakers]
+    other = build(tmp_path / "other", noise_dir, seed=SEED + 1, unknown_per_speaker=0)
+    assert not {s.id for s in other.speakers} & {s.id for s in summary.speakers}
+    # Into the earlier output: existing clips are kept, the second takes are added.
+    more = build(tmp_path / "again", noise_dir, takes=2)
+    assert (more.created, more.skipped) == (SPEAKERS * 4, SPEAKERS * 4)
+    now = wavs(tmp_path / "again")
+    assert {k: now[k] for k in first} == first and len(now) == len(first) + SPEAKERS * 4
+    runs = json.loads((tmp_path / "again" / synth.MANIFEST).read_text())["runs"]
+    assert [r["takes"] for r in runs] == [1, 2]
+
+
+# -- one clip --------------------------------------------------------------------------------
+
+
+def espeak_speaker(**kw) -> synth.Speaker:
+    settings = dict(engine="espeak-ng", voice="en-us", pitch=0.0, tempo=1.0, vtl=1.0,
+                    level=-24.0, room=None)  # fmt: skip
+    return synth.Speaker(**(settings | kw))
+
+
+def test_real_noise_is_mixed_in() -> None:
+    require_espeak()
+    noise = [tone(NOISE_HZ, seconds=2.0, amp=0.2)]
+    rng = np.random.default_rng(0)
+    clip = synth.synthesize_clip("yes", espeak_speaker(), rng, noise, snr=(-20.0, -20.0))
+    assert clip.shape == (SAMPLE_RATE,)
+    assert abs(peak_hz(clip) - NOISE_HZ) < 5
+    quiet = synth.synthesize_clip("yes", espeak_speaker(), np.random.default_rng(0), noise)
+    assert abs(peak_hz(quiet) - NOISE_HZ) > 50  # at 15-40 dB the word dominates
+
+
+def test_vocal_tract_length_moves_formants_not_duration() -> None:
+    require_espeak()
+    spoken = {v: synth.speak("seven", espeak_speaker(vtl=v), 1.0, 0.0) for v in (0.85, 1.15)}
+    freqs = np.fft.rfftfreq(32768, 1 / SAMPLE_RATE)
+
+    def centroid(x: np.ndarray) -> float:
+        power = np.abs(np.fft.rfft(x, 32768)) ** 2
+        return float((power * freqs).sum() / power.sum())
+
+    assert centroid(spoken[1.15]) > 1.1 * centroid(spoken[0.85])
+    assert 0.9 < spoken[1.15].size / spoken[0.85].size < 1.1
+
+
+def test_room_reverberates() -> None:
+    room = synth.draw_room(np.random.default_rng(3))
+    room = dataclasses.replace(room, rt60=0.5)
+    h = synth.room_impulse_response(room)
+    assert int(np.argmax(np.abs(h))) == 40 and np.abs(h).max() == pytest.approx(1.0)
+    # Schroeder backward integration: the energy decays by 20 dB in about RT60 / 3.
+    decay = 10 * np.log10(np.cumsum((h.astype(np.float64) ** 2)[::-1])[::-1] / np.sum(h**2))
+    t20 = np.argmax(decay < -25) - np.argmax(decay < -5)
+    assert 0.5 * room.rt60 < 3 * t20 / SAMPLE_RATE < 2 * room.rt60
+
+    impulse = np.zeros(SAMPLE_RATE)
+    impulse[1000] = 1.0
+    wet = synth.reverberate(impulse, h)
+    assert wet.shape == impulse.shape and np.allclose(wet[1000 : 1000 + 2000], h[:2000])
+
+
+def test_reverb_changes_the_clip() -> None:
+    require_espeak()
+    room = synth.draw_room(np.random.default_rng(1))
+    dry_speaker = espeak_speaker()
+    wet_speaker = dataclasses.replace(dry_speaker, room=room)
+    assert wet_speaker.id != dry_speaker.id
+    dry = synth.synthesize_clip("yes", dry_speaker, np.random.default_rng(2), snr=(90, 90))
+    wet = synth.synthesize_clip("yes", wet_speaker, np.random.default_rng(2), snr=(90, 90))
+    assert abs(np.corrcoef(dry, wet)[0, 1]) < 0.95
+    end = int(np.flatnonzero(np.abs(dry) > 1e-3)[-1])  # the dry word's last sample
+    tail = slice(end + 80, min(end + 1600, SAMPLE_RATE))
+    if tail.start < SAMPLE_RATE:  # the room's tail rings on after the word
+        assert np.sum(wet[tail] ** 2) > 100 * np.sum(dry[tail] ** 2)
+
+
+# -- words, engines, speakers ----------------------------------------------------------------
+
+
+def test_unknown_words_leave_out_homophones_and_inflections() -> None:
+    assert len(synth.UNKNOWN_WORDS) >= 60 and len(set(synth.UNKNOWN_WORDS)) == len(
+        synth.UNKNOWN_WORDS
+    )
+    kept = synth.unknown_words(["to", "for", "stop"], ["two", "four", "stops", "cat", "too"])
+    assert kept == ["cat"]
+    builtin = synth.unknown_words(["yes", "no", "right", "two"])
+    assert not {"yes", "no", "right", "two"} & set(builtin)
+    assert {"one", "marvin", "seven"} <= set(builtin) and len(builtin) >= 60
+
+
+def test_bad_words_are_refused(tmp_path: Path) -> None:
+    for word in ("", "n0", "two words", "_unknown_", "../x"):
+        with pytest.raises(synth.SynthError, match="bad word"):
+            synth.synthesize_dataset(tmp_path / "out", ["yes", word])
+    with pytest.raises(synth.SynthError, match="bad unknown word"):
+        synth.synthesize_dataset(tmp_path / "out", ["yes"], unknown=["c4t"])
+    assert synth.check_words(["Yes", "yes", " Stop "]) == ["yes", "stop"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_engine_names_the_packages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(synth.Engine, "path", lambda self: None)
+    with pytest.raises(synth.SynthError) as err:
+        synth.synthesize_dataset(tmp_path / "out", ["yes"])
+    message = str(err.value)
+    assert "\n" not in message and "apt-get install espeak-ng flite festival" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_engine_is_skipped_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    require_espeak()
+    monkeypatch.setattr(synth.Flite, "path", lambda self: None)
+    with caplog.at_level(logging.WARNING, logger="speech_gru.synth"):
+        found = synth.available_engines()
+    assert "flite" not in found and "espeak-ng" in found
+    about_flite = [r.getMessage() for r in caplog.records if "flite" in r.getMessage()]
+    assert about_flite == ["flite is not installed; skipping it (apt-get install flite)"]
+    speakers = synth.make_speakers(6, SEED, found)
+    assert {s.engine for s in speakers} == set(found)
+    with pytest.raises(synth.SynthError, match="unknown engine"):
+        synth.available_engines(["espeak"])
+
+
+def test_speakers_are_distinct_and_seeded() -> None:
+    voices = {"espeak-ng": ("en-us", "en-gb"), "flite": ("slt",), "festival": ("kal_diphone",)}
+    speakers = synth.make_speakers(30, SEED, voices, reverb=0.5)
+    assert len({s.id for s in speakers}) == 30
+    assert [s.engine for s in speakers[:3]] == ["espeak-ng", "flite", "festival"]
+    assert speakers == synth.make_speakers(30, SEED, voices, reverb=0.5)
+    assert speakers != synth.make_speakers(30, SEED + 1, voices, reverb=0.5)
+    for s in speakers:
+        assert synth.VTL_RANGE[0] <= s.vtl <= synth.VTL_RANGE[1]
+        assert synth.TEMPO_RANGE[0] <= s.tempo <= synth.TEMPO_RANGE[1]
+        if s.room is not None:
+            assert synth.RT60_RANGE[0] <= s.room.rt60 <= synth.RT60_RANGE[1]
+            assert all(0 < m < size for m, size in zip(s.room.mic, s.room.size, strict=True))
+    rooms = sum(s.room is not None for s in speakers)
+    assert 5 < rooms < 25
+    assert all(s.room is None for s in synth.make_speakers(10, SEED, voices, reverb=0.0))
+
+
+# -- the output folder and the command line --------------------------------------------------
+
+
+def test_refuses_a_folder_of_other_data(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(synth.SynthError, match="neither a dataset .* nor an earlier synth"):
+        synth.synthesize_dataset(mine, ["yes"])
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    (mine / "yes").mkdir()  # a word folder that holds a document is not a dataset either
+    (mine / "yes" / "todo.odt").write_text("")
+    with pytest.raises(synth.SynthError, match="neither a dataset"):
+        synth.synthesize_dataset(mine, ["yes"])
+    (tmp_path / "file").write_text("")
+    with pytest.raises(synth.SynthError, match="is not a folder"):
+        synth.synthesize_dataset(tmp_path / "file" / "out", ["yes"])
+
+
+def test_cli_bad_word_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("yes", "n0", "--out", str(tmp_path / "out"))
+    assert_one_line_error(result, "bad word 'n0'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_unwritable_out_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    result = run_cli("yes", "--out", str(tmp_path / "file" / "out"))
+    assert_one_line_error(result, "cannot write", "is not a folder")
+    result = run_cli("yes", "--out", str(tmp_path), "--snr", "40", "10")
+    assert_one_line_error(result, "LOW <= HIGH")
+
+
+def test_cli_writes_a_dataset(tmp_path: Path) -> None:
+    require_espeak()
+    out = tmp_path / "out"
+    result = run_cli("yes", "--out", str(out), "--speakers", "2", "--unknown", "cat",
+                     "--engines", "espeak-ng", "--seed", "1")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "1 words x 2 speakers x 1 takes, and 2 _unknown_ clips of 1 other words" in result.stdout
+    assert len(list((out / "yes").glob("*_nohash_0.wav"))) == 2
+    assert len(list((out / UNKNOWN).glob("cat_*_nohash_0.wav"))) == 2
+    assert len(list((out / BACKGROUND_NOISE).glob("*.wav"))) == len(synth.NOISE_KINDS)
+
+
+def test_synthetic_voices_join_a_folder_of_recordings_and_replace_none(tmp_path: Path) -> None:
+    require_espeak()
+    mine = tmp_path / "mywords"
+    (mine / "yes").mkdir(parents=True)
+    take = mine / "yes" / "522b276a_nohash_0.wav"
+    sf.write(take, np.full(SAMPLE_RATE, 0.1, np.float32), SAMPLE_RATE, subtype="PCM_16")
+    before = take.read_bytes()
+    synth.synthesize_dataset(mine, ["yes"], speakers=2, engines=("espeak-ng",), unknown=["cat"])
+    assert take.read_bytes() == before
+    assert len(list((mine / "yes").glob("*_nohash_0.wav"))) == 3
+    assert (mine / synth.MANIFEST).is_file()  # a later run extends it as its own output
