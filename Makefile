@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
-	libportaudio2 pulseaudio pulseaudio-utils
+	libportaudio2 pulseaudio pulseaudio-utils chromium chromium-driver
 
 .PHONY: install system-packages demo test test-fast lint format clean
 
@@ -16,7 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Debian packages for speech synthesis (tests, demo, `speech-gru synth`: espeak-ng, flite,
-# festival and its English voices) and the microphone (stream).
+# festival and its English voices), the microphone (stream, record) and the browser that
+# tests `speech-gru serve` (chromium, chromium-driver).
 system-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -z "$$missing" ]; then exit 0; fi; \

@@ -3,6 +3,7 @@
 Sub-commands:
     transcribe   label audio files or folders; find keywords in long recordings
     stream       detect keywords live from a microphone, a file or stdin
+    serve        a local web page that listens to the browser's microphone (and takes uploads)
     evaluate     score a labelled folder (canonical test-archive layout)
     evaluate-stream  hit rate, false alarms per hour and DET curve on a long recording
     export       write a self-contained TorchScript or ONNX model
@@ -112,12 +113,7 @@ def detector_config(
     operating point (when it has one), else ``DetectorConfig``'s defaults. A given
     ``--threshold`` holds for every keyword (the point's per-keyword ones are dropped)."""
     point = getattr(classifier, "operating_point", None)
-    settings = point.detector_settings() if point is not None else {}
-    given = given_flags(args)
-    settings.update(given)
-    if "threshold" in given:
-        settings["thresholds"] = {}
-    return DetectorConfig(batch_windows=batch_windows, **settings)
+    return DetectorConfig.resolve(point, given_flags(args), batch_windows)
 
 
 def given_flags(args: argparse.Namespace) -> dict[str, float]:
@@ -236,6 +232,8 @@ def format_event(event, as_json: bool) -> str:  # noqa: ANN001 - a stream.Event
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
+    import threading
+
     import torch
 
     from speech_gru.mic import list_devices
@@ -269,19 +267,39 @@ def cmd_stream(args: argparse.Namespace) -> int:
     counts: Counter[str] = Counter()
     failure: AudioError | None = None
     interrupted = False
+    view = None
+    if args.view and sys.stdout.isatty():  # piped or redirected: the event lines only
+        from speech_gru.live import LiveView
+
+        view = LiveView(detector.labels, detector.thresholds)
+
+    def terminate(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut cleanup
+        raise KeyboardInterrupt  # SIGTERM stops as Ctrl-C does: the summary, exit code 0
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminate) if main_thread else None
     try:
         with source:
             print(f"listening to {printable(source.name)}; Ctrl-C to stop", file=sys.stderr,
                   flush=True)  # fmt: skip
             print(operating_point_line(args, config, classifier), file=sys.stderr, flush=True)
-            for event in detector.events(source):
-                counts[event.label] += 1
-                print(format_event(event, args.json), flush=True)
+            on_chunk = view.on_chunk if view is not None else None
+            with view if view is not None else contextlib.nullcontext():
+                for event in detector.events(source, on_chunk=on_chunk):
+                    counts[event.label] += 1
+                    if view is not None:  # above the meter and scores
+                        view.print(format_event(event, args.json))
+                    else:
+                        print(format_event(event, args.json), flush=True)
     except KeyboardInterrupt:
         interrupted = True
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup
     except AudioError as err:
         failure = err
+    finally:  # a closed pipe (BrokenPipeError) ends in main(), quietly, with 141
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
     found = ", ".join(f"{printable(label)} {n}" for label, n in counts.most_common()) or "none"
     summary = f"{detector.time_s:.1f} s of audio, {sum(counts.values())} events ({found})"
     summary += source.health()
@@ -289,6 +307,33 @@ def cmd_stream(args: argparse.Namespace) -> int:
     if failure is not None:
         fail(str(failure))
         return 2
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import torch
+
+    from speech_gru.serve import ServeError, Settings, serve
+
+    torch.set_num_threads(args.threads)  # one window at a time, as in stream
+    classifier = load_model(args)
+    config = detector_config(args, 1, classifier)
+    origin = operating_point_line(args, config, classifier)
+    print(origin, file=sys.stderr, flush=True)
+    settings = Settings(classifier, config, args.workers, max_clients=args.max_clients,
+                        origin=origin)  # fmt: skip
+
+    def announce(url: str) -> None:
+        print(f"serving on {url} (open it in a browser; Ctrl-C to stop)", file=sys.stderr,
+              flush=True)  # fmt: skip
+
+    try:
+        serve(settings, args.host, args.port, announce)
+    except ServeError as err:
+        raise CliError(str(err)) from None
+    except KeyboardInterrupt:  # uvicorn stops cleanly, then raises the Ctrl-C it caught
+        pass
+    print("stopped", file=sys.stderr)
     return 0
 
 
@@ -821,7 +866,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_detector_arguments(p)
     p.add_argument("--threads", type=positive_int, default=1, help="CPU threads for the model")
     p.add_argument("--json", action="store_true", help="print events as JSON lines")
+    p.add_argument("--no-view", dest="view", action="store_false",
+                   help="on a terminal too, print events only: no live level meter and "
+                   "scores (piped or redirected output never has them)")  # fmt: skip
     p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser(
+        "serve",
+        help="a local web page that listens to the browser's microphone",
+        description="Serve a page that streams the browser's microphone to the detector "
+        "(the same settings and operating point as stream) and shows each keyword's score, "
+        "the threshold and the detected keywords live; it also transcribes uploaded files.",
+    )
+    p.add_argument("--checkpoint", required=True,
+                   help="checkpoint (.ckpt) or exported model (.pt, .onnx)")  # fmt: skip
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (browsers give the microphone only to https "
+                   "pages and to localhost)")  # fmt: skip
+    p.add_argument("--port", type=non_negative_int, default=8000, help="port (0: any free one)")
+    add_detector_arguments(p)
+    p.add_argument("--threads", type=positive_int, default=1, help="CPU threads per model run")
+    p.add_argument("--workers", type=positive_int, default=min(4, os.cpu_count() or 1),
+                   help="model runs at once (one per client at a time)")  # fmt: skip
+    p.add_argument("--max-clients", type=positive_int, default=64,
+                   help="streams served at once; more are refused with a message")  # fmt: skip
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
         "calibrate",

@@ -23,7 +23,8 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import Field, asdict, dataclass, field, fields
+from dataclasses import Field, asdict, dataclass, field, fields, replace
+from typing import Any
 
 import numpy as np
 
@@ -154,6 +155,19 @@ class DetectorConfig:
         (its name), ``help``, ``kind`` (``positive``, ``non_negative``, ``probability``)
         and ``calibrated`` (a calibrated operating point sets it)."""
         return [f for f in fields(cls) if "flag" in f.metadata]
+
+    @classmethod
+    def resolve(
+        cls, point: OperatingPoint | None, given: Mapping[str, Any], batch_windows: int
+    ) -> DetectorConfig:
+        """The settings a detector runs at: each one ``given`` (flags, keyword arguments),
+        else the calibrated operating ``point`` (when there is one), else the defaults. A
+        given ``threshold`` holds for every keyword: the point's per-keyword ones are dropped."""
+        settings = point.detector_settings() if point is not None else {}
+        settings.update(given)
+        if "threshold" in given:
+            settings["thresholds"] = {}
+        return cls(batch_windows=batch_windows, **settings)
 
     def __post_init__(self) -> None:
         if self.hop_s <= 0 or self.window_s <= 0:
@@ -370,6 +384,12 @@ class StreamingDetector:
         self.keep_trace = keep_trace
         self.reset()
 
+    def set_threshold(self, value: float) -> None:
+        """Hold every keyword to ``value`` from now on (per-keyword thresholds go, as with
+        ``--threshold``), keeping the audio, the averaging and the refractory state."""
+        self.config = replace(self.config, threshold=value, thresholds={})
+        self.thresholds = np.full(len(self.labels), self.config.threshold)
+
     def reset(self) -> None:
         """Forget all audio and state; the next sample is time zero."""
         c = self.config
@@ -379,6 +399,7 @@ class StreamingDetector:
         self._next_end = c.window  # end sample of the next window to score
         self._recent: deque[tuple[int, np.ndarray]] = deque(maxlen=c.average_count)
         self._last_event_end = -(10**12)
+        self._latest: np.ndarray | None = None  # (C,) averaged posteriors of the last window
         self.trace_times: list[float] = []
         self.trace: list[np.ndarray] = []
         self.windows_scored = 0
@@ -404,6 +425,7 @@ class StreamingDetector:
         self,
         chunks: Iterable[np.ndarray],
         on_audio: Callable[[float], None] | None = None,
+        on_chunk: Callable[[np.ndarray, np.ndarray | None], None] | None = None,
     ) -> Iterator[Event]:
         """The stream loop every caller runs: push each chunk, yield its events as they
         come, and flush when the chunks end (``speech_gru.source`` opens the chunks).
@@ -411,11 +433,16 @@ class StreamingDetector:
         Args:
             chunks: 1-D float32 pieces of audio at the configured rate, in order.
             on_audio: called with each chunk's length in seconds once it is scored.
+            on_chunk: called with each chunk and the averaged posteriors (C,) of the
+                latest window scored (None before the first), once the chunk is scored:
+                what a live view draws (``speech_gru.live``).
         """
         for chunk in chunks:
             found = self.push(chunk)
             if on_audio is not None:
                 on_audio(np.size(chunk) / self.config.sample_rate)
+            if on_chunk is not None:
+                on_chunk(chunk, self._latest)
             yield from found
         yield from self.flush()
 
@@ -476,6 +503,7 @@ class StreamingDetector:
         c = self.config
         self._recent.append((end, probs))
         smoothed = np.mean([p for _, p in self._recent], axis=0)
+        self._latest = smoothed
         if self.keep_trace:
             self.trace_times.append(end / c.sample_rate)
             self.trace.append(smoothed.astype(np.float32))

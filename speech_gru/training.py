@@ -22,18 +22,27 @@ launch the same command. This module adds only what every recipe run needs:
   has none, and the removal of temporary files left by a save that was killed;
 * checkpoints read from local files only, weights-only (never unpickling code);
 * a test of the best checkpoint right after ``fit``;
-* one-line errors, not tracebacks, for data and checkpoint set-up problems.
+* one-line errors, not tracebacks, for data and checkpoint set-up problems;
+* training you can watch: ``curves.png`` (loss and accuracy per epoch, from every
+  ``metrics.csv`` of the run) at the end of ``fit``, one plain line per epoch on stderr
+  when it is not a terminal (a log file; ``EpochLines``), and TensorBoard event files in
+  ``tensorboard/version_N`` beside the CSV logs when the ``tensorboard`` package is
+  installed (``--tensorboard``).
 """
 
 from __future__ import annotations
 
+import csv
 import fcntl
+import importlib.util
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,6 +53,7 @@ from jsonargparse import Namespace, get_loader, set_loader
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -170,6 +180,185 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+CURVE_KEYS = ("train/loss", "val/loss", "train/acc", "val/acc")
+"""The per-epoch values of ``EpochLines`` and ``curves.png``, in that order."""
+
+
+class EpochLines(Callback):
+    """One plain line per training epoch, for log files, where a progress bar is noise::
+
+        epoch 3/30  train loss 0.8123  val loss 0.7441  train acc 0.7310  val acc 0.7702  41.2 s
+
+    Printed by global rank 0 when ``stream`` (default: stderr at that moment) is not a
+    terminal; on a terminal the progress bar says it all and nothing is printed. Train loss
+    is the mean over rank 0's batches, the accuracies those the LightningModule logs,
+    seconds the epoch's wall time with its validation; a value not logged shows as ``-``.
+
+    Every rank reads the logged metrics at the same points, as the epoch-end checkpoint
+    does, whether it prints or not. The module logs ``train/acc`` in its own
+    ``on_train_epoch_end``, which Lightning calls after this callback's, so an epoch's
+    line is printed when the next epoch starts, or when training ends.
+
+    Args:
+        stream: where to print (None: ``sys.stderr`` when printing).
+    """
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream
+        self._pending: dict[str, Any] | None = None
+        self._start = time.monotonic()
+        self._loss_sum: torch.Tensor | float = 0.0
+        self._batches = 0
+        self._val: dict[str, float] = {}
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._print_pending(trainer)
+        self._start = time.monotonic()
+        self._loss_sum, self._batches, self._val = 0.0, 0, {}
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, *args: Any
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if isinstance(loss, torch.Tensor):  # summed on the device: no sync per batch
+            # Lightning divides the loss it returns by the gradient accumulation
+            self._loss_sum = self._loss_sum + loss.detach() * trainer.accumulate_grad_batches
+            self._batches += 1
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._val = _metrics(trainer, "val/loss", "val/acc")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loss = float(self._loss_sum) / self._batches if self._batches else None
+        self._pending = {
+            "epoch": trainer.current_epoch + 1,
+            "seconds": time.monotonic() - self._start,
+            "train/loss": loss,
+            **self._val,
+        }
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._print_pending(trainer)
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self._print_pending(trainer)
+
+    def _print_pending(self, trainer: L.Trainer) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        pending.update(_metrics(trainer, "train/acc"))
+        stream = self.stream or sys.stderr
+        if trainer.is_global_zero and not _is_terminal(stream):
+            print(epoch_line(pending, trainer.max_epochs), file=stream, flush=True)
+
+
+def _metrics(trainer: L.Trainer, *keys: str) -> dict[str, float]:
+    logged = trainer.callback_metrics
+    return {key: float(logged[key]) for key in keys if key in logged}
+
+
+def _is_terminal(stream: IO[str]) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # closed
+        return False
+
+
+def epoch_line(values: Mapping[str, Any], max_epochs: int | None = None) -> str:
+    """``epoch 3/30  train loss 0.8123  val loss 0.7441  train acc 0.7310  val acc
+    0.7702  41.2 s`` from {``epoch`` (from 1), ``seconds``, ``train/loss``, ``val/loss``,
+    ``train/acc``, ``val/acc``}; a missing or None value shows as ``-``."""
+
+    def shown(key: str) -> str:
+        value = values.get(key)
+        return "-" if value is None else f"{value:.4f}"
+
+    total = f"/{max_epochs}" if max_epochs and max_epochs > 0 else ""
+    parts = [f"epoch {values['epoch']}{total}"]
+    parts += [f"{key.replace('/', ' ')} {shown(key)}" for key in CURVE_KEYS]
+    parts.append(f"{values.get('seconds', 0.0):.1f} s")
+    return "  ".join(parts)
+
+
+def epoch_curves(metrics_files: Iterable[Path]) -> dict[str, dict[int, float]]:
+    """Per-epoch values of ``CURVE_KEYS`` from CSVLogger ``metrics.csv`` files.
+
+    ``train/loss`` is logged per step: an epoch's value is the mean of its logged steps
+    (every ``trainer.log_every_n_steps``; none in an epoch shorter than that); the others
+    are logged once per epoch (their last value counts). Files are read in order, and a
+    later one's epochs replace an earlier one's: the logs of a resumed fit redo the epoch
+    that was cut short.
+
+    Returns:
+        {key: {epoch (from 1): value}}, each key present (possibly empty).
+    """
+    curves: dict[str, dict[int, float]] = {key: {} for key in CURVE_KEYS}
+    for path in metrics_files:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        found: dict[str, dict[int, list[float]]] = {key: {} for key in CURVE_KEYS}
+        for row in rows:
+            if not row.get("epoch"):
+                continue
+            epoch = int(float(row["epoch"])) + 1
+            for key in CURVE_KEYS:
+                if row.get(key):
+                    found[key].setdefault(epoch, []).append(float(row[key]))
+        for key, epochs in found.items():
+            for epoch, values in epochs.items():
+                mean = key == "train/loss"
+                curves[key][epoch] = sum(values) / len(values) if mean else values[-1]
+    return curves
+
+
+def plot_curves(curves: Mapping[str, Mapping[int, float]], path: Path) -> Path:
+    """Draw train and validation loss and accuracy per epoch (``epoch_curves``) to a PNG,
+    written atomically."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    for ax, quantity in zip(fig.subplots(1, 2), ("loss", "acc"), strict=True):
+        for stage, style in (("train", "o-"), ("val", "s--")):
+            points = sorted(curves.get(f"{stage}/{quantity}", {}).items())
+            if points:
+                ax.plot(*zip(*points, strict=True), style, label=stage, markersize=3)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("accuracy" if quantity == "acc" else "loss")
+        ax.grid(alpha=0.3)
+        if ax.has_data():
+            ax.legend()
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    return path
+
+
+def tensorboard_logger(run_dir: Path, wanted: bool | None) -> dict | None:
+    """The TensorBoard logger's config (``run_dir/tensorboard/version_N``), or None.
+
+    Args:
+        wanted: True: required (a one-line error with the install command when the
+            package is missing); None: when ``tensorboard`` is installed; False: never.
+    """
+    installed = importlib.util.find_spec("tensorboard") is not None
+    if wanted and not installed:
+        sys.exit(
+            "error: --tensorboard true needs the tensorboard package: "
+            "pip install 'speech-gru[tensorboard]'"
+        )
+    if not (installed if wanted is None else wanted):
+        return None
+    return {
+        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+        "init_args": {"save_dir": str(run_dir), "name": "tensorboard", "default_hp_metric": False},
+    }
+
+
 class SpeechGruCLI(LightningCLI):
     """LightningCLI with the project's run folder, checkpoints and fit-then-test."""
 
@@ -250,6 +439,14 @@ class SpeechGruCLI(LightningCLI):
             default=0,
             help="stop fit when val/acc has not improved for N epochs (0: run every epoch)",
         )
+        parser.add_argument(
+            "--tensorboard",
+            type=bool | None,
+            default=None,
+            help="with the default trainer.logger, also log to TensorBoard in "
+            "run_dir/tensorboard (default: when the tensorboard package is installed; "
+            "true: require it; false: never)",
+        )
         parser.link_arguments("data.label_names", "model.labels", apply_on="instantiate")
         parser.link_arguments("data.batch_size", "model.batch_size")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -273,10 +470,13 @@ class SpeechGruCLI(LightningCLI):
         if config.trainer.logger in (None, True):
             # One folder per invocation (logs/version_N): a resumed fit or a later test
             # adds its own metrics.csv and config.yaml instead of replacing the first.
-            config.trainer.logger = {
+            # The CSV logger first: its folder gets config.yaml (trainer.log_dir).
+            csv_logger = {
                 "class_path": "lightning.pytorch.loggers.CSVLogger",
                 "init_args": {"save_dir": str(run_dir), "name": "logs"},
             }
+            tensorboard = tensorboard_logger(run_dir, config.tensorboard)
+            config.trainer.logger = [csv_logger, tensorboard] if tensorboard else csv_logger
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -286,7 +486,10 @@ class SpeechGruCLI(LightningCLI):
         if SLURMEnvironment.detect():
             # Pre-emption is handled here (SIGUSR1 -> last.ckpt); the batch script requeues.
             plugins.append(SLURMEnvironment(auto_requeue=False))
-        callbacks = [LastCheckpoint(checkpoint_dir(config.run_dir), config.last_every_n_steps)]
+        callbacks = [
+            LastCheckpoint(checkpoint_dir(config.run_dir), config.last_every_n_steps),
+            EpochLines(),
+        ]
         patience = config.early_stopping_patience
         if patience > 0:
             callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=patience))
@@ -339,12 +542,29 @@ class SpeechGruCLI(LightningCLI):
 
     def after_fit(self) -> None:
         config = self.config["fit"]
+        self._draw_curves(Path(config.run_dir))
         if not config.test_after_fit or self.trainer.fast_dev_run:
             return
         callback = self.trainer.checkpoint_callback
         best = callback.best_model_path if callback else ""
         results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
         self._report(results, Path(config.run_dir) / "results.json", best)
+
+    def _draw_curves(self, run_dir: Path) -> None:
+        """``run_dir/curves.png`` from every ``metrics.csv`` of the CSV logger's folder (a
+        resumed fit's earlier invocations too), when there is one."""
+        loggers = [log for log in self.trainer.loggers if isinstance(log, CSVLogger)]
+        if not loggers or not self.trainer.is_global_zero:
+            return
+
+        def version(path: Path) -> int:
+            number = path.parent.name.removeprefix("version_")
+            return int(number) if number.isdigit() else -1
+
+        files = sorted(Path(loggers[0].root_dir).glob("*/metrics.csv"), key=version)
+        curves = epoch_curves(files)
+        if any(curves.values()):
+            plot_curves(curves, run_dir / "curves.png")
 
     def after_test(self) -> None:
         config = self.config["test"]

@@ -347,3 +347,18 @@ def training_trainer(batches_before: int, rank: int = 0) -> SimpleNamespace:
     progress = SimpleNamespace(total=SimpleNamespace(ready=batches_before))
     loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress))
     return SimpleNamespace(training=True, fit_loop=loop, global_rank=rank)
+
+
+# -- models whose outcome is known -----------------------------------------------------------
+
+
+def confident_checkpoint(path: Path, label: str = "yes") -> Path:
+    """``tiny_checkpoint`` whose head gives ``label`` (one of TINY_LABELS) a probability
+    above 0.999 whatever the audio: classifications and stream events known in advance."""
+    tiny_checkpoint(path)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    bias = checkpoint["state_dict"]["model.head.1.bias"]  # (C,) after dropout + linear
+    bias.zero_()
+    bias[TINY_LABELS.index(label)] = 20.0
+    torch.save(checkpoint, path)
+    return path

@@ -253,3 +253,27 @@ def test_operating_point_round_trips_and_rejects_malformed_entries() -> None:
         OperatingPoint.from_dict({k: v for k, v in stored.items() if k != "refractory_s"})
     with pytest.raises(ValueError, match="not a mapping"):
         OperatingPoint.from_dict([1, 2])
+
+
+def test_settings_given_win_over_the_operating_point_which_wins_over_defaults() -> None:
+    point = OperatingPoint(threshold=0.8, average_s=0.3, refractory_s=1.0, hop_s=0.1,
+                           thresholds={"yes": 0.9})  # fmt: skip
+    assert DetectorConfig.resolve(None, {}, 4) == DetectorConfig(batch_windows=4)
+    calibrated = DetectorConfig.resolve(point, {}, 1)
+    assert (calibrated.threshold, calibrated.average_s, calibrated.thresholds) == (
+        0.8, 0.3, {"yes": 0.9},
+    )  # fmt: skip
+    given = DetectorConfig.resolve(point, {"threshold": 0.6, "refractory_s": 2.0}, 1)
+    assert (given.threshold, given.refractory_s, given.average_s) == (0.6, 2.0, 0.3)
+    assert given.thresholds == {}  # a given threshold holds for every keyword
+
+
+def test_a_running_detectors_threshold_changes_without_losing_its_audio() -> None:
+    # "yes" at 60 % of a window's samples averages to about 0.6: under 0.9, over 0.5
+    wave = signal((0.0, 1.0), (0.1, 0.6), (0.0, 2.0))
+    config = DetectorConfig(threshold=0.9, thresholds={"yes": 0.95})
+    detector = StreamingDetector(level_scorer, LABELS, config)
+    assert detector.run([wave[: SR // 2]]) == []
+    detector.set_threshold(0.5)
+    assert detector.config.thresholds == {} and detector.config.threshold == 0.5
+    assert [e.label for e in detector.run([wave[SR // 2 :]])] == ["yes"]

@@ -1,0 +1,399 @@
+"""``speech-gru serve``: a local web page that listens to the browser's microphone.
+
+The page (plain HTML, JavaScript and CSS in ``speech_gru/web``, no build step) captures
+the microphone with ``getUserMedia``, resamples it to 16 kHz in an AudioWorklet and sends
+PCM frames over a WebSocket. Each connection gets its own ``StreamingDetector``, built
+like ``speech-gru stream``'s (same settings, same operating point), whose ``push`` runs
+in a thread pool so that one client's model runs never hold up another's messages. The
+page draws each keyword's averaged score against the threshold, lists the events, sets
+the threshold, and uploads files to ``Transcriber`` (``speech-gru transcribe``).
+
+WebSocket protocol (``/ws``), JSON text unless said otherwise:
+
+* client -> server ``{"type": "start", "format": "int16" | "float32", "sample_rate":
+  16000}``: (re)starts the stream at time zero; answered by ``ready`` (labels, keywords,
+  thresholds, hop).
+* client -> server, binary: little-endian mono PCM in the started format, at most
+  ``max_message_bytes`` a message.
+* client -> server ``{"type": "threshold", "value": 0.6}``: one threshold for every
+  keyword from now on (as ``--threshold`` does); answered by ``threshold``.
+* server -> client ``{"type": "scores", "times": [s, ...], "scores": [[k0, k1, ...],
+  ...]}``: each new window's end time and its averaged keyword scores, in ``ready``'s
+  keyword order; ``{"type": "event", "label", "score", "time_s", "start_s", "end_s"}``.
+* server -> client ``{"type": "error", "message": "..."}``: one line about a message that
+  was refused (not JSON, unknown type, wrong sample format, too large); the message is
+  dropped and the connection stays open.
+
+Uploads: ``POST /api/transcribe`` (multipart field ``file``, optional ``threshold``) gives
+``{"file", "audio_s", "results": [...]}``, or a 4xx status with ``{"error": "one line"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import re
+import socket
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.datastructures import Headers, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from speech_gru.audio import SAMPLE_RATE, printable
+from speech_gru.infer import Classifier
+from speech_gru.labels import is_keyword
+from speech_gru.stream import DetectorConfig, StreamingDetector
+from speech_gru.transcribe import ClipResult, EventResult, Failure, Transcriber
+
+WEB = Path(__file__).resolve().parent / "web"
+"""The page: index.html, app.js, worklet.js, style.css."""
+
+FORMATS = {"int16": np.dtype("<i2"), "float32": np.dtype("<f4")}
+"""Sample formats a client may send, little-endian."""
+
+MAX_MESSAGE_BYTES = 64 * 1024
+"""Largest WebSocket message taken (1 s of float32 audio is 64000 bytes)."""
+
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+"""Largest file ``/api/transcribe`` takes."""
+
+
+class ServeError(Exception):
+    """The server cannot start (e.g. the port is taken); ``str()`` is one line."""
+
+
+class MessageError(Exception):
+    """A client message that is refused; ``str()`` is the one line sent back."""
+
+
+@dataclass
+class Settings:
+    """What the app serves.
+
+    Attributes:
+        classifier: the model.
+        config: live detector settings (``batch_windows`` 1), as ``stream`` builds them.
+        workers: threads running the model; each client's windows are scored in order,
+            different clients' at once.
+        max_message_bytes: largest WebSocket message taken.
+        max_upload_bytes: largest uploaded file taken.
+        max_clients: WebSocket clients served at once; more are refused.
+        origin: one line saying where the detector settings come from (the page shows it).
+    """
+
+    classifier: Classifier
+    config: DetectorConfig
+    workers: int = 1
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+    max_clients: int = 64
+    origin: str = ""
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The Starlette app: the page, its static files, ``/api/info``, ``/ws`` and
+    ``/api/transcribe``. ``app.state.clients`` counts open WebSocket streams."""
+    classifier = settings.classifier
+    pool = ThreadPoolExecutor(max(1, settings.workers), thread_name_prefix="speech-gru-model")
+    keywords = [label for label in classifier.labels if is_keyword(label)]
+    columns = np.array([i for i, label in enumerate(classifier.labels) if is_keyword(label)])
+
+    def scorer(windows: np.ndarray) -> np.ndarray:  # (B, window) -> (B, C), as in stream
+        return classifier.predict(windows, batch_size=len(windows)).numpy()
+
+    def info(config: DetectorConfig) -> dict:
+        return {
+            "model": Path(classifier.source).name,
+            "labels": classifier.labels,
+            "keywords": keywords,
+            "threshold": config.threshold,
+            "thresholds": {k: config.thresholds.get(k, config.threshold) for k in keywords},
+            "hop_s": config.hop_s,
+            "average_s": config.average_s,
+            "refractory_s": config.refractory_s,
+            "sample_rate": config.sample_rate,
+            "formats": list(FORMATS),
+            "max_message_bytes": settings.max_message_bytes,
+            "origin": settings.origin,
+        }
+
+    async def index(request: Request) -> FileResponse:
+        return FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def api_info(request: Request) -> JSONResponse:
+        return JSONResponse(info(settings.config))
+
+    async def stream(websocket: WebSocket) -> None:
+        if not _same_origin(websocket.headers):  # another site's page in the user's browser
+            await websocket.close(code=1008)
+            return
+        await websocket.accept()
+        if app.state.clients >= settings.max_clients:
+            await _send_error(websocket, f"server busy: {settings.max_clients} streams open")
+            await websocket.close(code=1013)  # try again later
+            return
+        app.state.clients += 1
+        loop = asyncio.get_running_loop()
+        client = _Client(None, None)
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                try:
+                    if message.get("bytes") is not None:
+                        chunk = client.samples(message["bytes"], settings.max_message_bytes)
+                        found = await loop.run_in_executor(pool, client.detector.push, chunk)
+                        await _send_scores(websocket, client.detector, columns)
+                        for event in found:
+                            await websocket.send_json({"type": "event", **event.to_dict()})
+                    else:
+                        reply = client.command(
+                            message.get("text") or "", settings, scorer, classifier.labels
+                        )
+                        await websocket.send_json(
+                            {"type": "ready", **info(client.detector.config)}
+                            if reply == "ready"
+                            else {"type": "threshold", "value": client.detector.config.threshold}
+                        )
+                except MessageError as err:
+                    await _send_error(websocket, str(err))
+        except (WebSocketDisconnect, OSError):  # the client went away mid-send
+            pass
+        finally:
+            app.state.clients -= 1  # the detector and its audio go with ``client``
+
+    async def transcribe(request: Request) -> JSONResponse:
+        if not _same_origin(request.headers):
+            return _http_error(403, "uploads come from this server's own page only")
+        length = request.headers.get("content-length")
+        if length is None or not length.isdigit():
+            return _http_error(411, "send the file with a Content-Length")
+        if int(length) > settings.max_upload_bytes + 64 * 1024:  # the form's own bytes
+            limit = settings.max_upload_bytes / 2**20
+            return _http_error(413, f"file too large (at most {limit:.3g} MiB)")
+        form = await request.form(max_files=1, max_fields=4, max_part_size=4096)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            return _http_error(400, "send the audio file as the form field 'file'")
+        name = printable(Path(upload.filename or "upload").name)
+        try:
+            config = replace(settings.config, batch_windows=32)  # as transcribe runs files
+            if form.get("threshold"):
+                value = _threshold(form.get("threshold"))  # one for every keyword, as --threshold
+                config = replace(config, threshold=value, thresholds={})
+        except MessageError as err:
+            return _http_error(400, str(err))
+        with tempfile.TemporaryDirectory(prefix="speech-gru-upload-") as folder:
+            path = Path(folder) / f"upload{_suffix(name)}"
+            with path.open("wb") as out:
+                while block := await upload.read(1 << 20):
+                    out.write(block)
+            transcriber = Transcriber(classifier, top_k=3, jobs=1, detector=config)
+            records = await asyncio.get_running_loop().run_in_executor(
+                pool, lambda: list(transcriber.run([path]))
+            )
+        failures = [r for r in records if isinstance(r, Failure)]
+        if failures:
+            return _http_error(415, f"{name}: {failures[0].problem}")
+        results = []
+        for record in records:
+            if isinstance(record, ClipResult):
+                top = [{"label": label, "score": score} for label, score in record.top]
+                results.append({"kind": "clip", **top[0], "top": top})
+            elif isinstance(record, EventResult):
+                results.append({"kind": "event", **record.event.to_dict()})
+        summary = transcriber.summary
+        return JSONResponse({"file": name, "audio_s": summary.audio_s, "results": results})
+
+    async def http_error(request: Request, err: Exception) -> JSONResponse:
+        assert isinstance(err, HTTPException)
+        return _http_error(err.status_code, " ".join(str(err.detail).split()))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    app = Starlette(
+        routes=[
+            Route("/", index),
+            Route("/api/info", api_info),
+            Route("/api/transcribe", transcribe, methods=["POST"]),
+            WebSocketRoute("/ws", stream),
+            Mount("/static", StaticFiles(directory=WEB), name="static"),
+        ],
+        exception_handlers={HTTPException: http_error},
+        lifespan=lifespan,
+    )
+    app.state.clients = 0
+    return app
+
+
+@dataclass
+class _Client:
+    """One WebSocket client's state: its detector and its sample format."""
+
+    detector: StreamingDetector | None
+    dtype: np.dtype | None
+
+    def command(self, text: str, settings: Settings, scorer: Callable, labels: list[str]) -> str:
+        """Apply a text message; ``"ready"`` or ``"threshold"`` names the reply."""
+        if len(text) > settings.max_message_bytes:
+            raise MessageError(f"message of {len(text)} characters is too large")
+        try:
+            message = json.loads(text)
+        except (ValueError, RecursionError):
+            raise MessageError("not a JSON message") from None
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "start":
+            fmt, rate = message.get("format", "int16"), message.get("sample_rate", SAMPLE_RATE)
+            if fmt not in FORMATS:
+                raise MessageError(f"sample format {fmt!r}: send {' or '.join(FORMATS)}")
+            if rate != settings.config.sample_rate:
+                raise MessageError(
+                    f"sample rate {rate!r}: send {settings.config.sample_rate} Hz mono audio"
+                )
+            self.dtype = FORMATS[fmt]
+            self.detector = StreamingDetector(scorer, labels, settings.config, keep_trace=True)
+            return "ready"
+        if kind == "threshold":
+            if self.detector is None:
+                raise MessageError("send a start message first")
+            self.detector.set_threshold(_threshold(message.get("value")))
+            return "threshold"
+        raise MessageError(f"unknown message type {kind!r} (start, threshold or audio)")
+
+    def samples(self, data: bytes, limit: int) -> np.ndarray:
+        """Check an audio message and decode it: (N,) float32 in [-1, 1]."""
+        if self.detector is None or self.dtype is None:
+            raise MessageError("send a start message before audio")
+        if len(data) > limit:
+            raise MessageError(f"audio message of {len(data)} bytes is over the {limit} limit")
+        size = self.dtype.itemsize
+        if len(data) % size:
+            raise MessageError(
+                f"audio message of {len(data)} bytes is not whole {self.dtype.name} samples "
+                f"({size} bytes each)"
+            )
+        samples = np.frombuffer(data, dtype=self.dtype)
+        if self.dtype.kind == "i":
+            return samples.astype(np.float32) / 32768.0
+        if not np.isfinite(samples).all():
+            raise MessageError("float32 audio holds NaN or infinite samples")
+        return np.clip(samples, -1.0, 1.0).astype(np.float32)
+
+
+def _threshold(value: object) -> float:
+    try:
+        number = float(value)  # a form field arrives as text
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not 0 < number <= 1:
+        raise MessageError(f"threshold must be a number in (0, 1], got {value!r}"[:120])
+    return number
+
+
+async def _send_scores(
+    websocket: WebSocket, detector: StreamingDetector, columns: np.ndarray
+) -> None:
+    """Send the windows scored since the last call, and forget them."""
+    if not detector.trace:
+        return
+    scores = np.stack(detector.trace)[:, columns].astype(float).round(4).tolist()  # (W, K)
+    times = [round(t, 3) for t in detector.trace_times]
+    detector.trace.clear()
+    detector.trace_times.clear()
+    await websocket.send_json({"type": "scores", "times": times, "scores": scores})
+
+
+async def _send_error(websocket: WebSocket, message: str) -> None:
+    await websocket.send_json({"type": "error", "message": printable(message)})
+
+
+def _same_origin(headers: Headers) -> bool:
+    """No ``Origin`` (not a browser), or the page's own: a page of another site that the
+    user has open may not stream to, or upload through, this server."""
+    origin = headers.get("origin")
+    return origin is None or urlsplit(origin).netloc == headers.get("host")
+
+
+def _http_error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": printable(message)}, status_code=status)
+
+
+def _suffix(name: str) -> str:
+    """The upload's extension when it is a plain one (decoders look at it), else none."""
+    suffix = Path(name).suffix.lower()
+    return suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port`` (port 0: any free one), opened before the
+    server starts, so that a taken port is one line and a client may connect at once.
+
+    Raises:
+        ServeError: the address cannot be used.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except (OSError, UnicodeError) as err:
+        raise ServeError(f"--host {host}: {getattr(err, 'strerror', None) or err}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)  # connections wait in the backlog until the server takes them
+    except OSError as err:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port} ({err.strerror})") from None
+    return sock
+
+
+def serve(
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Serve the page until Ctrl-C (or SIGTERM).
+
+    Args:
+        settings: the model and detector settings.
+        host: address to listen on.
+        port: port (0: any free one; ``announce`` gives the one taken).
+        announce: called once with ``http://HOST:PORT/`` when the server is listening.
+
+    Raises:
+        ServeError: the address cannot be used.
+    """
+    import uvicorn
+
+    sock = listen(host, port)
+    bound = sock.getsockname()[1]
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        ws_max_size=max(1 << 20, 4 * settings.max_message_bytes),  # larger: closed by uvicorn
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    name = f"[{host}]" if ":" in host else host
+    announce(f"http://{name}:{bound}/")
+    server.run(sockets=[sock])

@@ -1,0 +1,86 @@
+"""Every ```python block of the READMEs runs as written, so no snippet can rot.
+
+Each block runs on its own (its own imports, a fresh namespace) in a folder that holds the
+files the snippets name, by this convention:
+
+* ``runs/mine/checkpoints/best.ckpt``: a training checkpoint (labels TINY_LABELS, always
+  "yes" with probability above 0.999: ``confident_checkpoint``);
+* ``kws.onnx``, ``kws.pt``: its ONNX and TorchScript exports;
+* ``clip.wav``: one second of a tone, mono 16 kHz; ``talk.wav``: four seconds of it;
+* the microphone: ``fake_sounddevice`` replaying three seconds of the tone.
+
+A snippet that names another file fails with a message saying to add it here.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from speech_gru.audio import SAMPLE_RATE
+from speech_gru.export import export
+from tests.helpers import confident_checkpoint, fake_sounddevice, tone, write_tone
+
+ROOT = Path(__file__).resolve().parents[1]
+READMES = [ROOT / "README.md", ROOT / "recipes" / "speech_commands" / "README.md"]
+FILES = ["runs/mine/checkpoints/best.ckpt", "kws.onnx", "kws.pt", "clip.wav", "talk.wav"]
+FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+FILE_NAME = re.compile(r"""["']([\w./-]+\.(?:ckpt|onnx|pt|wav|flac|ogg|mp3))["']""")
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def python_blocks(path: Path) -> list[tuple[str, str]]:
+    """(``README.md:LINE``, code) of each ```python block; LINE is the fence's line."""
+    if not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8")
+    name = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path.name
+    return [
+        (f"{name}:{text.count(chr(10), 0, match.start()) + 1}", match.group(1))
+        for match in FENCE.finditer(text)
+    ]
+
+
+BLOCKS = [block for path in READMES for block in python_blocks(path)]
+
+
+def test_the_readme_has_python_blocks_and_the_extractor_finds_them(tmp_path: Path) -> None:
+    assert any(where.startswith("README.md:") for where, _ in BLOCKS)
+    doc = tmp_path / "README.md"
+    doc.write_text("x\n```python\na = 1\n```\n```bash\nls\n```\n```python\nb = 2\n\n```\n")
+    found = [(where.split(":")[1], code) for where, code in python_blocks(doc)]
+    assert found == [("2", "a = 1\n"), ("8", "b = 2\n\n")]
+
+
+@pytest.fixture(scope="module")
+def snippet_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding FILES."""
+    root = tmp_path_factory.mktemp("readme")
+    checkpoint = root / FILES[0]
+    checkpoint.parent.mkdir(parents=True)
+    confident_checkpoint(checkpoint, "yes")
+    export(checkpoint, root / "kws.onnx", "onnx")
+    export(checkpoint, root / "kws.pt", "torchscript")
+    write_tone(root / "clip.wav", 440.0, SAMPLE_RATE, 1.0)
+    write_tone(root / "talk.wav", 440.0, SAMPLE_RATE, 4.0)
+    return root
+
+
+@pytest.mark.parametrize(("where", "code"), BLOCKS, ids=[where for where, _ in BLOCKS])
+def test_python_block_runs(
+    where: str, code: str, snippet_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = sorted(set(FILE_NAME.findall(code)) - set(FILES))
+    assert not missing, f"{where} names {missing}: add them to FILES in tests/test_readme.py"
+    shutil.copytree(snippet_files, tmp_path, dirs_exist_ok=True)
+    monkeypatch.chdir(tmp_path)
+    wave = tone(440.0, SAMPLE_RATE, 3.0)
+    blocks = [wave[i : i + 1600, None] for i in range(0, wave.size, 1600)]
+    microphone = fake_sounddevice(blocks, rates=(SAMPLE_RATE,), max_channels=1)
+    monkeypatch.setitem(sys.modules, "sounddevice", microphone)
+    exec(compile(code, where, "exec"), {"__name__": "__readme__"})
