@@ -35,8 +35,11 @@ def label_set_name(labels: list[str], version: str | None = None) -> str:
 def parameter_counts(model: KeywordModel) -> dict[str, int]:
     """Trainable numbers per part; the MFCC frontend and feature norm hold only buffers."""
     parts = {"frontend": model.frontend, "norm": model.norm, "encoder": model.encoder,
-             "pooling": model.pool, "head": model.head}  # fmt: skip
-    counts = {name: sum(p.numel() for p in part.parameters()) for name, part in parts.items()}
+             "pooling": getattr(model, "pool", None), "head": model.head}  # fmt: skip
+    counts = {
+        name: sum(p.numel() for p in part.parameters()) if part is not None else 0
+        for name, part in parts.items()
+    }
     return {"total": model.num_parameters(), **counts}
 
 

@@ -73,7 +73,7 @@ def known_warnings_silenced() -> Iterator[None]:
 
 
 class WaveformClassifier(nn.Module):
-    """A KeywordModel for inference: (B, N) waveforms -> (B, C) probabilities.
+    """A bidirectional KeywordModel for inference: (B, N) waveforms -> (B, C) probabilities.
 
     All clips in a batch have the same length (no padding masks), which keeps the graph
     simple enough for TorchScript and ONNX.
@@ -93,6 +93,30 @@ class WaveformClassifier(nn.Module):
         states = self.encoder(self.norm(feats, mask))[0]  # (B, T, 2H)
         pooled, _ = self.pool(states, mask)  # (B, 2H)
         return self.head(pooled).softmax(-1)  # (B, C)
+
+
+class FrameMaxClassifier(nn.Module):
+    """A forward (streaming) KeywordModel for inference: each class's largest frame logit,
+    as ``KeywordModel.classify`` takes it; (B, N) waveforms -> (B, C) probabilities."""
+
+    def __init__(self, model: KeywordModel) -> None:
+        super().__init__()
+        self.frontend = model.frontend
+        self.norm = model.norm
+        self.encoder = model.encoder
+        self.head = model.head
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        feats = self.frontend(waveform)  # (B, T, F)
+        mask = torch.ones(feats.shape[0], feats.shape[1], dtype=torch.bool, device=feats.device)
+        states = self.encoder(self.norm(feats, mask))[0]  # (B, T, H)
+        return self.head(states).amax(1).softmax(-1)  # (B, C)
+
+
+def inference_module(model: KeywordModel) -> nn.Module:
+    """The export wrapper of a model: attention pooling or frame maximum, by its direction."""
+    kind = FrameMaxClassifier if model.config.direction == "forward" else WaveformClassifier
+    return kind(model).eval()
 
 
 def quantize_int8(module: nn.Module) -> nn.Module:
@@ -121,7 +145,7 @@ def metadata(
     return meta
 
 
-def export_torchscript(wrapper: WaveformClassifier, meta: dict[str, str], quantize: bool) -> bytes:
+def export_torchscript(wrapper: nn.Module, meta: dict[str, str], quantize: bool) -> bytes:
     """The TorchScript archive, in memory: ``torch.jit.save`` to a path aborts the whole
     process when the disk is full, where Python I/O raises an OSError."""
     module = quantize_int8(wrapper) if quantize else wrapper
@@ -132,7 +156,7 @@ def export_torchscript(wrapper: WaveformClassifier, meta: dict[str, str], quanti
     return buffer.getvalue()
 
 
-def export_onnx(wrapper: WaveformClassifier, meta: dict[str, str], quantize: bool) -> bytes:
+def export_onnx(wrapper: nn.Module, meta: dict[str, str], quantize: bool) -> bytes:
     """The ONNX model, in memory (int8: through a private scratch folder)."""
     import onnx
 
@@ -264,7 +288,7 @@ def export(
         meta = metadata(labels, dict(loaded["hyper_parameters"]), point)
         with torch.no_grad():
             to_bytes = export_torchscript if fmt == "torchscript" else export_onnx
-            data = to_bytes(WaveformClassifier(model).eval(), meta, quantize)
+            data = to_bytes(inference_module(model), meta, quantize)
         write_atomic(target, lambda f: f.write(data))
     except OSError as err:
         raise ExportError(f"{out}: cannot write ({err.strerror or err})") from None

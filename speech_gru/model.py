@@ -1,15 +1,17 @@
-"""KeywordModel: MFCC frontend -> bidirectional GRU (or LSTM) -> attention pooling -> head.
+"""KeywordModel: MFCC frontend -> bidirectional GRU (or LSTM) -> attention pooling -> head,
+or, for a model that streams, forward GRU (or LSTM) -> per-frame head -> max over frames.
 
 A plain ``nn.Module`` with no Lightning import: waveforms in, logits out. Padded batches
 carry ``lengths`` (valid samples per clip); every stage masks the padding, so a clip's
-result does not depend on what it was batched with.
+result does not depend on what it was batched with. A forward model also streams:
+``step`` takes audio in chunks of any size and carries its state (``StreamState``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +21,8 @@ from speech_gru.features import MFCC, FeatureConfig
 
 CELLS = ("gru", "lstm")
 NORMS = ("utterance", "global", "none")
+DIRECTIONS = ("bidirectional", "forward")
+STREAMABLE_NORMS = ("global", "none")
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,11 @@ class ArchitectureConfig:
         attention_dim: width of the attention scorer.
         feature_norm: ``"utterance"`` (each clip's own mean and variance per coefficient),
             ``"global"`` (running statistics learned in training) or ``"none"``.
+        direction: ``"bidirectional"`` (the default: attention pooling over the whole
+            clip) or ``"forward"``, a unidirectional encoder with a head on every frame
+            that streams with carried state (see ``KeywordModel``); it needs
+            ``feature_norm`` ``"global"`` or ``"none"``, as a clip's own statistics see
+            the future. ``attention_dim`` is unused then.
     """
 
     cell: str = "gru"
@@ -42,12 +51,20 @@ class ArchitectureConfig:
     dropout: float = 0.1
     attention_dim: int = 64
     feature_norm: str = "utterance"
+    direction: str = "bidirectional"
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
             raise ValueError(f"cell must be one of {CELLS}, got {self.cell!r}")
         if self.feature_norm not in NORMS:
             raise ValueError(f"feature_norm must be one of {NORMS}, got {self.feature_norm!r}")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
+        if self.direction == "forward" and self.feature_norm not in STREAMABLE_NORMS:
+            raise ValueError(
+                f"direction 'forward' needs feature_norm one of {STREAMABLE_NORMS} "
+                f"(per-utterance statistics see the future), got {self.feature_norm!r}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -191,8 +208,34 @@ class AttentionPool(nn.Module):
         return torch.bmm(weights.unsqueeze(1), h).squeeze(1), weights
 
 
+class StreamState(NamedTuple):
+    """What a forward KeywordModel carries from one ``step`` to the next: a tuple of
+    tensors, so an export can make each an input and an output.
+
+    Attributes:
+        samples: (B, L) audio not yet framed, from the start of the next frame on
+            (``L < n_fft`` after every step): the feature ring buffer.
+        h: (num_layers, B, H) hidden state of the recurrent encoder.
+        c: (num_layers, B, H) cell state of an LSTM encoder; None for a GRU.
+    """
+
+    samples: Tensor
+    h: Tensor
+    c: Tensor | None = None
+
+
 class KeywordModel(nn.Module):
     """Waveforms in, keyword logits out.
+
+    A bidirectional model (the default) pools its encoder states over the clip with
+    attention and applies the head once. A forward model (``direction: forward``) applies
+    the head to every frame's state, ``frame_logits[t] = head(h_t)``, and a clip's logits
+    are the per-class maximum of the frame logits over its valid frames: the max-pooling
+    objective of streaming keyword spotting, where a keyword needs to score high at one
+    frame only (the one where it has just been heard), and the detector reads the same
+    per-frame scores the clip was trained through. The forward model also streams with
+    carried state (``initial_state``, ``step``), frame for frame equal to
+    ``frame_logits`` on the whole recording.
 
     Args:
         config: architecture and feature settings.
@@ -202,6 +245,7 @@ class KeywordModel(nn.Module):
         super().__init__()
         self.config = config
         c = config
+        self.bidirectional = c.direction == "bidirectional"
         self.frontend = MFCC(c.features)
         self.norm = FeatureNorm(c.features.n_mfcc, c.feature_norm)
         rnn = nn.GRU if c.cell == "gru" else nn.LSTM
@@ -211,12 +255,12 @@ class KeywordModel(nn.Module):
             num_layers=c.num_layers,
             dropout=c.dropout if c.num_layers > 1 else 0.0,
             batch_first=True,
-            bidirectional=True,
+            bidirectional=self.bidirectional,
         )
-        self.pool = AttentionPool(2 * c.hidden_size, c.attention_dim)
-        self.head = nn.Sequential(
-            nn.Dropout(c.dropout), nn.Linear(2 * c.hidden_size, c.num_classes)
-        )
+        width = 2 * c.hidden_size if self.bidirectional else c.hidden_size
+        if self.bidirectional:  # a forward model has no ``pool``: its head runs per frame
+            self.pool = AttentionPool(width, c.attention_dim)
+        self.head = nn.Sequential(nn.Dropout(c.dropout), nn.Linear(width, c.num_classes))
 
     def features(self, wave: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Normalised MFCCs and their valid frame counts.
@@ -239,8 +283,12 @@ class KeywordModel(nn.Module):
         return self.norm(feats, frame_mask(frame_lengths, num_frames)), frame_lengths
 
     def encode(self, feats: Tensor, frame_lengths: Tensor) -> Tensor:
-        """(B, T, F) features -> (B, T, 2H) encoder states (zero on padded frames)."""
+        """(B, T, F) features -> (B, T, D) encoder states (zero on padded frames); D is 2H
+        for a bidirectional model, H for a forward one."""
         num_frames = feats.shape[1]
+        if not self.bidirectional:  # a frame's state never depends on later (padded) frames
+            mask = frame_mask(frame_lengths, num_frames)
+            return self.encoder(feats)[0] * mask.unsqueeze(-1).to(feats.dtype)
         if bool((frame_lengths == num_frames).all()):
             return self.encoder(feats)[0]
         packed = pack_padded_sequence(
@@ -253,16 +301,113 @@ class KeywordModel(nn.Module):
         """Encoder, pooling and head on features.
 
         Returns:
-            ``logits`` (B, C), ``attention`` (B, T) and ``states`` (B, T, 2H).
+            ``logits`` (B, C), ``attention`` (B, T) and ``states`` (B, T, D). For a forward
+            model also ``frame_logits`` (B, T, C), and ``attention`` is one-hot on the
+            frame whose score became the predicted class's clip logit (the frame the
+            maximum picks, the only one its gradient reaches).
         """
         states = self.encode(feats, frame_lengths)
-        pooled, attention = self.pool(states, frame_mask(frame_lengths, feats.shape[1]))
-        return {"logits": self.head(pooled), "attention": attention, "states": states}
+        mask = frame_mask(frame_lengths, feats.shape[1])
+        if self.bidirectional:
+            pooled, attention = self.pool(states, mask)
+            return {"logits": self.head(pooled), "attention": attention, "states": states}
+        frame_logits = self.head(states)  # (B, T, C)
+        masked = frame_logits.masked_fill(~mask.unsqueeze(-1), float("-inf"))
+        logits, where = masked.max(1)  # (B, C) each: the best score and its frame
+        frame = where.gather(1, logits.argmax(-1, keepdim=True)).squeeze(1)  # (B,)
+        attention = nn.functional.one_hot(frame, feats.shape[1]).to(states.dtype)  # (B, T)
+        return {
+            "logits": logits,
+            "attention": attention,
+            "states": states,
+            "frame_logits": frame_logits,
+        }
 
     def forward(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
         """(B, N) waveforms (and optional (B,) lengths) -> (B, C) logits."""
         feats, frame_lengths = self.features(wave, lengths)
         return self.classify(feats, frame_lengths)["logits"]
+
+    def frame_logits(self, wave: Tensor) -> Tensor:
+        """Per-frame logits of whole waveforms in one pass (forward models only).
+
+        Args:
+            wave: (B, N) waveforms.
+
+        Returns:
+            (B, T, C) logits, ``T = 1 + (N - n_fft) // hop_length`` (a signal shorter
+            than one frame is zero-padded to one, as ``forward`` does; ``step`` waits for
+            the frame to complete instead).
+        """
+        self._require_forward("frame_logits")
+        feats, _ = self.features(wave)  # (B, T, F)
+        return self.head(self.encoder(feats)[0])
+
+    def initial_state(
+        self, batch: int = 1, device: torch.device | str | None = None
+    ) -> StreamState:
+        """The state before any audio: no samples, zero recurrent state (forward models
+        only).
+
+        Args:
+            batch: streams run side by side.
+            device: where the state lives; the model's device by default.
+        """
+        self._require_forward("initial_state")
+        device = self.frontend.window.device if device is None else device
+        samples = torch.zeros(batch, 0, device=device)
+        h = torch.zeros(self.config.num_layers, batch, self.config.hidden_size, device=device)
+        return StreamState(samples, h, torch.zeros_like(h) if self.config.cell == "lstm" else None)
+
+    def step(self, chunk: Tensor, state: StreamState | None = None) -> tuple[Tensor, StreamState]:
+        """Stream audio through a forward model: the frames the new samples complete.
+
+        Feeding a recording in chunks of any sizes gives, concatenated over time, the
+        ``frame_logits`` of the whole recording. Run it in eval mode (in training mode
+        dropout applies and global feature statistics keep updating).
+
+        Args:
+            chunk: (B, n) new samples, any n >= 0 (less than one hop, one hop, several
+                seconds).
+            state: what the previous step returned; None starts the stream
+                (``initial_state(B)``).
+
+        Returns:
+            (B, k, C) logits of the k frames completed by this chunk (k may be 0), and the
+            state to pass to the next step.
+
+        Raises:
+            ValueError: a bidirectional model, or a chunk whose batch differs from the
+                state's.
+        """
+        self._require_forward("step")
+        if state is None:
+            state = self.initial_state(chunk.shape[0], chunk.device)
+        if chunk.ndim != 2 or chunk.shape[0] != state.samples.shape[0]:
+            raise ValueError(
+                f"chunk must be (B, n) with B = {state.samples.shape[0]} streams, "
+                f"got shape {tuple(chunk.shape)}"
+            )
+        f = self.config.features
+        wave = torch.cat([state.samples, chunk.to(state.samples.dtype)], dim=1)  # (B, L + n)
+        frames = 0 if wave.shape[1] < f.n_fft else (wave.shape[1] - f.n_fft) // f.hop_length + 1
+        if frames == 0:
+            empty = wave.new_zeros(wave.shape[0], 0, self.config.num_classes)
+            return empty, state._replace(samples=wave)
+        feats, _ = self.features(wave[:, : (frames - 1) * f.hop_length + f.n_fft])  # (B, k, F)
+        hidden = state.h if state.c is None else (state.h, state.c)
+        out, hidden = self.encoder(feats, hidden)  # (B, k, H)
+        h, c = hidden if isinstance(hidden, tuple) else (hidden, None)
+        rest = wave[:, frames * f.hop_length :].clone()  # (B, L' < n_fft): not yet framed
+        return self.head(out), StreamState(rest, h, c)
+
+    def _require_forward(self, what: str) -> None:
+        if self.bidirectional:
+            raise ValueError(
+                f"{what} needs a forward model (model.architecture.direction: forward); "
+                "a bidirectional one sees the whole clip, so stream it with a sliding "
+                "window (speech_gru.stream.StreamingDetector)"
+            )
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

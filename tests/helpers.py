@@ -362,3 +362,26 @@ def confident_checkpoint(path: Path, label: str = "yes") -> Path:
     bias[TINY_LABELS.index(label)] = 20.0
     torch.save(checkpoint, path)
     return path
+
+
+# -- a recording of keywords -----------------------------------------------------------------
+
+SEQUENCE = ["yes", "down", "no", "up"]
+
+
+def keyword_sequence(commands_dir: Path, path: Path) -> Path:
+    """``SEQUENCE`` spoken by training speakers of ``commands_dir``, 2.5 s apart, over quiet
+    noise: 1 s lead-in and 1.5 s after the last word; written to ``path``."""
+    from speech_gru.audio import load_audio
+    from speech_gru.corpus import speaker_of, which_set
+
+    rng = np.random.default_rng(0)
+    parts = [0.002 * rng.standard_normal(16000)]
+    for word in SEQUENCE:
+        files = sorted((commands_dir / word).glob("*.wav"))
+        clip = next(
+            p for p in files if which_set(speaker_of(p), 10, 20, "speech_gru") == "training"
+        )
+        parts += [load_audio(clip), 0.002 * rng.standard_normal(24000)]
+    sf.write(path, np.concatenate(parts).astype(np.float32), 16000, subtype="PCM_16")
+    return path

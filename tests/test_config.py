@@ -153,6 +153,7 @@ def print_config(capsys: pytest.CaptureFixture, *args: str) -> dict:
 CONFIGS = {
     "folder.yaml": ["folder.yaml"],
     "demo.yaml": ["demo.yaml"],
+    "stream_gru.yaml": ["stream_gru.yaml"],
     "v2_12.yaml": ["v2_12.yaml"],
     "v2_35.yaml": ["v2_35.yaml"],
     "small.yaml": ["folder.yaml", "small.yaml"],  # overlays: after a recipe config

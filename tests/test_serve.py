@@ -23,13 +23,11 @@ import pytest
 import soundfile as sf
 from starlette.testclient import TestClient
 
-from speech_gru.audio import load_audio
 from speech_gru.cli import main
-from speech_gru.corpus import speaker_of, which_set
 from speech_gru.infer import Classifier, load_classifier
 from speech_gru.serve import Settings, create_app
 from speech_gru.stream import DetectorConfig
-from tests.helpers import TINY_LABELS, tiny_checkpoint, tone_burst
+from tests.helpers import SEQUENCE, TINY_LABELS, keyword_sequence, tiny_checkpoint, tone_burst
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -386,24 +384,10 @@ def test_the_server_streams_over_a_real_websocket_and_stops_on_ctrl_c(tiny: Path
 
 # -- the page in a real browser --------------------------------------------------------------
 
-SEQUENCE = ["yes", "down", "no", "up"]
-
 
 @pytest.fixture(scope="module")
 def sequence_wav(commands_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Keywords of training speakers, 2.5 s apart, over quiet noise: 1 s lead-in and 2 s of
-    quiet after the last (the fake microphone plays it in a loop)."""
-    rng = np.random.default_rng(0)
-    parts = [0.002 * rng.standard_normal(16000)]
-    for word in SEQUENCE:
-        files = sorted((commands_dir / word).glob("*.wav"))
-        clip = next(
-            p for p in files if which_set(speaker_of(p), 10, 20, "speech_gru") == "training"
-        )
-        parts += [load_audio(clip), 0.002 * rng.standard_normal(24000)]
-    path = tmp_path_factory.mktemp("serve-seq") / "sequence.wav"
-    sf.write(path, np.concatenate(parts).astype(np.float32), 16000, subtype="PCM_16")
-    return path
+    return keyword_sequence(commands_dir, tmp_path_factory.mktemp("serve-seq") / "sequence.wav")
 
 
 def browser_binaries() -> tuple[str, str]:

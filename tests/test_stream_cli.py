@@ -19,31 +19,17 @@ import pytest
 import soundfile as sf
 
 from speech_gru import mic
-from speech_gru.audio import load_audio
 from speech_gru.cli import main
-from speech_gru.corpus import speaker_of, which_set
-from tests.helpers import Pulse, fake_sounddevice, start_pulse
+from tests.helpers import SEQUENCE, Pulse, fake_sounddevice, keyword_sequence, start_pulse
 
 pytestmark = pytest.mark.slow  # every test here uses the session's trained model
 
-SEQUENCE = ["yes", "down", "no", "up"]
 STREAM_ARGS = ["--threshold", "0.4", "--json"]
 
 
 @pytest.fixture(scope="module")
 def sequence_wav(commands_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Keywords of training speakers, 2.5 s apart, over quiet noise: 1 s lead-in and tail."""
-    rng = np.random.default_rng(0)
-    parts = [0.002 * rng.standard_normal(16000)]
-    for word in SEQUENCE:
-        files = sorted((commands_dir / word).glob("*.wav"))
-        clip = next(
-            p for p in files if which_set(speaker_of(p), 10, 20, "speech_gru") == "training"
-        )
-        parts += [load_audio(clip), 0.002 * rng.standard_normal(24000)]
-    path = tmp_path_factory.mktemp("seq") / "sequence.wav"
-    sf.write(path, np.concatenate(parts).astype(np.float32), 16000, subtype="PCM_16")
-    return path
+    return keyword_sequence(commands_dir, tmp_path_factory.mktemp("seq") / "sequence.wav")
 
 
 def stream(checkpoint: Path, *args: str, stdin: bytes | None = None, env=None):

@@ -62,7 +62,7 @@ def onnx_ms(wrapper: torch.nn.Module, classes: int, clip: torch.Tensor, runs: in
 def main(argv: list[str] | None = None) -> int:
     import yaml
 
-    from speech_gru.export import WaveformClassifier, quantize_int8
+    from speech_gru.export import inference_module, quantize_int8
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(ROOT / "recipes/speech_commands/conf/folder.yaml"))
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'hidden':>6} {'parameters':>10} {'TorchScript ms':>14} {'int8 ms':>8} {'ONNX ms':>8}")
     for hidden in args.sizes:
         model = build(model_config, args.cell, hidden)
-        wrapper = WaveformClassifier(model).eval()
+        wrapper = inference_module(model)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # TorchScript and torch.ao deprecation notices
             forms = [torch.jit.script(wrapper), torch.jit.script(quantize_int8(wrapper))]
