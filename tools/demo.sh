@@ -15,7 +15,7 @@ WORDS=(yes no up down left right on off stop go)
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "1/4 synthesizing training speakers into $DATA"
-speech-gru synth "${WORDS[@]}" --out "$DATA" --speakers 60 --seed 0
+speech-gru synth "${WORDS[@]}" --out "$DATA" --speakers 120 --seed 0
 step "2/4 synthesizing unseen speakers into $TEST"
 speech-gru synth "${WORDS[@]}" --out "$TEST" --speakers 12 --seed 1
 
