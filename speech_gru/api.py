@@ -187,12 +187,8 @@ class Spotter:
             opened = open_source(source, block / SAMPLE_RATE)
         else:
             opened = Source("waveform", array_chunks(_waveform(source), block))
-        detector = StreamingDetector(self._score, self.classifier.labels, config)
+        detector = StreamingDetector(self.classifier.score_windows, self.classifier.labels, config)
         return _run(detector, opened)
-
-    def _score(self, windows: np.ndarray) -> np.ndarray:
-        """(B, window) float32 -> (B, C) probabilities."""
-        return self.classifier.predict(windows, batch_size=len(windows)).numpy()
 
 
 def _run(detector: StreamingDetector, source: Source) -> Iterator[Event]:

@@ -252,11 +252,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     classifier = load_model(args)
     live = args.input is None or args.realtime
     config = detector_config(args, 1 if live else 32, classifier)
-    detector = StreamingDetector(
-        lambda w: classifier.predict(torch.from_numpy(w), batch_size=len(w)).numpy(),
-        classifier.labels,
-        config,
-    )
+    detector = StreamingDetector(classifier.score_windows, classifier.labels, config)
     try:
         source = open_source(
             args.input, config.hop_s, device=args.device, rate=args.rate,
@@ -376,9 +372,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     classifier = Classifier(checkpoint_backend(model), labels, source_path, "checkpoint", {}, True)
 
-    def scorer(windows):  # noqa: ANN001, ANN202 - (B, window) -> (B, C) arrays
-        return classifier.predict(windows, batch_size=len(windows)).numpy()
-
     config = DetectorConfig(**given_flags(args))
     try:
         if args.clips:
@@ -401,10 +394,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 seen[0] += seconds
                 progress.update(task, audio=seen[0])
 
-            negatives = record(scorer, labels, audio.negatives, config, on_audio)
+            negatives = record(classifier.score_windows, labels, audio.negatives, config, on_audio)
             progress.update(task, description="scoring keyword clips", audio=0.0)
             seen[0] = 0.0
-            positives = record(scorer, labels, audio.keywords, config, on_audio)
+            positives = record(classifier.score_windows, labels, audio.keywords, config, on_audio)
     except (CalibrationError, AudioError) as err:
         raise CliError(str(err)) from None
     if audio.clip_stream is not None and audio.clip_stream.skipped:
@@ -584,9 +577,6 @@ def cmd_evaluate_stream(args: argparse.Namespace) -> int:
             raise CliError(f"--save-wav {sidecar}: cannot write ({reason(err)})") from None
         print(f"wrote {printable(args.save_wav)} and its truth (.json)", file=sys.stderr)
 
-    def score(windows):  # noqa: ANN001, ANN202 - (B, window) float32 -> (B, C)
-        return classifier.predict(torch.from_numpy(windows), batch_size=len(windows)).numpy()
-
     progress = Progress(
         TextColumn("streaming"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
         TimeRemainingColumn(), console=Console(stderr=True), transient=True,
@@ -596,7 +586,8 @@ def cmd_evaluate_stream(args: argparse.Namespace) -> int:
     with progress:
         task = progress.add_task("stream", total=recording.duration_s)
         report = se.evaluate(
-            recording, score, classifier.labels, config, args.tolerance, decisions,
+            recording, classifier.score_windows, classifier.labels, config, args.tolerance,
+            decisions,
             keep_trace=bool(args.plot), progress=lambda s: progress.advance(task, s),
         )  # fmt: skip
     print(

@@ -55,6 +55,11 @@ class Classifier:
     takes_lengths: bool = False
     operating_point: OperatingPoint | None = None
 
+    def score_windows(self, windows: np.ndarray) -> np.ndarray:
+        """(B, window) float32 -> (B, C) probabilities, in one forward pass: the scorer
+        ``StreamingDetector`` takes."""
+        return self.predict(windows, batch_size=len(windows)).numpy()
+
     def predict(self, waves: Tensor | np.ndarray | Sequence, batch_size: int = 64) -> Tensor:
         """Class probabilities of each waveform.
 

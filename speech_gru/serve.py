@@ -112,9 +112,6 @@ def create_app(settings: Settings) -> Starlette:
     keywords = [label for label in classifier.labels if is_keyword(label)]
     columns = np.array([i for i, label in enumerate(classifier.labels) if is_keyword(label)])
 
-    def scorer(windows: np.ndarray) -> np.ndarray:  # (B, window) -> (B, C), as in stream
-        return classifier.predict(windows, batch_size=len(windows)).numpy()
-
     def info(config: DetectorConfig) -> dict:
         return {
             "model": Path(classifier.source).name,
@@ -162,9 +159,7 @@ def create_app(settings: Settings) -> Starlette:
                         for event in found:
                             await websocket.send_json({"type": "event", **event.to_dict()})
                     else:
-                        reply = client.command(
-                            message.get("text") or "", settings, scorer, classifier.labels
-                        )
+                        reply = client.command(message.get("text") or "", settings)
                         await websocket.send_json(
                             {"type": "ready", **info(client.detector.config)}
                             if reply == "ready"
@@ -194,8 +189,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             config = replace(settings.config, batch_windows=32)  # as transcribe runs files
             if form.get("threshold"):
-                value = _threshold(form.get("threshold"))  # one for every keyword, as --threshold
-                config = replace(config, threshold=value, thresholds={})
+                config = config.with_threshold(_threshold(form.get("threshold")))
         except MessageError as err:
             return _http_error(400, str(err))
         with tempfile.TemporaryDirectory(prefix="speech-gru-upload-") as folder:
@@ -251,7 +245,7 @@ class _Client:
     detector: StreamingDetector | None
     dtype: np.dtype | None
 
-    def command(self, text: str, settings: Settings, scorer: Callable, labels: list[str]) -> str:
+    def command(self, text: str, settings: Settings) -> str:
         """Apply a text message; ``"ready"`` or ``"threshold"`` names the reply."""
         if len(text) > settings.max_message_bytes:
             raise MessageError(f"message of {len(text)} characters is too large")
@@ -269,7 +263,10 @@ class _Client:
                     f"sample rate {rate!r}: send {settings.config.sample_rate} Hz mono audio"
                 )
             self.dtype = FORMATS[fmt]
-            self.detector = StreamingDetector(scorer, labels, settings.config, keep_trace=True)
+            model = settings.classifier
+            self.detector = StreamingDetector(
+                model.score_windows, model.labels, settings.config, keep_trace=True
+            )
             return "ready"
         if kind == "threshold":
             if self.detector is None:

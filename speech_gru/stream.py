@@ -169,6 +169,11 @@ class DetectorConfig:
             settings["thresholds"] = {}
         return cls(batch_windows=batch_windows, **settings)
 
+    def with_threshold(self, value: float) -> DetectorConfig:
+        """These settings with one threshold for every keyword, as ``--threshold`` gives
+        (the per-keyword ones go)."""
+        return replace(self, threshold=value, thresholds={})
+
     def __post_init__(self) -> None:
         if self.hop_s <= 0 or self.window_s <= 0:
             raise ValueError("window_s and hop_s must be positive")
@@ -387,7 +392,7 @@ class StreamingDetector:
     def set_threshold(self, value: float) -> None:
         """Hold every keyword to ``value`` from now on (per-keyword thresholds go, as with
         ``--threshold``), keeping the audio, the averaging and the refractory state."""
-        self.config = replace(self.config, threshold=value, thresholds={})
+        self.config = self.config.with_threshold(value)
         self.thresholds = np.full(len(self.labels), self.config.threshold)
 
     def reset(self) -> None:

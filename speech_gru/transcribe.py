@@ -144,9 +144,6 @@ class Transcriber:
         self.detector = detector or DetectorConfig(batch_windows=32)
         self.summary = Summary()
 
-    def _score(self, windows: np.ndarray) -> np.ndarray:
-        return self.classifier.predict(windows, batch_size=len(windows)).numpy()
-
     def _classify(self, batch: list[tuple[Path, np.ndarray]]) -> Iterator[ClipResult]:
         probs = self.classifier.predict([w for _, w in batch], self.batch_size).numpy()
         labels = self.classifier.labels
@@ -156,7 +153,9 @@ class Transcriber:
 
     def scan(self, path: Path, on_audio=None) -> Iterator[EventResult | Failure]:  # noqa: ANN001
         """Keywords of a long recording, streamed block by block."""
-        detector = StreamingDetector(self._score, self.classifier.labels, self.detector)
+        detector = StreamingDetector(
+            self.classifier.score_windows, self.classifier.labels, self.detector
+        )
 
         def scanned(seconds: float) -> None:
             self.summary.audio_s += seconds

@@ -211,7 +211,9 @@ def test_events_find_each_burst_of_an_array_and_of_its_file(tmp_path: Path) -> N
     write_wav(path, wave)
     assert list(spotter.events(path)) == events
     # the same detector, fed in any chunks, gives the same events
-    detector = StreamingDetector(spotter._score, TINY_LABELS, DetectorConfig(batch_windows=1))
+    detector = StreamingDetector(
+        spotter.classifier.score_windows, TINY_LABELS, DetectorConfig(batch_windows=1)
+    )
     assert detector.run(array_chunks(wave, 160)) == events
     assert list(spotter.events(wave, batch_windows=3)) == events
     first = next(spotter.events(wave))  # events come as they are found
