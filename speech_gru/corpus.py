@@ -158,18 +158,9 @@ def scan_folder(root: Path, labels: list[str]) -> list[tuple[Path, str]]:
     label are left out.
 
     Returns:
-        ``(path, label)`` pairs in sorted path order.
+        ``(path, label)`` pairs in sorted path order (``FolderSurvey.items``).
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: dataset folder not found")
-    items = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        label = map_word(folder.name, labels)
-        if label is None:
-            continue
-        items += [(path, label) for path in audio_files(folder)]
-    return items
+    return list(FolderSurvey.of(root, labels).items)
 
 
 @dataclass(frozen=True)
@@ -183,6 +174,7 @@ class FolderSurvey:
         clips: files each label would train on (``_silence_`` counts its folder's only).
         unused: sub-folders no label takes (no ``_unknown_`` label to fold them into).
         unnamed: files that carry no speaker id (no ``_nohash_`` in the name).
+        items: ``(path, label)`` of every file a label takes, in sorted path order.
     """
 
     root: Path
@@ -191,25 +183,29 @@ class FolderSurvey:
     clips: Mapping[str, int]
     unused: tuple[str, ...]
     unnamed: int
+    items: tuple[tuple[Path, str], ...]
 
     @classmethod
     def of(cls, root: Path, labels: Iterable[str]) -> FolderSurvey:
+        """Read the folder once (its listing): raises FileNotFoundError when missing."""
         root, labels = Path(root), tuple(labels)
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: dataset folder not found")
-        folders, clips, unused, unnamed = {}, dict.fromkeys(labels, 0), [], 0
+        folders, clips, unused, items = {}, dict.fromkeys(labels, 0), [], []
         for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-            if folder.name == BACKGROUND_NOISE or folder.name.startswith("."):
+            if folder.name == BACKGROUND_NOISE:
                 continue
             files = audio_files(folder)
-            folders[folder.name] = len(files)
             label = map_word(folder.name, list(labels))
-            if label is None:
-                unused.append(folder.name)
-                continue
-            clips[label] += len(files)
-            unnamed += sum("_nohash_" not in path.name for path in files)
-        return cls(root, labels, folders, clips, tuple(unused), unnamed)
+            if not folder.name.startswith("."):  # hidden folders are not reported
+                folders[folder.name] = len(files)
+                if label is None:
+                    unused.append(folder.name)
+            if label is not None:
+                clips[label] += len(files)
+                items += [(path, label) for path in files]
+        unnamed = sum("_nohash_" not in path.name for path, _ in items)
+        return cls(root, labels, folders, clips, tuple(unused), unnamed, tuple(items))
 
     def problems(self, label_set: str | None = None) -> list[str]:
         """One line per reason not to train: labels asked for by name that have no clips,

@@ -469,10 +469,10 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         """The clips of each split, before silence and unknown balancing."""
         hp = self.hparams
         data_dir = self.data_dir()
-        paths = scan_folder(data_dir, self.labels)
         if hp.version == "folder":
-            rule = SplitRule.from_hparams(hp)
-            return self._index(paths, rule)
+            survey = self.check_folder()
+            return self._index(list(survey.items), SplitRule.from_hparams(hp))
+        paths = scan_folder(data_dir, self.labels)
         val = read_list(data_dir / "validation_list.txt")
         test = read_list(data_dir / "testing_list.txt")
         use_test_archive = len(self.labels) == 12
@@ -566,8 +566,9 @@ class SpeechCommandsDataModule(L.LightningDataModule):
                     "with few speakers may leave a split empty)"
                 )
 
-    def check_folder(self) -> None:
-        """Stop on labels a folder cannot train (one line), warn on what it leaves unused."""
+    def check_folder(self) -> FolderSurvey:
+        """The folder's survey, read once: stop on labels it cannot train (one line), warn
+        on what it leaves unused."""
         try:
             survey = FolderSurvey.of(self.data_dir(), self.labels)
         except FileNotFoundError as err:
@@ -577,10 +578,9 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             raise DataError(problems[0])
         for line in survey.warnings(self.label_set):
             rank_zero_only(log.warning)(line)
+        return survey
 
     def _build_datasets(self) -> None:
-        if self.hparams.version == "folder":
-            self.check_folder()
         splits = self.build_splits()
         noise = self.noise_recordings(splits)
         self._bank = NoiseBank([torch.from_numpy(n) for n in noise], CLIP_SAMPLES)

@@ -15,7 +15,7 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from speech_gru import download
-from speech_gru.data import SpeechCommandsDataModule
+from speech_gru.data import DataError, SpeechCommandsDataModule
 from speech_gru.download import ARCHIVES, DownloadError
 
 STAGES = ("download", "pack")
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             written = datamodule.pack(progress=True)
             done = ", ".join(f"{split} {n}" for split, n in written.items())
             print(f"packed clips ({done}; 0 = already up to date) in {datamodule.pack_path()}")
-    except (DownloadError, FileNotFoundError) as err:
+    except (DataError, DownloadError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
