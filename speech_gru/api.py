@@ -187,7 +187,7 @@ class Spotter:
             opened = open_source(source, block / SAMPLE_RATE)
         else:
             opened = Source("waveform", array_chunks(_waveform(source), block))
-        detector = StreamingDetector(self.classifier.score_windows, self.classifier.labels, config)
+        detector = StreamingDetector(self.classifier.scorer(config), self.classifier.labels, config)
         return _run(detector, opened)
 
 

@@ -113,7 +113,17 @@ def detector_config(
     operating point (when it has one), else ``DetectorConfig``'s defaults. A given
     ``--threshold`` holds for every keyword (the point's per-keyword ones are dropped)."""
     point = getattr(classifier, "operating_point", None)
-    return DetectorConfig.resolve(point, given_flags(args), batch_windows)
+    return checked_hop(DetectorConfig.resolve(point, given_flags(args), batch_windows), classifier)
+
+
+def checked_hop(config: DetectorConfig, classifier) -> DetectorConfig:  # noqa: ANN001
+    """``config``, unless the model carries its state and the hop would skip audio."""
+    if getattr(classifier, "stepper", None) is not None and config.hop > config.window:
+        raise CliError(
+            f"--hop {config.hop_s:g}: a model that carries its state hears every sample; "
+            f"give a hop of at most the {config.window_s:g} s window"
+        )
+    return config
 
 
 def given_flags(args: argparse.Namespace) -> dict[str, float]:
@@ -213,10 +223,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     from speech_gru.infer import ModelLoadError
 
     try:
-        path = export(args.checkpoint, args.out, args.format, args.quantize == "int8")
+        path = export(
+            args.checkpoint, args.out, args.format, args.quantize == "int8", args.streaming
+        )
     except (ModelLoadError, ExportError) as err:
         raise CliError(str(err)) from None
-    print(f"wrote {printable(path)} ({args.format}{', int8' if args.quantize == 'int8' else ''})")
+    kind = [args.format] + ["int8"] * (args.quantize == "int8") + ["streaming"] * args.streaming
+    print(f"wrote {printable(path)} ({', '.join(kind)})")
     return 0
 
 
@@ -252,7 +265,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     classifier = load_model(args)
     live = args.input is None or args.realtime
     config = detector_config(args, 1 if live else 32, classifier)
-    detector = StreamingDetector(classifier.score_windows, classifier.labels, config)
+    detector = StreamingDetector(classifier.scorer(config), classifier.labels, config)
     try:
         source = open_source(
             args.input, config.hop_s, device=args.device, rate=args.rate,
@@ -347,9 +360,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     )
     from speech_gru.export import is_training_checkpoint
     from speech_gru.infer import (
-        Classifier,
         ModelLoadError,
-        checkpoint_backend,
+        checkpoint_classifier,
         load_checkpoint_model,
         model_kind,
     )
@@ -370,9 +382,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if out.exists() and not os.path.samefile(out, source_path) and not is_training_checkpoint(out):
         raise CliError(f"--out {args.out}: exists and is not a training checkpoint")
     torch.set_num_threads(args.threads)
-    classifier = Classifier(checkpoint_backend(model), labels, source_path, "checkpoint", {}, True)
+    classifier = checkpoint_classifier(model, labels, source_path)
 
-    config = DetectorConfig(**given_flags(args))
+    config = checked_hop(DetectorConfig(**given_flags(args)), classifier)
     try:
         if args.clips:
             audio = from_dataset(
@@ -394,10 +406,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 seen[0] += seconds
                 progress.update(task, audio=seen[0])
 
-            negatives = record(classifier.score_windows, labels, audio.negatives, config, on_audio)
+            scorer = classifier.scorer(config)
+            negatives = record(scorer, labels, audio.negatives, config, on_audio)
             progress.update(task, description="scoring keyword clips", audio=0.0)
             seen[0] = 0.0
-            positives = record(classifier.score_windows, labels, audio.keywords, config, on_audio)
+            positives = record(scorer, labels, audio.keywords, config, on_audio)
     except (CalibrationError, AudioError) as err:
         raise CliError(str(err)) from None
     if audio.clip_stream is not None and audio.clip_stream.skipped:
@@ -586,7 +599,7 @@ def cmd_evaluate_stream(args: argparse.Namespace) -> int:
     with progress:
         task = progress.add_task("stream", total=recording.duration_s)
         report = se.evaluate(
-            recording, classifier.score_windows, classifier.labels, config, args.tolerance,
+            recording, classifier.scorer(config), classifier.labels, config, args.tolerance,
             decisions,
             keep_trace=bool(args.plot), progress=lambda s: progress.advance(task, s),
         )  # fmt: skip
@@ -641,7 +654,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         explanation = explain_file(args.checkpoint, args.file)
     except (ModelLoadError, ExplainError, AudioError) as err:
         raise CliError(str(err)) from None
-    print(f"{printable(args.file)}: {printable(explanation.predicted)} {explanation.score:.2f}")
+    print(f"{printable(args.file)}: {printable(explanation.summary())}")
     if explanation.window_note():
         print(f"note: {explanation.window_note()}")
     for option, path, write in (("--out", png, plot_explanation), ("--json", data, write_json)):
@@ -839,6 +852,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="file to write (.pt or .onnx)")
     p.add_argument("--quantize", choices=("none", "int8"), default="none",
                    help="int8 dynamic quantization of the GRU and linear layers")  # fmt: skip
+    p.add_argument("--streaming", action="store_true",
+                   help="forward models: one 20 ms frame per call, the state as explicit "
+                   "inputs and outputs")  # fmt: skip
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("stream", help="detect keywords live (microphone, file or stdin)")
@@ -993,7 +1009,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="plot attention and GRU gate activity over one file")
     p.add_argument("--checkpoint", required=True, help="trained GRU checkpoint (.ckpt)")
-    p.add_argument("file", help="audio file (longer than 1 s: its loudest second)")
+    p.add_argument("file", help="audio file (longer than 1 s: its loudest second; a forward "
+                   "model: the whole recording)")  # fmt: skip
     p.add_argument("--out", default="explain.png",
                    help="PNG to write, under exactly this name (default explain.png)")  # fmt: skip
     p.add_argument("--json", metavar="FILE.json", help="also write the plotted numbers here")

@@ -1,12 +1,15 @@
-"""Look inside a trained model: its gates over one clip.
+"""Look inside a trained model: its gates over one clip, or over a whole recording.
 
 ``explain_file`` runs a checkpoint's model on one audio file and records, per frame, the
 attention weight and the mean update-gate (z) and reset-gate (r) activity of every GRU
-layer and direction; ``plot_explanation`` draws them on one time axis under the waveform
-and the MFCCs, and ``Explanation.to_dict`` gives the same numbers for ``--json``. The
-gates come from ``speech_gru.gru.ExplicitGRU`` loaded with the encoder's weights; its
-outputs are checked against the encoder's, and the prediction and attention come from
-the real model.
+layer and direction. A forward (streaming) model runs over the whole recording from zero
+state, as ``stream`` runs it, and records instead of attention each frame's keyword scores
+(the window ending there, as the detector reads them), so the plot shows when the GRU
+holds its memory and when it resets around each keyword. ``plot_explanation`` draws them
+on one time axis under the waveform and the MFCCs, and ``Explanation.to_dict`` gives the
+same numbers for ``--json``. The gates come from ``speech_gru.gru.ExplicitGRU`` loaded
+with the encoder's weights; its outputs are checked against the encoder's, and the
+prediction, attention and scores come from the real model.
 
 The model card (``speech-gru info``) lives in ``speech_gru.card``.
 """
@@ -23,7 +26,8 @@ import torch
 from speech_gru.audio import fit_length, load_audio, loudest_start
 from speech_gru.corpus import CLIP_SAMPLES  # the model is trained on 1 s clips
 from speech_gru.gru import DIRECTIONS, ExplicitGRU
-from speech_gru.model import KeywordModel
+from speech_gru.labels import is_keyword
+from speech_gru.model import KeywordModel, window_max
 
 ENCODER_TOLERANCE = 1e-4  # largest difference allowed between ExplicitGRU and the encoder
 
@@ -64,8 +68,11 @@ class Explanation:
         times: (T,) centre of each frame, in seconds from the start of the file.
         frame_s: seconds between frames (the hop).
         features: (T, F) normalised MFCCs: the GRU's input.
-        attention: (T,) attention weights (sum to 1).
+        attention: (T,) attention weights (sum to 1); for a forward model, one-hot on the
+            frame whose logit became the predicted class's maximum.
         gates: one ``GateTrack`` per layer and direction.
+        scores: (T, C) for a forward model, each frame's probabilities of the 1 s window
+            ending there (what the streaming detector reads); None for a bidirectional one.
     """
 
     source: str
@@ -80,6 +87,31 @@ class Explanation:
     features: np.ndarray
     attention: np.ndarray
     gates: list[GateTrack] = field(default_factory=list)
+    scores: np.ndarray | None = None
+
+    def peaks(self, count: int = 3) -> list[tuple[str, float, float]]:
+        """The ``count`` keywords of highest peak window score over a recording (forward
+        models): (label, score, time in s), highest first; [] without ``scores``."""
+        if self.scores is None:
+            return []
+        keywords = [i for i, label in enumerate(self.labels) if is_keyword(label)]
+        best = sorted(keywords, key=lambda i: -self.scores[:, i].max())[:count]
+        return [
+            (
+                self.labels[i],
+                float(self.scores[:, i].max()),
+                float(self.times[self.scores[:, i].argmax()]),
+            )
+            for i in best
+        ]
+
+    def summary(self) -> str:
+        """``yes 0.83`` (the prediction on a clip), or for a recording its peaks:
+        ``peaks: yes 0.71 at 1.40 s, no 0.66 at 6.80 s``."""
+        if self.scores is None:
+            return f"{self.predicted} {self.score:.2f}"
+        peaks = ", ".join(f"{label} {score:.2f} at {t:.2f} s" for label, score, t in self.peaks())
+        return f"peaks: {peaks}"
 
     @property
     def predicted(self) -> str:
@@ -90,7 +122,10 @@ class Explanation:
         return float(np.max(self.probabilities))
 
     def window_note(self) -> str:
-        """One line on which part of the file was explained ("" for a 1 s clip)."""
+        """One line on which part of the file was explained ("" for a 1 s clip or a
+        whole recording)."""
+        if self.scores is not None:
+            return ""
         window_s = self.wave.size / self.sample_rate
         if self.file_s > window_s:
             return (
@@ -125,6 +160,15 @@ class Explanation:
                 {"layer": g.layer, "direction": g.direction, "z": rounded(g.z), "r": rounded(g.r)}
                 for g in self.gates
             ],
+            **(
+                {}
+                if self.scores is None
+                else {
+                    "scores": {
+                        label: rounded(self.scores[:, i]) for i, label in enumerate(self.labels)
+                    }
+                }
+            ),
         }
 
 
@@ -167,6 +211,13 @@ def explain_wave(
     if difference > ENCODER_TOLERANCE:
         raise ExplainError(f"{source}: explicit GRU differs from the encoder by {difference:.2g}")
     num_frames = feats.shape[1]
+    scores = None
+    if not model.bidirectional:  # each frame's window, as StreamingDetector reads it
+        frame_logits = result["frame_logits"]  # (1, T, C)
+        past = frame_logits.new_full(
+            (1, config.num_frames(CLIP_SAMPLES) - 1, frame_logits.shape[-1]), float("-inf")
+        )
+        scores = window_max(past, frame_logits)[0][0].softmax(-1).numpy()  # (T, C)
     centres = np.arange(num_frames) * config.hop_length + config.n_fft / 2  # samples
     gates = [
         GateTrack(
@@ -191,6 +242,7 @@ def explain_wave(
         features=feats[0].numpy(),
         attention=result["attention"][0].float().numpy(),
         gates=gates,
+        scores=scores,
     )
 
 
@@ -198,7 +250,8 @@ def explain_file(checkpoint: str | Path, path: str | Path) -> Explanation:
     """Explain a checkpoint's prediction on one audio file.
 
     Clips longer than one second are cut to their loudest second, shorter ones
-    zero-padded, as ``speech-gru transcribe`` does.
+    zero-padded, as ``speech-gru transcribe`` does. A forward model explains the whole
+    file (at least one frame), as it streams it.
 
     Raises:
         ModelLoadError: the checkpoint cannot be loaded.
@@ -216,6 +269,11 @@ def explain_file(checkpoint: str | Path, path: str | Path) -> Explanation:
     check_gru(model, checkpoint)
     rate = model.config.features.sample_rate
     wave = load_audio(path, rate)
+    if not model.bidirectional:
+        whole = fit_length(wave, max(wave.size, model.config.features.n_fft))
+        explanation = explain_wave(model, labels, whole, str(path))
+        explanation.file_s = wave.size / rate
+        return explanation
     start = loudest_start(wave, CLIP_SAMPLES)
     window = fit_length(wave[start : start + CLIP_SAMPLES], CLIP_SAMPLES)
     explanation = explain_wave(model, labels, window, str(path), start / rate)
@@ -267,10 +325,20 @@ def plot_explanation(explanation: Explanation, path: str | Path, dpi: int = 100)
     )  # fmt: skip
     mfcc_ax.set_ylabel("MFCC\n(normalised)")
 
-    attention_ax.fill_between(e.times, e.attention, color="tab:green", alpha=0.3, linewidth=0)
-    attention_ax.plot(e.times, e.attention, color="tab:green", linewidth=1.2)
-    attention_ax.set_ylabel("attention")
-    attention_ax.set_ylim(0, 1.1 * float(e.attention.max()))
+    if e.scores is None:
+        attention_ax.fill_between(e.times, e.attention, color="tab:green", alpha=0.3, linewidth=0)
+        attention_ax.plot(e.times, e.attention, color="tab:green", linewidth=1.2)
+        attention_ax.set_ylabel("attention")
+        attention_ax.set_ylim(0, 1.1 * float(e.attention.max()))
+    else:  # a forward model: the keyword scores the stream detector reads
+        for label, _, _ in e.peaks(6):
+            attention_ax.plot(
+                e.times, e.scores[:, e.labels.index(label)], linewidth=1.2, label=label
+            )
+        attention_ax.set_ylabel("keyword score\n(1 s window)")
+        attention_ax.set_ylim(0, 1)
+        attention_ax.grid(alpha=0.3)
+        attention_ax.legend(loc="upper right", fontsize=7, ncol=6, framealpha=0.8)
 
     colors = {"forward": "tab:blue", "backward": "tab:orange"}
     for ax, layer in zip(gate_axes, layers, strict=True):
@@ -290,6 +358,9 @@ def plot_explanation(explanation: Explanation, path: str | Path, dpi: int = 100)
     others = ", ".join(f"{e.labels[i]} {e.probabilities[i]:.2f}" for i in top[1:])
     title = f"{Path(e.source).name}: predicted '{e.predicted}' (p = {e.score:.2f})"
     subtitle = "; ".join(s for s in (f"next: {others}" if others else "", e.window_note()) if s)
+    if e.scores is not None:
+        title = f"{Path(e.source).name}: forward GRU carrying its state over {e.file_s:.1f} s"
+        subtitle = e.summary()
     fig.suptitle(f"{title}\n{subtitle}" if subtitle else title, fontsize=11)
     fig.align_ylabels(axes)
     fig.tight_layout()

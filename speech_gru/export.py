@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
 import tempfile
 import warnings
@@ -34,6 +35,8 @@ from torch import Tensor, nn
 
 from speech_gru import __version__
 from speech_gru.atomic import write_atomic
+from speech_gru.features import MFCC, dft_basis
+from speech_gru.gru import gru_gates
 from speech_gru.model import KeywordModel
 from speech_gru.stream import OperatingPoint
 
@@ -113,6 +116,144 @@ class FrameMaxClassifier(nn.Module):
         return self.head(states).amax(1).softmax(-1)  # (B, C)
 
 
+class FrameLogMel(nn.Module):
+    """The log-mel part of the MFCC frontend for exactly one frame: (B, n_fft) samples ->
+    (B, n_mels) natural-log mel energies (floored), the spectrum as one matrix product with
+    the windowed DFT basis (``features.dft_basis``). The rest of the MFCC (the dB scale,
+    the DCT) is linear, so ``StreamingStep`` folds it into the first layer's weights.
+
+    Args:
+        frontend: the model's MFCC module (its window, filterbank and floor).
+    """
+
+    def __init__(self, frontend: MFCC) -> None:
+        super().__init__()
+        self.register_buffer("dft", dft_basis(frontend.window)[:, 0, :].T.contiguous())
+        self.register_buffer("fbank", frontend.fbank)
+        self.log_floor = frontend.log_floor
+        self.bins = frontend.fbank.shape[0]
+
+    def forward(self, frame: Tensor) -> Tensor:
+        real, imag = torch.matmul(frame, self.dft).split(self.bins, dim=-1)  # (B, F) each
+        mel = torch.matmul(real.square() + imag.square(), self.fbank)  # (B, n_mels)
+        return torch.log(mel.clamp(min=self.log_floor))
+
+
+class StreamingStep(nn.Module):
+    """One frame of a forward KeywordModel with its state as explicit inputs and outputs,
+    for runtimes that cannot keep state inside a model (``export --streaming``)::
+
+        audio   (B, hop)            the frame's new samples
+        samples (B, n_fft - hop)    the samples before them (the frame's first part)
+        hidden  (layers, B, H)      recurrent state; an LSTM's h then c (2 * layers)
+        past    (B, T - 1, C)       logits of the window's earlier frames (-inf: none yet)
+     -> probabilities (B, C)        softmax of each class's largest logit over the window
+        logits  (B, C)              this frame's logits
+        samples, hidden, past       the state for the next frame
+
+    Frame for frame equal to ``KeywordModel.step`` followed by ``model.window_max``. The
+    recurrent cells are written out as matrix products (``gru.gru_gates``; the LSTM's
+    equations) with each layer's weights in two ``nn.Linear``: a one-step GRU or LSTM
+    operator costs ONNX Runtime several times its arithmetic, and int8 quantization then
+    covers them.
+
+    Args:
+        model: a forward model.
+        window: samples of the window whose frames the maximum runs over (1 s clips).
+    """
+
+    def __init__(self, model: KeywordModel, window: int = 16000) -> None:
+        super().__init__()
+        c, f = model.config, model.config.features
+        if f.n_fft < f.hop_length:
+            raise ValueError(f"n_fft {f.n_fft} < hop_length {f.hop_length}: frames skip samples")
+        self.frontend = FrameLogMel(model.frontend)
+        encoder = model.encoder
+        self.input_side = nn.ModuleList()
+        self.hidden_side = nn.ModuleList()
+        for k in range(c.num_layers):
+            for side, kind in ((self.input_side, "ih"), (self.hidden_side, "hh")):
+                weight = getattr(encoder, f"weight_{kind}_l{k}")
+                linear = nn.Linear(weight.shape[1], weight.shape[0])
+                linear.weight.data.copy_(weight.detach())
+                linear.bias.data.copy_(getattr(encoder, f"bias_{kind}_l{k}").detach())
+                side.append(linear)
+        with torch.no_grad():  # the dB scale, DCT and feature statistics, into layer 1
+            self.input_side[0] = fold_features(self.input_side[0], model)
+        self.head = model.head
+        self.lstm = c.cell == "lstm"
+        self.size = c.hidden_size
+        self.hop = f.hop_length
+        self.layers = c.num_layers
+        frames = f.num_frames(window)
+        self.spec = {
+            "frame_hop": f.hop_length,
+            "n_fft": f.n_fft,
+            "window_frames": frames,
+            "samples": [f.n_fft - f.hop_length],
+            "hidden": [c.num_layers * (2 if self.lstm else 1), c.hidden_size],
+            "past": [frames - 1, c.num_classes],
+        }
+
+    def forward(
+        self, audio: Tensor, samples: Tensor, hidden: Tensor, past: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        wave = torch.cat([samples, audio], dim=1)  # (B, n_fft): one frame
+        x = self.frontend(wave)  # (B, n_mels): layer 1 takes the rest of the MFCC
+        states = []
+        for k, (input_side, hidden_side) in enumerate(
+            zip(self.input_side, self.hidden_side, strict=True)
+        ):
+            h = hidden[k]  # (B, H)
+            if self.lstm:
+                cell = hidden[self.layers + k]
+                i, f, g, o = (input_side(x) + hidden_side(h)).split(self.size, dim=-1)
+                cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
+                x = torch.sigmoid(o) * torch.tanh(cell)
+                states.append((x, cell))
+            else:
+                x = gru_gates(input_side(x), hidden_side(h), h, self.size)[3]
+                states.append((x, x))
+        hidden = torch.stack([h for h, _ in states] + [c for _, c in states if self.lstm])
+        logits = self.head(x)  # (B, C)
+        window = torch.cat([past, logits.unsqueeze(1)], dim=1)  # (B, T, C): window_max's
+        probs = window.amax(1).softmax(-1)
+        return probs, logits, wave[:, self.hop :], hidden, window[:, 1:]
+
+    def example(self, batch: int = 1) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Inputs of the right shapes (zero audio, the start state)."""
+        hidden = torch.zeros(self.spec["hidden"][0], batch, self.spec["hidden"][1])
+        return (
+            torch.zeros(batch, self.hop),
+            torch.zeros(batch, *self.spec["samples"]),
+            hidden,
+            torch.full((batch, *self.spec["past"]), float("-inf")),
+        )
+
+
+def fold_features(first: nn.Linear, model: KeywordModel) -> nn.Linear:
+    """The first layer's input projection applied to natural-log mel energies instead of
+    normalised MFCCs: with ``x = (c ln(mel) D - mean) / std`` (``c = 10 / ln 10``, dB; D the
+    DCT), ``W x + b = W' ln(mel) + b'`` with ``W' = c W diag(1/std) D^T`` and
+    ``b' = b - W (mean / std)``: one matrix product instead of four operations."""
+    norm = model.norm
+    scale = torch.ones(model.config.features.n_mfcc)
+    shift = torch.zeros_like(scale)
+    if norm.mode == "global":
+        scale = torch.rsqrt(norm.running_var + 1e-5)
+        shift = -norm.running_mean * scale
+    weight = first.weight.double() * scale.double()  # (3H, n_mfcc)
+    dct = model.frontend.dct.double() * (10.0 / math.log(10.0))  # (n_mels, n_mfcc)
+    folded = nn.Linear(dct.shape[0], weight.shape[0])
+    folded.weight.copy_((weight @ dct.T).float())
+    folded.bias.copy_((first.bias.double() + weight @ (shift.double() / scale.double())).float())
+    return folded
+
+
+STEP_INPUTS = ("audio", "samples", "hidden", "past")
+STEP_OUTPUTS = ("probabilities", "logits", "samples_out", "hidden_out", "past_out")
+
+
 def inference_module(model: KeywordModel) -> nn.Module:
     """The export wrapper of a model: attention pooling or frame maximum, by its direction."""
     kind = FrameMaxClassifier if model.config.direction == "forward" else WaveformClassifier
@@ -129,9 +270,13 @@ def quantize_int8(module: nn.Module) -> nn.Module:
 
 
 def metadata(
-    labels: list[str], hyper_parameters: dict, operating_point: OperatingPoint | None = None
+    labels: list[str],
+    hyper_parameters: dict,
+    operating_point: OperatingPoint | None = None,
+    streaming: dict | None = None,
 ) -> dict[str, str]:
-    """The text entries an export stores (``operating_point`` only when calibrated)."""
+    """The text entries an export stores (``operating_point`` only when calibrated;
+    ``streaming``, the frame and state sizes, only for a ``StreamingStep``)."""
     meta = {
         "labels": json.dumps(labels),
         "sample_rate": "16000",
@@ -140,6 +285,17 @@ def metadata(
         "speech_gru_version": __version__,
         "hyper_parameters": json.dumps(hyper_parameters, default=str),
     }
+    if streaming is not None:
+        meta["input"] = (
+            "audio: float32 (batch, frame_hop) new samples at 16 kHz; samples (batch, n_fft "
+            "- frame_hop), hidden (layers, batch, H), past (batch, window_frames - 1, labels): "
+            "the state"
+        )
+        meta["output"] = (
+            "probabilities (batch, labels) of the window ending at this frame, logits "
+            "(batch, labels) of this frame, then the next samples, hidden and past"
+        )
+        meta["streaming"] = json.dumps(streaming)
     if operating_point is not None:
         meta["operating_point"] = json.dumps(operating_point.to_dict())
     return meta
@@ -152,7 +308,11 @@ def export_torchscript(wrapper: nn.Module, meta: dict[str, str], quantize: bool)
     extra = {"labels.json": meta["labels"], "metadata.json": json.dumps(meta)}
     buffer = io.BytesIO()
     with known_warnings_silenced():  # TorchScript announces its own deprecation
-        torch.jit.save(torch.jit.script(module), buffer, _extra_files=extra)
+        if isinstance(wrapper, StreamingStep):  # fixed shapes but the batch: traced
+            compiled = torch.jit.trace(module, wrapper.example())
+        else:
+            compiled = torch.jit.script(module)
+        torch.jit.save(compiled, buffer, _extra_files=extra)
     return buffer.getvalue()
 
 
@@ -160,16 +320,23 @@ def export_onnx(wrapper: nn.Module, meta: dict[str, str], quantize: bool) -> byt
     """The ONNX model, in memory (int8: through a private scratch folder)."""
     import onnx
 
-    wrapper.frontend.use_dft()  # one Conv: ONNX Runtime's STFT is ten times slower
+    if isinstance(wrapper, StreamingStep):  # its frontend is a matrix product already
+        inputs, outputs, example = STEP_INPUTS, STEP_OUTPUTS, wrapper.example()
+        batch_axis = {name: 1 if name.startswith("hidden") else 0 for name in inputs + outputs}
+        axes = {name: {axis: "batch"} for name, axis in batch_axis.items()}
+    else:
+        wrapper.frontend.use_dft()  # one Conv: ONNX Runtime's STFT is ten times slower
+        inputs, outputs, example = ("waveform",), ("probabilities",), (torch.zeros(1, 16000),)
+        axes = {"waveform": {0: "batch", 1: "samples"}, "probabilities": {0: "batch"}}
     buffer = io.BytesIO()
     with known_warnings_silenced():  # see HARMLESS_WARNINGS
         torch.onnx.export(
             wrapper,
-            (torch.zeros(1, 16000),),
+            example,
             buffer,
-            input_names=["waveform"],
-            output_names=["probabilities"],
-            dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "probabilities": {0: "batch"}},
+            input_names=list(inputs),
+            output_names=list(outputs),
+            dynamic_axes=axes,
             opset_version=ONNX_OPSET,
             dynamo=False,
         )
@@ -248,7 +415,11 @@ def is_training_checkpoint(path: Path) -> bool:
 
 
 def export(
-    checkpoint: str | Path, out: str | Path, fmt: str = "torchscript", quantize: bool = False
+    checkpoint: str | Path,
+    out: str | Path,
+    fmt: str = "torchscript",
+    quantize: bool = False,
+    streaming: bool = False,
 ) -> Path:
     """Write a self-contained model file from a training checkpoint.
 
@@ -261,19 +432,27 @@ def export(
             what it may not be.
         fmt: ``"torchscript"`` or ``"onnx"``.
         quantize: int8 dynamic quantization of the recurrent and linear layers.
+        streaming: write one frame of a forward model with its state as inputs and
+            outputs (``StreamingStep``) instead of the clip classifier.
 
     Returns:
         The written path.
 
     Raises:
         ModelLoadError: the checkpoint cannot be loaded, or its operating point is malformed.
-        ExportError: ``out`` is refused or cannot be written, with a one-line reason.
+        ExportError: ``out`` is refused or cannot be written, or ``streaming`` for a
+            bidirectional model, with a one-line reason.
     """
     from speech_gru.infer import load_checkpoint_model, operating_point
 
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     model, labels, loaded = load_checkpoint_model(checkpoint)
+    if streaming and model.bidirectional:
+        raise ExportError(
+            f"{checkpoint}: a bidirectional model cannot stream with state; --streaming "
+            "needs a forward model (model.architecture.direction: forward)"
+        )
     point = operating_point(Path(checkpoint), loaded.get("operating_point"), labels)
     out = Path(out)
     try:
@@ -285,10 +464,12 @@ def export(
             raise ExportError(
                 f"{out}: cannot write ({out.parent} is a file, not a folder)"
             ) from None
-        meta = metadata(labels, dict(loaded["hyper_parameters"]), point)
+        wrapper = StreamingStep(model).eval() if streaming else inference_module(model)
+        spec = wrapper.spec if streaming else None
+        meta = metadata(labels, dict(loaded["hyper_parameters"]), point, spec)
         with torch.no_grad():
             to_bytes = export_torchscript if fmt == "torchscript" else export_onnx
-            data = to_bytes(inference_module(model), meta, quantize)
+            data = to_bytes(wrapper, meta, quantize)
         write_atomic(target, lambda f: f.write(data))
     except OSError as err:
         raise ExportError(f"{out}: cannot write ({err.strerror or err})") from None

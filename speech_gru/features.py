@@ -47,8 +47,18 @@ class FeatureConfig:
             return (frames + 1).clamp(min=1)
         return max(1, (num_samples - self.n_fft) // self.hop_length + 1)
 
+    def complete_frames(self, num_samples: int) -> int:
+        """Whole frames in ``num_samples`` samples (0 when fewer than ``n_fft``): what a
+        stream can score so far."""
+        return complete_frames(num_samples, self.n_fft, self.hop_length)
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def complete_frames(num_samples: int, n_fft: int, hop_length: int) -> int:
+    """Whole frames of ``n_fft`` samples every ``hop_length`` in ``num_samples`` samples."""
+    return 0 if num_samples < n_fft else (num_samples - n_fft) // hop_length + 1
 
 
 def dft_basis(window: Tensor) -> Tensor:

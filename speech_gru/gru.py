@@ -103,8 +103,27 @@ def gru_step(
         ``(z, r, n, h_new)``, each (B, H).
     """
     h_proj = nn.functional.linear(h, weight_hh, bias_hh)  # (B, 3H): W_h* h + b_h*
-    x_r, x_z, x_n = x_proj.chunk(3, dim=-1)
-    h_r, h_z, h_n = h_proj.chunk(3, dim=-1)
+    return gru_gates(x_proj, h_proj, h)
+
+
+def gru_gates(
+    x_proj: Tensor, h_proj: Tensor, h: Tensor, hidden_size: int | None = None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The gates of one GRU step from both projections.
+
+    Args:
+        x_proj: (B, 3H) ``W_ih x + b_ih``, gate order r, z, n.
+        h_proj: (B, 3H) ``W_hh h + b_hh``.
+        h: (B, H) previous hidden state.
+        hidden_size: H, when known (an export then splits at fixed sizes instead of
+            computing them from the shapes).
+
+    Returns:
+        ``(z, r, n, h_new)``, each (B, H).
+    """
+    size = hidden_size or h.shape[-1]
+    x_r, x_z, x_n = x_proj.split(size, dim=-1)
+    h_r, h_z, h_n = h_proj.split(size, dim=-1)
     r = torch.sigmoid(x_r + h_r)  # reset gate
     z = torch.sigmoid(x_z + h_z)  # update gate
     n = torch.tanh(x_n + r * h_n)  # candidate memory

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from speech_gru.features import complete_frames
 from speech_gru.labels import resolve_labels
-from speech_gru.model import KeywordModel, ModelConfig
-from speech_gru.stream import OperatingPoint
+from speech_gru.model import KeywordModel, ModelConfig, StreamState, window_max
+from speech_gru.stream import DetectorConfig, OperatingPoint, Scorer, StatefulScorer, Stepper
 
 Backend = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
 """(B, N) float32 waveforms and optional (B,) lengths -> (B, C) probabilities."""
@@ -45,6 +46,9 @@ class Classifier:
             lengths are run in separate batches.
         operating_point: the detector settings the model was calibrated at (None: not
             calibrated); stored as ``operating_point`` in checkpoints and exports.
+        stepper: the model run frame by frame with carried state, for a model that can
+            (a forward model's checkpoint, a streaming export); None for a model that
+            scores whole windows.
     """
 
     backend: Backend
@@ -54,6 +58,15 @@ class Classifier:
     metadata: dict = field(default_factory=dict)
     takes_lengths: bool = False
     operating_point: OperatingPoint | None = None
+    stepper: Stepper | None = None
+
+    def scorer(self, config: DetectorConfig) -> Scorer:
+        """What a ``StreamingDetector`` with these settings scores windows with: a new
+        ``StatefulScorer`` (one per stream) when the model carries its state, else
+        ``score_windows``."""
+        if self.stepper is None:
+            return self.score_windows
+        return StatefulScorer(self.stepper, config)
 
     def score_windows(self, windows: np.ndarray) -> np.ndarray:
         """(B, window) float32 -> (B, C) probabilities, in one forward pass: the scorer
@@ -99,6 +112,171 @@ def checkpoint_backend(model: KeywordModel) -> Backend:
         return logits.float().softmax(-1).numpy()
 
     return run
+
+
+class BatchingStepper:
+    """What the ``Stepper``s here share: ``many`` steps several streams' requests in as few
+    model calls as it can (``serve`` batches its clients' frames through it).
+
+    A subclass's state is ``(samples, *rest)``: the (B, L) samples not yet framed first;
+    ``_join`` stacks the rest of several states along their batch axes and ``_part``
+    takes one stream's back out.
+    """
+
+    frame_hop: int
+    n_fft: int
+
+    def __call__(self, audio: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
+        raise NotImplementedError
+
+    def _join(self, states: Sequence[tuple]) -> tuple:
+        raise NotImplementedError
+
+    def _part(self, state: tuple, index: int) -> tuple:
+        raise NotImplementedError
+
+    def many(self, requests: Sequence[tuple[np.ndarray, tuple]]) -> list[tuple[np.ndarray, tuple]]:
+        """Step each (audio (1, n), state) request as ``__call__`` would, one model call
+        for all the streams whose new audio completes the same number of frames.
+
+        Returns:
+            (probabilities (1, k, C), next state) per request, in order.
+        """
+        results: list = [None] * len(requests)
+        groups: dict[int, list[tuple[int, np.ndarray]]] = {}
+        for i, (audio, state) in enumerate(requests):
+            pending = np.asarray(state[0], dtype=np.float32)
+            wave = np.concatenate([pending, np.asarray(audio, np.float32)], axis=1)  # (1, L + n)
+            frames = complete_frames(wave.shape[1], self.n_fft, self.frame_hop)
+            groups.setdefault(frames, []).append((i, wave))
+        for frames, members in groups.items():
+            span = (frames - 1) * self.frame_hop + self.n_fft if frames else 0
+            spans = np.concatenate([wave[:, :span] for _, wave in members])  # (G, span)
+            joined = self._join([requests[i][1] for i, _ in members])
+            probs, state = self(spans, joined)  # (G, k, C)
+            for g, (i, wave) in enumerate(members):
+                rest = wave[:, frames * self.frame_hop :] if frames else wave
+                results[i] = probs[g : g + 1], (rest, *self._part(state, g)[1:])
+        return results
+
+
+class ModelStepper(BatchingStepper):
+    """A forward KeywordModel run frame by frame (``KeywordModel.step``): the ``Stepper``
+    of a checkpoint. Each frame's output is the softmax of the per-class maximum of the
+    frame logits over the ``window`` samples ending with it (``window_max``).
+
+    Args:
+        model: a forward model, in eval mode.
+        window: samples of the window (the 1 s clips it was trained on).
+    """
+
+    def __init__(self, model: KeywordModel, window: int = 16000) -> None:
+        f = model.config.features
+        self.model = model
+        self.frame_hop = f.hop_length
+        self.n_fft = f.n_fft
+        self.window_frames = f.num_frames(window)
+
+    def start(self, batch: int = 1) -> tuple:
+        past = torch.full(
+            (batch, self.window_frames - 1, self.model.config.num_classes), float("-inf")
+        )
+        carried = self.model.initial_state(batch)
+        return carried.samples, carried.h, carried.c, past
+
+    @torch.inference_mode()
+    def __call__(self, audio: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
+        samples, h, c, past = state
+        carried = StreamState(torch.as_tensor(samples), h, c)
+        logits, carried = self.model.step(torch.from_numpy(audio), carried)  # (B, k, C)
+        out, past = window_max(past, logits)
+        return out.softmax(-1).numpy(), (carried.samples, carried.h, carried.c, past)
+
+    def _join(self, states: Sequence[tuple]) -> tuple:
+        first = states[0]
+        c = None if first[2] is None else torch.cat([s[2] for s in states], dim=1)
+        h = torch.cat([s[1] for s in states], dim=1)  # (layers, G, H)
+        past = torch.cat([s[3] for s in states])  # (G, T - 1, C)
+        return torch.zeros(len(states), 0), h, c, past
+
+    def _part(self, state: tuple, index: int) -> tuple:
+        samples, h, c, past = state
+        one = slice(index, index + 1)
+        return samples[one], h[:, one], None if c is None else c[:, one], past[one]
+
+
+StepFunction = Callable[..., Sequence[np.ndarray]]
+"""A streaming export's graph: (audio (B, hop), samples (B, n_fft - hop), hidden, past)
+-> (probabilities (B, C), logits (B, C), samples, hidden, past)."""
+
+
+class ExportStepper(BatchingStepper):
+    """A streaming export (``speech-gru export --streaming``) run frame by frame: one call
+    of its graph per frame, the state passed back in, as the README's onnxruntime loop
+    does. The ``Stepper`` of such a file.
+
+    Args:
+        run: the graph (see ``StepFunction``).
+        spec: the export's ``streaming`` metadata: ``frame_hop``, ``n_fft`` and the
+            state shapes (``hidden``: (layers, H) per stream; ``past``: (T - 1, C)).
+    """
+
+    def __init__(self, run: StepFunction, spec: dict) -> None:
+        self.run = run
+        self.frame_hop = int(spec["frame_hop"])
+        self.n_fft = int(spec["n_fft"])
+        self.hidden_shape = tuple(int(n) for n in spec["hidden"])
+        self.past_shape = tuple(int(n) for n in spec["past"])
+
+    def start(self, batch: int = 1) -> tuple:
+        hidden = np.zeros((self.hidden_shape[0], batch, self.hidden_shape[1]), np.float32)
+        past = np.full((batch, *self.past_shape), -np.inf, np.float32)
+        return np.zeros((batch, 0), np.float32), hidden, past
+
+    def frames(self, audio: np.ndarray, state: tuple) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """(B, n) new samples -> (B, k, C) probabilities and (B, k, C) logits of the k
+        frames they complete, and the next state."""
+        wave, hidden, past = state
+        wave = np.concatenate([wave, np.asarray(audio, np.float32)], axis=1)  # not yet framed
+        hop, context = self.frame_hop, self.n_fft - self.frame_hop
+        count = complete_frames(wave.shape[1], self.n_fft, hop)
+        probs, logits = [], []
+        for j in range(count):
+            start = j * hop
+            p, z, _, hidden, past = self.run(
+                wave[:, start + context : start + self.n_fft],
+                wave[:, start : start + context],
+                hidden,
+                past,
+            )
+            probs.append(p)
+            logits.append(z)
+        batch, classes = wave.shape[0], self.past_shape[1]
+        empty = np.zeros((batch, 0, classes), np.float32)
+        stack = (lambda rows: np.stack(rows, axis=1)) if count else (lambda rows: empty)
+        return stack(probs), stack(logits), (wave[:, count * hop :], hidden, past)
+
+    def __call__(self, audio: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
+        probs, _, state = self.frames(audio, state)
+        return probs, state
+
+    def _join(self, states: Sequence[tuple]) -> tuple:
+        hidden = np.concatenate([s[1] for s in states], axis=1)  # (layers, G, H)
+        past = np.concatenate([s[2] for s in states])  # (G, T - 1, C)
+        return np.zeros((len(states), 0), np.float32), hidden, past
+
+    def _part(self, state: tuple, index: int) -> tuple:
+        wave, hidden, past = state
+        return wave[index : index + 1], hidden[:, index : index + 1], past[index : index + 1]
+
+    def classify(self, batch: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+        """A ``Backend``: each clip's softmax of its per-class largest frame logit (from
+        zero state), as a forward checkpoint classifies it; a clip shorter than one frame
+        is zero-padded to one."""
+        if batch.shape[1] < self.n_fft:
+            batch = np.pad(batch, ((0, 0), (0, self.n_fft - batch.shape[1])))
+        _, logits, _ = self.frames(batch, self.start(len(batch)))  # (B, k, C)
+        return torch.from_numpy(logits.max(1)).softmax(-1).numpy()
 
 
 def torchscript_backend(module: torch.jit.ScriptModule) -> Backend:
@@ -177,7 +355,21 @@ def load_classifier(path: str | Path) -> Classifier:
     point = operating_point(path, checkpoint.get("operating_point"), labels)
     if point is not None:
         metadata["operating_point"] = point.to_dict()
-    return Classifier(checkpoint_backend(model), labels, path, "checkpoint", metadata, True, point)
+    return checkpoint_classifier(model, labels, path, metadata, point)
+
+
+def checkpoint_classifier(
+    model: KeywordModel,
+    labels: list[str],
+    path: Path,
+    metadata: dict | None = None,
+    point: OperatingPoint | None = None,
+) -> Classifier:
+    """The Classifier of a loaded checkpoint's model: it masks padding, and a forward
+    model streams with carried state (``ModelStepper``)."""
+    stepper = None if model.bidirectional else ModelStepper(model)
+    backend = checkpoint_backend(model)
+    return Classifier(backend, labels, path, "checkpoint", metadata or {}, True, point, stepper)
 
 
 def operating_point(path: Path, value: object, labels: Sequence[str]) -> OperatingPoint | None:
@@ -237,10 +429,39 @@ def _load_torchscript(path: Path) -> Classifier:
     if not isinstance(meta, dict):
         raise ModelLoadError(f"{path}: metadata.json is not a JSON object")
     _check_hyper_parameters(path, meta)
-    backend = torchscript_backend(module.eval())
+    module = module.eval()
+    stepper = _stepper(path, meta, torchscript_step(module))
+    backend = torchscript_backend(module) if stepper is None else stepper.classify
     labels = _labels(path, extra["labels.json"], _output_size(path, backend))
     point = operating_point(path, meta.get("operating_point"), labels)
-    return Classifier(backend, labels, path, "torchscript", meta, operating_point=point)
+    return Classifier(backend, labels, path, "torchscript", meta, False, point, stepper)
+
+
+def torchscript_step(module: torch.jit.ScriptModule) -> StepFunction:
+    @torch.inference_mode()
+    def run(*arrays: np.ndarray) -> list[np.ndarray]:
+        return [out.numpy() for out in module(*(torch.from_numpy(a) for a in arrays))]
+
+    return run
+
+
+def onnx_step(session) -> StepFunction:  # noqa: ANN001 - an onnxruntime.InferenceSession
+    def run(audio, samples, hidden, past) -> list[np.ndarray]:  # noqa: ANN001 - arrays
+        feed = {"audio": audio, "samples": samples, "hidden": hidden, "past": past}
+        return session.run(None, feed)
+
+    return run
+
+
+def _stepper(path: Path, meta: dict, run: StepFunction) -> ExportStepper | None:
+    """The ExportStepper of a streaming export (None for a clip export)."""
+    if "streaming" not in meta:
+        return None
+    spec = _json(meta["streaming"]) if isinstance(meta["streaming"], str) else meta["streaming"]
+    try:
+        return ExportStepper(run, spec)
+    except (TypeError, KeyError, ValueError):
+        raise ModelLoadError(f"{path}: streaming metadata is malformed") from None
 
 
 def _load_onnx(path: Path) -> Classifier:
@@ -261,12 +482,13 @@ def _load_onnx(path: Path) -> Classifier:
     if "labels" not in meta:
         raise ModelLoadError(f"{path}: ONNX model without a labels entry (not an export)")
     _check_hyper_parameters(path, meta)
-    backend = onnx_backend(session)
+    stepper = _stepper(path, meta, onnx_step(session))
+    backend = onnx_backend(session) if stepper is None else stepper.classify
     shape = session.get_outputs()[0].shape  # e.g. ["batch", 12]
     size = shape[-1] if shape and isinstance(shape[-1], int) else _output_size(path, backend)
     labels = _labels(path, meta["labels"], size)
     point = operating_point(path, meta.get("operating_point"), labels)
-    return Classifier(backend, labels, path, "onnx", meta, operating_point=point)
+    return Classifier(backend, labels, path, "onnx", meta, False, point, stepper)
 
 
 def _json(text: str | bytes) -> object:

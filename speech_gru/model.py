@@ -224,6 +224,25 @@ class StreamState(NamedTuple):
     c: Tensor | None = None
 
 
+def window_max(past: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
+    """Each new frame's clip logits over the window of frames ending at it: the per-class
+    maximum, as a forward model's ``classify`` takes it over a clip.
+
+    Args:
+        past: (B, T - 1, C) logits of the frames before the new ones (the window is T
+            frames; ``-inf`` where the stream had no frame yet).
+        logits: (B, k, C) logits of k new frames.
+
+    Returns:
+        (B, k, C) window maxima, and the (B, T - 1, C) past for the next call.
+    """
+    if logits.shape[1] == 0:
+        return logits, past
+    both = torch.cat([past, logits], dim=1)  # (B, T - 1 + k, C)
+    width = past.shape[1] + 1
+    return both.unfold(1, width, 1).amax(-1), both[:, both.shape[1] - (width - 1) :]
+
+
 class KeywordModel(nn.Module):
     """Waveforms in, keyword logits out.
 
@@ -390,7 +409,7 @@ class KeywordModel(nn.Module):
             )
         f = self.config.features
         wave = torch.cat([state.samples, chunk.to(state.samples.dtype)], dim=1)  # (B, L + n)
-        frames = 0 if wave.shape[1] < f.n_fft else (wave.shape[1] - f.n_fft) // f.hop_length + 1
+        frames = f.complete_frames(wave.shape[1])
         if frames == 0:
             empty = wave.new_zeros(wave.shape[0], 0, self.config.num_classes)
             return empty, state._replace(samples=wave)

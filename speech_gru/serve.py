@@ -8,6 +8,11 @@ in a thread pool so that one client's model runs never hold up another's message
 page draws each keyword's averaged score against the threshold, lists the events, sets
 the threshold, and uploads files to ``Transcriber`` (``speech-gru transcribe``).
 
+Every client's audio is scored by one ``Batcher``: while the model runs, the requests of
+other clients queue up, and the next model call takes all of them as one batch (windows of
+a bidirectional model; frames of a forward model, whose state each client carries), so a
+busy server runs fewer, larger model calls.
+
 WebSocket protocol (``/ws``), JSON text unless said otherwise:
 
 * client -> server ``{"type": "start", "format": "int16" | "float32", "sample_rate":
@@ -34,11 +39,13 @@ import asyncio
 import contextlib
 import json
 import math
+import queue
 import re
 import socket
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -56,7 +63,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from speech_gru.audio import SAMPLE_RATE, printable
 from speech_gru.infer import Classifier
 from speech_gru.labels import is_keyword
-from speech_gru.stream import DetectorConfig, StreamingDetector
+from speech_gru.stream import DetectorConfig, Scorer, StatefulScorer, Stepper, StreamingDetector
 from speech_gru.transcribe import ClipResult, EventResult, Failure, Transcriber
 
 WEB = Path(__file__).resolve().parent / "web"
@@ -87,8 +94,8 @@ class Settings:
     Attributes:
         classifier: the model.
         config: live detector settings (``batch_windows`` 1), as ``stream`` builds them.
-        workers: threads running the model; each client's windows are scored in order,
-            different clients' at once.
+        workers: threads running the model (``Batcher``); each client's audio is scored
+            in order, different clients' in one batch.
         max_message_bytes: largest WebSocket message taken.
         max_upload_bytes: largest uploaded file taken.
         max_clients: WebSocket clients served at once; more are refused.
@@ -108,7 +115,13 @@ def create_app(settings: Settings) -> Starlette:
     """The Starlette app: the page, its static files, ``/api/info``, ``/ws`` and
     ``/api/transcribe``. ``app.state.clients`` counts open WebSocket streams."""
     classifier = settings.classifier
-    pool = ThreadPoolExecutor(max(1, settings.workers), thread_name_prefix="speech-gru-model")
+    batcher = Batcher(batch_runner(classifier), max(1, settings.workers))
+    # Client pushes wait on the batcher (and uploads run the model): a thread for each.
+    pool = ThreadPoolExecutor(settings.max_clients + 2, thread_name_prefix="speech-gru-client")
+
+    def scorer_for(config: DetectorConfig) -> Scorer:
+        return batched_scorer(classifier, batcher, config)
+
     keywords = [label for label in classifier.labels if is_keyword(label)]
     columns = np.array([i for i, label in enumerate(classifier.labels) if is_keyword(label)])
 
@@ -159,7 +172,7 @@ def create_app(settings: Settings) -> Starlette:
                         for event in found:
                             await websocket.send_json({"type": "event", **event.to_dict()})
                     else:
-                        reply = client.command(message.get("text") or "", settings)
+                        reply = client.command(message.get("text") or "", settings, scorer_for)
                         await websocket.send_json(
                             {"type": "ready", **info(client.detector.config)}
                             if reply == "ready"
@@ -221,6 +234,7 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        batcher.close()
         pool.shutdown(wait=False, cancel_futures=True)
 
     app = Starlette(
@@ -235,7 +249,109 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.clients = 0
+    app.state.batcher = batcher
     return app
+
+
+class Batcher:
+    """Runs the model for all clients, in batches.
+
+    ``submit`` queues a request and waits for its result. Each of ``threads`` threads takes
+    every request waiting when it is free (at most ``max_batch``) and runs them in one call
+    of ``run_many``, so under load the frames or windows of many streams become one batch,
+    and with one client nothing waits for company.
+
+    Args:
+        run_many: requests -> results, in order (``batch_runner``).
+        threads: model threads.
+        max_batch: most requests per call.
+    """
+
+    def __init__(
+        self, run_many: Callable[[list], list], threads: int = 1, max_batch: int = 256
+    ) -> None:
+        self.run_many = run_many
+        self.max_batch = max_batch
+        self.calls = 0  # model calls made
+        self.requests = 0  # requests answered
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"speech-gru-model-{i}", daemon=True)
+            for i in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, request: object) -> object:
+        """The result of one request (its exception, if the model raised one)."""
+        future: Future = Future()
+        self._queue.put((request, future))
+        return future.result()
+
+    def close(self) -> None:
+        """Stop the threads once the queued requests are answered."""
+        for _ in self._threads:
+            self._queue.put(None)
+
+    def _loop(self) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:  # answer what was taken, then stop
+                    stop = True
+                    break
+                batch.append(item)
+            try:
+                results = self.run_many([request for request, _ in batch])
+            except Exception as err:  # noqa: BLE001 - handed to every waiting client
+                for _, future in batch:
+                    future.set_exception(err)
+                continue
+            self.calls += 1
+            self.requests += len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                future.set_result(result)
+
+
+def batch_runner(classifier: Classifier) -> Callable[[list], list]:
+    """How a batch of requests runs: a forward model's (audio, state) steps through
+    ``Stepper.many``; a window model's (B_i, window) windows as one
+    ``Classifier.score_windows`` call, split back."""
+    if classifier.stepper is not None:
+        return classifier.stepper.many
+
+    def windows(requests: list) -> list:
+        probs = classifier.score_windows(np.concatenate(requests))  # (sum B_i, C)
+        return np.split(probs, np.cumsum([len(r) for r in requests])[:-1])
+
+    return windows
+
+
+class _QueuedStepper:
+    """A Stepper whose calls go through the batcher (one stream, batch 1)."""
+
+    def __init__(self, stepper: Stepper, batcher: Batcher) -> None:
+        self.frame_hop, self.n_fft, self.start = stepper.frame_hop, stepper.n_fft, stepper.start
+        self.batcher = batcher
+
+    def __call__(self, audio: np.ndarray, state: object) -> tuple:
+        return self.batcher.submit((audio, state))
+
+
+def batched_scorer(classifier: Classifier, batcher: Batcher, config: DetectorConfig) -> Scorer:
+    """One client's scorer, scoring through the batcher: a ``StatefulScorer`` for a forward
+    model (the client's state stays its own), else the windows themselves."""
+    if classifier.stepper is not None:
+        return StatefulScorer(_QueuedStepper(classifier.stepper, batcher), config)
+    return batcher.submit
 
 
 @dataclass
@@ -245,8 +361,11 @@ class _Client:
     detector: StreamingDetector | None
     dtype: np.dtype | None
 
-    def command(self, text: str, settings: Settings) -> str:
-        """Apply a text message; ``"ready"`` or ``"threshold"`` names the reply."""
+    def command(
+        self, text: str, settings: Settings, scorer: Callable[[DetectorConfig], Scorer]
+    ) -> str:
+        """Apply a text message; ``"ready"`` or ``"threshold"`` names the reply. A start
+        builds the detector, scoring with ``scorer(config)``."""
         if len(text) > settings.max_message_bytes:
             raise MessageError(f"message of {len(text)} characters is too large")
         try:
@@ -265,7 +384,7 @@ class _Client:
             self.dtype = FORMATS[fmt]
             model = settings.classifier
             self.detector = StreamingDetector(
-                model.score_windows, model.labels, settings.config, keep_trace=True
+                scorer(settings.config), model.labels, settings.config, keep_trace=True
             )
             return "ready"
         if kind == "threshold":

@@ -24,7 +24,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import Field, asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -51,10 +51,94 @@ class RecordingScorer:
         self.outputs.append(probs)
         return probs
 
+    def reset(self) -> None:
+        """Start the wrapped scorer's stream again (a ``StatefulScorer``'s); the recorded
+        outputs stay."""
+        reset = getattr(self.scorer, "reset", None)
+        if reset is not None:
+            reset()
+
     @property
     def posteriors(self) -> np.ndarray:
         """(W, C) raw outputs of every window scored so far ((0, 0) before any)."""
         return np.concatenate(self.outputs) if self.outputs else np.zeros((0, 0))
+
+
+class Stepper(Protocol):
+    """A model that carries its state from frame to frame (a forward model: a checkpoint's
+    ``speech_gru.infer.ModelStepper`` or a streaming export's ``ExportStepper``).
+
+    Frame ``j`` covers samples ``[j * frame_hop, j * frame_hop + n_fft)`` of the stream;
+    its output is the probabilities of the window of ``window`` samples ending with it
+    (softmax of each class's largest frame logit over the window's frames, as the model
+    was trained on clips).
+    """
+
+    frame_hop: int
+    n_fft: int
+
+    def start(self, batch: int = 1) -> Any:
+        """The state before any audio, for ``batch`` streams."""
+
+    def __call__(self, audio: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        """(B, n) new samples -> (B, k, C) probabilities of the k frames they complete,
+        and the next state."""
+
+
+class StatefulScorer:
+    """A ``Scorer`` for a model that carries its state: every window's probabilities
+    for one frame's cost per ``frame_hop`` of audio, instead of a whole window's.
+
+    ``StreamingDetector`` calls it with every window of one stream, in order, ``hop``
+    samples apart (from ``window`` on); it feeds the model the audio it has not seen
+    (the first window whole, then each window's last ``hop`` samples) and answers, for
+    each window, the output of the last frame that window completes. So one instance
+    serves one stream at a time; ``reset`` (which the detector calls when it resets)
+    starts a new one.
+
+    Args:
+        stepper: the model.
+        config: the detector's settings (``hop``, ``window``; ``hop`` at most ``window``,
+            so that no audio falls between windows).
+    """
+
+    def __init__(self, stepper: Stepper, config: DetectorConfig) -> None:
+        if config.hop > config.window:
+            raise ValueError(
+                f"a model that carries its state hears every sample: hop {config.hop_s:g} s "
+                f"must not exceed the {config.window_s:g} s window"
+            )
+        self.stepper = stepper
+        self.hop = config.hop
+        self.window = config.window
+        self.frames_run = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream: zero state, no samples."""
+        self.state = self.stepper.start(1)
+        self.fed = 0  # samples given to the model
+        self.done = 0  # frames the model has completed
+        self.last: np.ndarray | None = None  # (C,) output of the last completed frame
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        windows = np.asarray(windows, dtype=np.float32)  # (B, window)
+        first = windows[:1] if self.fed == 0 else windows[:1, -self.hop :]
+        audio = np.concatenate([first, windows[1:, -self.hop :].reshape(1, -1)], axis=1)
+        probs, self.state = self.stepper(audio, self.state)  # (1, k, C)
+        probs = probs[0]
+        done_before = self.done
+        self.fed += audio.shape[1]
+        self.done += len(probs)
+        self.frames_run += len(probs)
+        ends = self.fed - self.hop * np.arange(len(windows) - 1, -1, -1)  # (B,)
+        out = []
+        for end in ends:  # the last frame each window completes
+            frame = (int(end) - self.stepper.n_fft) // self.stepper.frame_hop
+            out.append(self.last if frame < done_before else probs[frame - done_before])
+        if len(probs):
+            self.last = probs[-1]
+        return np.stack(out)
 
 
 def moving_mean(posteriors: np.ndarray, count: int) -> np.ndarray:
@@ -398,6 +482,9 @@ class StreamingDetector:
     def reset(self) -> None:
         """Forget all audio and state; the next sample is time zero."""
         c = self.config
+        restart = getattr(self.scorer, "reset", None)  # a StatefulScorer's stream starts over
+        if restart is not None:
+            restart()
         self._buffer = np.zeros(0, dtype=np.float32)  # samples from _buffer_start on
         self._buffer_start = 0
         self._received = 0

@@ -154,7 +154,7 @@ class Transcriber:
     def scan(self, path: Path, on_audio=None) -> Iterator[EventResult | Failure]:  # noqa: ANN001
         """Keywords of a long recording, streamed block by block."""
         detector = StreamingDetector(
-            self.classifier.score_windows, self.classifier.labels, self.detector
+            self.classifier.scorer(self.detector), self.classifier.labels, self.detector
         )
 
         def scanned(seconds: float) -> None:

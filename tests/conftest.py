@@ -51,3 +51,20 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, commands_dir: Path) ->
 @pytest.fixture(scope="session")
 def checkpoint(trained_run: Path) -> Path:
     return trained_run / "checkpoints" / "best.ckpt"
+
+
+@pytest.fixture(scope="session")
+def forward_checkpoint(tmp_path_factory: pytest.TempPathFactory, commands_dir: Path) -> Path:
+    """A forward (streaming) model the recipe trained on the synthetic folder, as
+    ``trained_run``'s but with one direction and global feature statistics."""
+    from speech_gru.training import main
+
+    run_dir = tmp_path_factory.mktemp("run") / "forward"
+    main(
+        train_args(
+            commands_dir, run_dir,
+            "--model.architecture.direction", "forward",
+            "--model.architecture.feature_norm", "global",
+        )
+    )  # fmt: skip
+    return run_dir / "checkpoints" / "best.ckpt"

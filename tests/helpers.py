@@ -8,6 +8,7 @@ tests/conftest.py holds fixtures only.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -27,8 +28,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from speech_gru.audio import SAMPLE_RATE, AudioError, write_wav
 from speech_gru.augment import NoiseBank
 from speech_gru.data import SpeechCommandsDataModule
+from speech_gru.features import FeatureConfig
 from speech_gru.lit import KeywordSpotter
-from speech_gru.model import ArchitectureConfig
+from speech_gru.model import ArchitectureConfig, KeywordModel, ModelConfig
 
 # -- the recipe on the synthetic commands folder (tests/conftest.py's session fixtures) ------
 
@@ -312,12 +314,24 @@ class TinyData(L.LightningDataModule):
         return self.train_dataloader()
 
 
-def tiny_checkpoint(path: Path, cell: str = "gru") -> Path:
+STREAM_FEATURES = FeatureConfig(n_fft=640, hop_length=320)
+"""conf/stream_gru.yaml's framing: 40 ms windows every 20 ms."""
+
+
+def tiny_checkpoint(path: Path, cell: str = "gru", forward: bool = False) -> Path:
     """A checkpoint as the recipe writes one (labels TINY_LABELS), after one training step
-    on random clips."""
+    on random clips; ``forward``: a streaming model framed as conf/stream_gru.yaml."""
     torch.manual_seed(0)
-    architecture = ArchitectureConfig(cell=cell, hidden_size=16, num_layers=2, attention_dim=8)
-    module = KeywordSpotter(labels=TINY_LABELS, architecture=architecture, batch_size=2)
+    kind = {"direction": "forward", "feature_norm": "global"} if forward else {}
+    architecture = ArchitectureConfig(
+        cell=cell, hidden_size=16, num_layers=2, attention_dim=8, **kind
+    )
+    module = KeywordSpotter(
+        labels=TINY_LABELS,
+        architecture=architecture,
+        features=STREAM_FEATURES if forward else FeatureConfig(),
+        batch_size=2,
+    )
     trainer = L.Trainer(
         max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
         enable_progress_bar=False,
@@ -326,6 +340,35 @@ def tiny_checkpoint(path: Path, cell: str = "gru") -> Path:
     trainer.fit(module, datamodule=TinyData())
     trainer.save_checkpoint(path)
     return path
+
+
+# -- forward (streaming) models ---------------------------------------------------------------
+
+
+def forward_model(cell: str = "gru", num_classes: int = 5, seed: int = 0) -> KeywordModel:
+    """A random forward model in eval mode with non-trivial global feature statistics."""
+    torch.manual_seed(seed)
+    architecture = ArchitectureConfig(
+        cell=cell, hidden_size=24, num_layers=2, direction="forward", feature_norm="global"
+    )
+    model = KeywordModel(ModelConfig.build(num_classes, architecture, STREAM_FEATURES))
+    gen = torch.Generator().manual_seed(seed + 1)
+    model.norm.running_mean.copy_(-30 + 10 * torch.randn(STREAM_FEATURES.n_mfcc, generator=gen))
+    model.norm.running_var.copy_(20 + 80 * torch.rand(STREAM_FEATURES.n_mfcc, generator=gen))
+    model.norm.initialized.fill_(True)
+    return model.eval()
+
+
+def chirps(batch: int, seconds: float, seed: int = 0) -> torch.Tensor:
+    """(B, N) chirp-plus-noise waveforms, different for each row."""
+    gen = torch.Generator().manual_seed(seed)
+    t = torch.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    rows = [
+        0.3 * torch.sin(2 * math.pi * (200 + 150 * i) * t * (1 + t)) * (t % 1 < 0.6)
+        + 0.02 * torch.randn(t.numel(), generator=gen)
+        for i in range(batch)
+    ]
+    return torch.stack(rows)
 
 
 # -- waveform augmentation in the datamodule -------------------------------------------------

@@ -155,3 +155,29 @@ def test_explain_refuses_an_export(
     png = str(folder / "never.png")
     assert main(["explain", "--checkpoint", str(export), str(clips["tone"]), "--out", png]) == 2
     assert "explain needs the training checkpoint" in capsys.readouterr().err
+
+
+def test_a_forward_model_explains_a_whole_recording_as_it_streams(
+    folder: Path, clips: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
+    """Over a whole recording (not its loudest second): one forward gate track per layer,
+    and each frame's keyword scores equal to what stateful streaming reads."""
+    from speech_gru.audio import load_audio
+    from speech_gru.infer import load_classifier
+
+    checkpoint = tiny_checkpoint(folder / "forward.ckpt", forward=True)
+    record = run_explain(checkpoint, clips["long"], folder / "forward")
+    out = capsys.readouterr().out
+    assert "peaks: " in out and "loudest" not in out
+    frames = 1 + (40000 - 640) // 320  # all 2.5 s, 20 ms frames
+    assert len(record["times"]) == frames and record["window"]["note"] == ""
+    assert {(g["layer"], g["direction"]) for g in record["gates"]} == {
+        (1, "forward"), (2, "forward")
+    }  # fmt: skip
+    for g in record["gates"]:
+        assert len(g["z"]) == len(g["r"]) == frames
+    scores = np.array([record["scores"][label] for label in LABELS]).T  # (T, C)
+    stepper = load_classifier(checkpoint).stepper
+    streamed, _ = stepper(load_audio(clips["long"])[None], stepper.start(1))
+    np.testing.assert_allclose(scores, streamed[0], atol=1e-5)
+    assert read_png(folder / "forward.png").shape[1] > 600

@@ -6,6 +6,8 @@ files the snippets name, by this convention:
 * ``runs/mine/checkpoints/best.ckpt``: a training checkpoint (labels TINY_LABELS, always
   "yes" with probability above 0.999: ``confident_checkpoint``);
 * ``kws.onnx``, ``kws.pt``: its ONNX and TorchScript exports;
+* ``kws_stream.onnx``: the streaming export (``--streaming``) of a forward model's
+  checkpoint (``stream.ckpt``, not named in snippets);
 * ``clip.wav``: one second of a tone, mono 16 kHz; ``talk.wav``: four seconds of it;
 * the microphone: ``fake_sounddevice`` replaying three seconds of the tone.
 
@@ -23,11 +25,14 @@ import pytest
 
 from speech_gru.audio import SAMPLE_RATE
 from speech_gru.export import export
-from tests.helpers import confident_checkpoint, fake_sounddevice, tone, write_tone
+from tests.helpers import confident_checkpoint, fake_sounddevice, tiny_checkpoint, tone, write_tone
 
 ROOT = Path(__file__).resolve().parents[1]
 READMES = [ROOT / "README.md", ROOT / "recipes" / "speech_commands" / "README.md"]
-FILES = ["runs/mine/checkpoints/best.ckpt", "kws.onnx", "kws.pt", "clip.wav", "talk.wav"]
+FILES = [
+    "runs/mine/checkpoints/best.ckpt", "kws.onnx", "kws.pt", "kws_stream.onnx", "clip.wav",
+    "talk.wav",
+]  # fmt: skip
 FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 FILE_NAME = re.compile(r"""["']([\w./-]+\.(?:ckpt|onnx|pt|wav|flac|ogg|mp3))["']""")
 
@@ -66,6 +71,8 @@ def snippet_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     confident_checkpoint(checkpoint, "yes")
     export(checkpoint, root / "kws.onnx", "onnx")
     export(checkpoint, root / "kws.pt", "torchscript")
+    forward = tiny_checkpoint(root / "stream.ckpt", forward=True)
+    export(forward, root / "kws_stream.onnx", "onnx", streaming=True)
     write_tone(root / "clip.wav", 440.0, SAMPLE_RATE, 1.0)
     write_tone(root / "talk.wav", 440.0, SAMPLE_RATE, 4.0)
     return root
@@ -84,3 +91,26 @@ def test_python_block_runs(
     microphone = fake_sounddevice(blocks, rates=(SAMPLE_RATE,), max_channels=1)
     monkeypatch.setitem(sys.modules, "sounddevice", microphone)
     exec(compile(code, where, "exec"), {"__name__": "__readme__"})
+
+
+def test_the_readme_onnx_loop_streams_as_the_package_does(
+    snippet_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's plain onnxruntime loop over a streaming export gives, frame for frame,
+    the scores the package's own stateful streaming gives the checkpoint."""
+    import numpy as np
+
+    from speech_gru.audio import load_audio
+    from speech_gru.infer import load_classifier
+
+    where, code = next((w, c) for w, c in BLOCKS if "kws_stream.onnx" in c)
+    shutil.copytree(snippet_files, tmp_path, dirs_exist_ok=True)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "__readme__"}
+    exec(compile(code, where, "exec"), namespace)
+    loop = np.stack(namespace["scores"])  # (frames, C)
+    stepper = load_classifier(tmp_path / "stream.ckpt").stepper
+    audio = load_audio(tmp_path / "talk.wav")
+    package, _ = stepper(audio[None], stepper.start(1))  # (1, frames, C)
+    assert loop.shape == package[0].shape == (1 + (audio.size - 640) // 320, 4)
+    assert float(np.abs(loop - package[0]).max()) < 1e-4

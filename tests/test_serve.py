@@ -25,8 +25,8 @@ from starlette.testclient import TestClient
 
 from speech_gru.cli import main
 from speech_gru.infer import Classifier, load_classifier
-from speech_gru.serve import Settings, create_app
-from speech_gru.stream import DetectorConfig
+from speech_gru.serve import Batcher, Settings, create_app
+from speech_gru.stream import DetectorConfig, StreamingDetector
 from tests.helpers import SEQUENCE, TINY_LABELS, keyword_sequence, tiny_checkpoint, tone_burst
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -474,3 +474,78 @@ def test_the_page_hears_the_keywords_from_a_microphone(
         assert browser.find_element(By.ID, "status").text == "listening"
     finally:
         assert server.stop() == 0
+
+
+# -- batching clients ------------------------------------------------------------------------
+
+
+def test_the_batcher_runs_the_requests_that_waited_as_one_call() -> None:
+    started, release = threading.Event(), threading.Event()
+    sizes: list[int] = []
+
+    def run_many(requests: list) -> list:
+        sizes.append(len(requests))
+        if len(sizes) == 1:
+            started.set()
+            assert release.wait(20)
+        if -1 in requests:
+            raise ValueError("bad request")
+        return [2 * r for r in requests]
+
+    batcher = Batcher(run_many)
+    results: dict[int, object] = {}
+
+    def client(value: int) -> None:
+        try:
+            results[value] = batcher.submit(value)
+        except ValueError as err:
+            results[value] = str(err)
+
+    threads = [threading.Thread(target=client, args=(0,))]
+    threads[0].start()
+    assert started.wait(20)  # the model is busy with the first request
+    for value in (1, 2, 3, 4):
+        threads.append(threading.Thread(target=client, args=(value,)))
+        threads[-1].start()
+    deadline = time.monotonic() + 20
+    while batcher._queue.qsize() < 4 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    release.set()
+    for thread in threads:
+        thread.join(20)
+    assert sizes == [1, 4] and results == {0: 0, 1: 2, 2: 4, 3: 6, 4: 8}
+    assert (batcher.calls, batcher.requests) == (2, 5)
+    assert batcher.submit(5) == 10  # alone: answered at once
+    with pytest.raises(ValueError, match="bad request"):  # the model's error, to the caller
+        batcher.submit(-1)
+    batcher.close()
+
+
+def test_clients_of_a_forward_model_keep_their_own_state_in_shared_batches(
+    tmp_path: Path,
+) -> None:
+    """Two clients streaming different audio at once, their frames batched together, each
+    get the scores their audio gets streamed alone."""
+    forward = load_classifier(tiny_checkpoint(tmp_path / "forward.ckpt", forward=True))
+    config = DetectorConfig(batch_windows=1, hop_s=0.02)
+    client = TestClient(create_app(Settings(forward, config, workers=1)))
+    audio = [word_audio(), tone_burst(seconds=4.0, start_s=1.0, length_s=1.0, amp=0.2)]
+    expected = []
+    for wave in audio:
+        alone = StreamingDetector(forward.scorer(config), forward.labels, config, keep_trace=True)
+        alone.run([np.clip(np.round(wave * 32768), -32768, 32767) / 32768])  # as int16 sends
+        keywords = [i for i, label in enumerate(forward.labels) if label in ("yes", "no")]
+        expected.append(np.stack(alone.trace)[:, keywords])
+    with client.websocket_connect("/ws") as a, client.websocket_connect("/ws") as b:
+        start(a), start(b)
+        frames = [pcm(wave) for wave in audio]
+        for frame_a, frame_b in zip(*frames, strict=True):  # interleaved
+            a.send_bytes(frame_a)
+            b.send_bytes(frame_b)
+        got = [stream_all(ws, [], until_s=4.0)[0] for ws in (a, b)]
+    for scores, want in zip(got, expected, strict=True):
+        rows = np.array([row for message in scores for row in message["scores"]])
+        assert rows.shape == want.shape == (1 + (64000 - 16000) // 320, 2)
+        np.testing.assert_allclose(rows, want, atol=6e-5)  # the server rounds to 4 digits
+    batcher = client.app.state.batcher
+    assert batcher.requests == 2 * 151  # one per window and client: a hop of audio each

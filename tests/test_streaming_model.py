@@ -3,7 +3,6 @@ frame logits, stepping with carried state equal to one pass, training through th
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
@@ -12,41 +11,14 @@ from torch import Tensor
 
 from speech_gru.card import format_card, model_card
 from speech_gru.export import export
-from speech_gru.features import FeatureConfig
 from speech_gru.infer import load_classifier
 from speech_gru.model import ArchitectureConfig, KeywordModel, ModelConfig, StreamState
 from speech_gru.training import main
-from tests.helpers import LABELS, RECIPE_CONF, train_args
+from tests.helpers import LABELS, RECIPE_CONF, STREAM_FEATURES, chirps, forward_model, train_args
 
 SR = 16000
 HOP = 320
-FEATURES = FeatureConfig(n_fft=640, hop_length=HOP)  # folder.yaml's 40 ms windows, 20 ms hops
-
-
-def forward_model(cell: str = "gru", num_classes: int = 5, seed: int = 0) -> KeywordModel:
-    """A random forward model in eval mode with non-trivial global feature statistics."""
-    torch.manual_seed(seed)
-    architecture = ArchitectureConfig(
-        cell=cell, hidden_size=24, num_layers=2, direction="forward", feature_norm="global"
-    )
-    model = KeywordModel(ModelConfig.build(num_classes, architecture, FEATURES))
-    gen = torch.Generator().manual_seed(seed + 1)
-    model.norm.running_mean.copy_(-30 + 10 * torch.randn(FEATURES.n_mfcc, generator=gen))
-    model.norm.running_var.copy_(20 + 80 * torch.rand(FEATURES.n_mfcc, generator=gen))
-    model.norm.initialized.fill_(True)
-    return model.eval()
-
-
-def chirps(batch: int, seconds: float, seed: int = 0) -> Tensor:
-    """(B, N) chirp-plus-noise waveforms, different for each row."""
-    gen = torch.Generator().manual_seed(seed)
-    t = torch.arange(int(seconds * SR)) / SR
-    rows = [
-        0.3 * torch.sin(2 * math.pi * (200 + 150 * i) * t * (1 + t)) * (t % 1 < 0.6)
-        + 0.02 * torch.randn(t.numel(), generator=gen)
-        for i in range(batch)
-    ]
-    return torch.stack(rows)
+FEATURES = STREAM_FEATURES  # 40 ms windows, 20 ms hops
 
 
 def streamed(model: KeywordModel, wave: Tensor, chunk: int) -> tuple[Tensor, StreamState]:

@@ -102,10 +102,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(checkpoint: str, core: int, max_clients: int) -> tuple[subprocess.Popen, str]:
+def start_server(
+    checkpoint: str, core: int, max_clients: int, hop: float | None = None
+) -> tuple[subprocess.Popen, str]:
     command = [sys.executable, "-m", "speech_gru.cli", "serve", "--checkpoint", checkpoint,
                "--port", "0", "--workers", "1", "--threads", "1",
                "--max-clients", str(max_clients)]  # fmt: skip
+    if hop is not None:
+        command += ["--hop", str(hop)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     process = subprocess.Popen(
         command, stderr=subprocess.PIPE, text=True, env=env,
@@ -152,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="95th-percentile window latency (s) a level may reach")  # fmt: skip
     p.add_argument("--core", type=int, default=None,
                    help="CPU core the server runs on (default: the last one)")  # fmt: skip
+    p.add_argument("--hop", type=float, help="the server's --hop, s (default: its own)")
     p.add_argument("--json", help="write the results to this file")
     return p
 
@@ -176,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     audio_s = len(frames) * FRAME / SAMPLE_RATE
 
     size = model_size(args.checkpoint)
-    process, url = start_server(args.checkpoint, core, max(args.clients))
+    process, url = start_server(args.checkpoint, core, max(args.clients), args.hop)
     ws_url = url.replace("http://", "ws://") + "ws"
     print(f"model: {args.checkpoint}: {size}")
     print(f"server: {url} on core {core} (1 worker, 1 thread); clients on cores "
