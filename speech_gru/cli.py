@@ -25,7 +25,7 @@ import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -650,6 +650,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     data = check_output(args.json, "--json", inputs, create=True) if args.json else None
     if data is not None and data.resolve() == png.resolve():
         raise CliError(f"--json {args.json}: the same file as --out")
+    if args.gradients:
+        return explain_gradients(args, png, data)
     try:
         explanation = explain_file(args.checkpoint, args.file)
     except (ModelLoadError, ExplainError, AudioError) as err:
@@ -657,13 +659,49 @@ def cmd_explain(args: argparse.Namespace) -> int:
     print(f"{printable(args.file)}: {printable(explanation.summary())}")
     if explanation.window_note():
         print(f"note: {explanation.window_note()}")
-    for option, path, write in (("--out", png, plot_explanation), ("--json", data, write_json)):
+    return write_outputs(
+        ("--out", png, lambda path: plot_explanation(explanation, path)),
+        ("--json", data, lambda path: write_json(explanation, path)),
+    )
+
+
+def write_outputs(*writers: tuple[str, Path | None, Callable[[Path], Path]]) -> int:
+    """Run each (option, path, write) whose path was given and say what was written; a
+    failed write is a one-line error naming the option. Returns 0."""
+    for option, path, write in writers:
         if path is not None:
             try:
-                print(f"wrote {printable(write(explanation, path))}")
+                print(f"wrote {printable(write(path))}")
             except OSError as err:
                 raise CliError(f"{option} {path}: cannot write ({reason(err)})") from None
     return 0
+
+
+def explain_gradients(args: argparse.Namespace, png: Path, data: Path | None) -> int:
+    """``explain --gradients``: the loss gradient reaching each frame, for any cell."""
+    from speech_gru.gradients import gradients_file, plot_gradients
+    from speech_gru.infer import ModelLoadError
+
+    try:
+        gradients = gradients_file(args.checkpoint, args.file)
+    except (ModelLoadError, AudioError) as err:
+        raise CliError(str(err)) from None
+    norms = gradients.norms
+    print(
+        f"{printable(args.file)}: {printable(gradients.label)} {gradients.score:.2f}; "
+        f"gradient norm per frame {norms.min():.3g} to {norms.max():.3g} "
+        f"(first / last frame {norms[0]:.3g} / {norms[-1]:.3g})"
+    )
+    return write_outputs(
+        ("--out", png, lambda path: plot_gradients(gradients, path)),
+        ("--json", data, lambda path: write_text(path, json.dumps(gradients.to_dict()) + "\n")),
+    )
+
+
+def write_text(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -1014,6 +1052,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="explain.png",
                    help="PNG to write, under exactly this name (default explain.png)")  # fmt: skip
     p.add_argument("--json", metavar="FILE.json", help="also write the plotted numbers here")
+    p.add_argument("--gradients", action="store_true",
+                   help="plot how much of the loss's gradient reaches each frame instead "
+                   "(any cell: GRU, LSTM or plain RNN)")  # fmt: skip
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("info", help="print the model card of a checkpoint or an export")

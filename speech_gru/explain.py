@@ -364,6 +364,13 @@ def plot_explanation(explanation: Explanation, path: str | Path, dpi: int = 100)
     fig.suptitle(f"{title}\n{subtitle}" if subtitle else title, fontsize=11)
     fig.align_ylabels(axes)
     fig.tight_layout()
+    return save_png(fig, path, dpi)
+
+
+def save_png(fig, path: str | Path, dpi: int = 100) -> Path:  # noqa: ANN001 - a Figure
+    """Write a matplotlib figure as PNG to exactly ``path`` (folders made), and close it."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

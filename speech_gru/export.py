@@ -152,10 +152,10 @@ class StreamingStep(nn.Module):
         samples, hidden, past       the state for the next frame
 
     Frame for frame equal to ``KeywordModel.step`` followed by ``model.window_max``. The
-    recurrent cells are written out as matrix products (``gru.gru_gates``; the LSTM's
-    equations) with each layer's weights in two ``nn.Linear``: a one-step GRU or LSTM
-    operator costs ONNX Runtime several times its arithmetic, and int8 quantization then
-    covers them.
+    recurrent cells are written out as matrix products (``gru.gru_gates``; the LSTM's and
+    the plain RNN's equations) with each layer's weights in two ``nn.Linear``: a one-step
+    recurrent operator costs ONNX Runtime several times its arithmetic, and int8
+    quantization then covers them.
 
     Args:
         model: a forward model.
@@ -182,6 +182,7 @@ class StreamingStep(nn.Module):
             self.input_side[0] = fold_features(self.input_side[0], model)
         self.head = model.head
         self.lstm = c.cell == "lstm"
+        self.plain = c.cell == "rnn"
         self.size = c.hidden_size
         self.hop = f.hop_length
         self.layers = c.num_layers
@@ -205,7 +206,10 @@ class StreamingStep(nn.Module):
             zip(self.input_side, self.hidden_side, strict=True)
         ):
             h = hidden[k]  # (B, H)
-            if self.lstm:
+            if self.plain:  # h' = tanh(W x + b_ih + U h + b_hh)
+                x = torch.tanh(input_side(x) + hidden_side(h))
+                states.append((x, x))
+            elif self.lstm:
                 cell = hidden[self.layers + k]
                 i, f, g, o = (input_side(x) + hidden_side(h)).split(self.size, dim=-1)
                 cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
@@ -265,7 +269,7 @@ def quantize_int8(module: nn.Module) -> nn.Module:
     activations quantized on the fly); the MFCC frontend stays float32."""
     with known_warnings_silenced():  # torch.ao announces the deprecation of its qint8 tensors
         return torch.ao.quantization.quantize_dynamic(
-            module, {nn.GRU, nn.LSTM, nn.Linear}, dtype=torch.qint8
+            module, {nn.GRU, nn.LSTM, nn.RNN, nn.Linear}, dtype=torch.qint8
         )
 
 

@@ -1,5 +1,6 @@
-"""KeywordModel: MFCC frontend -> bidirectional GRU (or LSTM) -> attention pooling -> head,
-or, for a model that streams, forward GRU (or LSTM) -> per-frame head -> max over frames.
+"""KeywordModel: MFCC frontend -> bidirectional GRU (or LSTM, or plain RNN) -> attention
+pooling -> head, or, for a model that streams, forward GRU (or LSTM, or RNN) -> per-frame
+head -> max over frames.
 
 A plain ``nn.Module`` with no Lightning import: waveforms in, logits out. Padded batches
 carry ``lengths`` (valid samples per clip); every stage masks the padding, so a clip's
@@ -19,7 +20,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from speech_gru.features import MFCC, FeatureConfig
 
-CELLS = ("gru", "lstm")
+CELLS = ("gru", "lstm", "rnn")
+RECURRENT = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
+"""The PyTorch module of each cell; ``rnn`` is the plain (Elman) tanh RNN, no gates."""
 NORMS = ("utterance", "global", "none")
 DIRECTIONS = ("bidirectional", "forward")
 STREAMABLE_NORMS = ("global", "none")
@@ -31,7 +34,8 @@ class ArchitectureConfig:
     ``model.architecture`` section of a recipe config.
 
     Attributes:
-        cell: recurrent cell, ``"gru"`` (the default) or ``"lstm"`` to compare.
+        cell: recurrent cell, ``"gru"`` (the default), or to compare ``"lstm"`` or
+            ``"rnn"`` (a plain tanh RNN: ``h_t = tanh(W x_t + U h_{t-1} + b)``, no gates).
         hidden_size: units per direction.
         num_layers: stacked bidirectional layers.
         dropout: dropout between recurrent layers and before the head.
@@ -204,7 +208,8 @@ class AttentionPool(nn.Module):
     def forward(self, h: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         scores = self.score(h).squeeze(-1)  # (B, T)
         scores = scores.masked_fill(~mask, float("-inf"))  # every clip has a valid frame
-        weights = torch.softmax(scores.float(), dim=-1).to(h.dtype)  # (B, T)
+        wide = torch.promote_types(scores.dtype, torch.float32)  # at least float32
+        weights = torch.softmax(scores, dim=-1, dtype=wide).to(h.dtype)  # (B, T)
         return torch.bmm(weights.unsqueeze(1), h).squeeze(1), weights
 
 
@@ -216,7 +221,7 @@ class StreamState(NamedTuple):
         samples: (B, L) audio not yet framed, from the start of the next frame on
             (``L < n_fft`` after every step): the feature ring buffer.
         h: (num_layers, B, H) hidden state of the recurrent encoder.
-        c: (num_layers, B, H) cell state of an LSTM encoder; None for a GRU.
+        c: (num_layers, B, H) cell state of an LSTM encoder; None for a GRU or an RNN.
     """
 
     samples: Tensor
@@ -267,8 +272,7 @@ class KeywordModel(nn.Module):
         self.bidirectional = c.direction == "bidirectional"
         self.frontend = MFCC(c.features)
         self.norm = FeatureNorm(c.features.n_mfcc, c.feature_norm)
-        rnn = nn.GRU if c.cell == "gru" else nn.LSTM
-        self.encoder = rnn(
+        self.encoder = RECURRENT[c.cell](
             c.features.n_mfcc,
             c.hidden_size,
             num_layers=c.num_layers,

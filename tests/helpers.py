@@ -81,6 +81,22 @@ def train_args(data_root: Path, run_dir: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+def fast_dev_run_args(config: str, data_root: Path, run_dir: Path, *extra: str) -> list[str]:
+    """``fit`` of a recipe config for one batch (``fast_dev_run``) on the CPU, worker-less,
+    with 16 hidden units."""
+    return [
+        "fit",
+        "--config", str(RECIPE_CONF / config),
+        "--data.root", str(data_root),
+        "--data.num_workers", "0",
+        "--run_dir", str(run_dir),
+        "--model.architecture.hidden_size", "16",
+        "--trainer.accelerator", "cpu",
+        "--trainer.fast_dev_run", "true",
+        *extra,
+    ]  # fmt: skip
+
+
 def recipe_args(subcommand: str, data_root: Path, run_dir: Path, *extra: str) -> list[str]:
     """Recipe arguments (for a subprocess) for a small model on the synthetic folder, one
     worker-less CPU; the progress bar and model summary stay on, as users run them."""

@@ -136,7 +136,7 @@ def test_export_whose_metadata_is_no_model_is_a_one_line_error(
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice
         module = torch.jit.load(str(export), map_location="cpu", _extra_files=extra)
         meta = json.loads(extra["metadata.json"])
-        meta["hyper_parameters"] = json.dumps({"architecture": {"cell": "rnn"}})
+        meta["hyper_parameters"] = json.dumps({"architecture": {"cell": "transformer"}})
         bad = folder / "tiny_bad_meta.pt"
         files = {"labels.json": extra["labels.json"], "metadata.json": json.dumps(meta)}
         torch.jit.save(module, str(bad), _extra_files=files)

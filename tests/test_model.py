@@ -59,7 +59,7 @@ def warm_global_stats(model: KeywordModel) -> None:
 
 
 @pytest.mark.parametrize("norm", ["utterance", "global"])
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
 def test_batched_padded_equals_alone(cell: str, norm: str) -> None:
     model = small_model(cell, norm)
     warm_global_stats(model)
@@ -109,17 +109,17 @@ def test_shapes_and_lengths_none() -> None:
     torch.testing.assert_close(same, logits, atol=1e-5, rtol=0)
 
 
-def test_lstm_has_more_parameters_than_gru() -> None:
-    gru, lstm = small_model("gru"), small_model("lstm")
-    assert lstm.num_parameters() > gru.num_parameters()
-    enc = [sum(p.numel() for p in m.encoder.parameters()) for m in (gru, lstm)]
-    assert enc[1] * 3 == enc[0] * 4  # four gates against three
-    rest = [m.num_parameters() - e for m, e in zip((gru, lstm), enc, strict=True)]
-    assert rest[0] == rest[1]
+def test_cells_differ_in_their_recurrent_weights_only() -> None:
+    models = [small_model(cell) for cell in ("rnn", "gru", "lstm")]
+    enc = [sum(p.numel() for p in m.encoder.parameters()) for m in models]
+    assert enc[0] * 3 == enc[1] and enc[0] * 4 == enc[2]  # 1 transform, 3 gates, 4 gates
+    assert isinstance(models[0].encoder, torch.nn.RNN) and models[0].encoder.nonlinearity == "tanh"
+    rest = {m.num_parameters() - e for m, e in zip(models, enc, strict=True)}
+    assert len(rest) == 1
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"cell": "rnn"}, {"cell": "GRU"}, {"feature_norm": "batch"}, {"feature_norm": ""}]
+    "kwargs", [{"cell": "tanh"}, {"cell": "GRU"}, {"feature_norm": "batch"}, {"feature_norm": ""}]
 )
 def test_config_rejects_unknown_cell_or_norm(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="must be one of"):

@@ -63,7 +63,7 @@ def streamed(scorer, labels, wave: np.ndarray, config: DetectorConfig, chunk: in
         (0.01, 1, 160),  # a hop shorter than a frame: every other window completes none
     ],  # fmt: skip
 )
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
 def test_detector_windows_come_from_one_pass_of_carried_state(
     cell: str, hop_s: float, batch_windows: int, chunk: int
 ) -> None:
@@ -103,12 +103,13 @@ def test_a_stateful_scorer_refuses_a_hop_that_skips_audio() -> None:
 def forward_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("forward")
     return {
-        cell: tiny_checkpoint(root / f"{cell}.ckpt", cell, forward=True) for cell in ("gru", "lstm")
+        cell: tiny_checkpoint(root / f"{cell}.ckpt", cell, forward=True)
+        for cell in ("gru", "lstm", "rnn")
     }
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
 def test_a_streaming_export_steps_as_the_checkpoint_does(
     forward_checkpoints: dict[str, Path], tmp_path: Path, cell: str, fmt: str
 ) -> None:

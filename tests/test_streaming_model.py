@@ -14,7 +14,14 @@ from speech_gru.export import export
 from speech_gru.infer import load_classifier
 from speech_gru.model import ArchitectureConfig, KeywordModel, ModelConfig, StreamState
 from speech_gru.training import main
-from tests.helpers import LABELS, RECIPE_CONF, STREAM_FEATURES, chirps, forward_model, train_args
+from tests.helpers import (
+    LABELS,
+    STREAM_FEATURES,
+    chirps,
+    fast_dev_run_args,
+    forward_model,
+    train_args,
+)
 
 SR = 16000
 HOP = 320
@@ -102,7 +109,7 @@ def test_clip_logits_are_the_maximum_of_frame_logits_and_ignore_padding() -> Non
     assert not result["states"][1, num_valid:].any()  # zero on padded frames
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
 def test_every_forward_parameter_gets_a_gradient(cell: str) -> None:
     model = forward_model(cell).train()
     feats, frame_lengths = model.features(chirps(3, 1.0), torch.tensor([SR, 12000, 9000]))
@@ -115,7 +122,7 @@ def test_every_forward_parameter_gets_a_gradient(cell: str) -> None:
 
 
 @pytest.mark.parametrize("chunk", [HOP, 1, 777, SR])
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
 @torch.no_grad()
 def test_stepping_in_any_chunk_size_equals_one_pass(cell: str, chunk: int) -> None:
     model = forward_model(cell)
@@ -127,7 +134,7 @@ def test_stepping_in_any_chunk_size_equals_one_pass(cell: str, chunk: int) -> No
     # The samples not yet framed: from frame 149's start (149 * 320) to the end.
     assert state.samples.shape == (2, wave.shape[1] - 149 * HOP)
     assert state.h.shape == (2, 2, 24)
-    assert (state.c is None) == (cell == "gru")
+    assert (state.c is None) == (cell != "lstm")
 
 
 @torch.no_grad()
@@ -157,19 +164,7 @@ def test_step_refuses_a_chunk_of_another_batch() -> None:
 
 
 def test_stream_gru_config_runs_a_fast_dev_run(commands_dir: Path, tmp_path: Path) -> None:
-    cli = main(
-        [
-            "fit",
-            "--config", str(RECIPE_CONF / "stream_gru.yaml"),
-            "--data.root", str(commands_dir),
-            "--data.num_workers", "0",
-            "--run_dir", str(tmp_path / "run"),
-            "--model.architecture.hidden_size", "16",
-            "--trainer.accelerator", "cpu",
-            "--trainer.fast_dev_run", "true",
-            "--trainer.enable_progress_bar", "false",
-        ]
-    )  # fmt: skip
+    cli = main(fast_dev_run_args("stream_gru.yaml", commands_dir, tmp_path / "run"))
     assert cli.trainer.state.finished and cli.trainer.global_step == 1
     assert cli.model.model.config.direction == "forward"
     assert cli.model.model.config.feature_norm == "global"

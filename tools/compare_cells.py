@@ -1,14 +1,18 @@
-"""GRU against LSTM at matched size: parameters, speed and held-out accuracy.
+"""GRU against LSTM and a plain RNN at matched size: parameters, speed and held-out
+accuracy.
 
 For each cell this trains the recipe once per seed (each run in its own run folder, so an
-interrupted comparison picks up where it stopped), measures training throughput and
-one-clip inference latency on this machine, and prints a Markdown table::
+interrupted comparison picks up where it stopped; seed by seed, so the first seed of every
+cell is done first), measures training throughput and one-clip inference latency on this
+machine, and prints a Markdown table::
 
     python tools/compare_cells.py --data-root data/test_v0.02 \\
-        --seeds 0 1 2 --out runs/compare
+        --cells gru lstm rnn --seeds 0 1 2 --out runs/compare
 
-Both cells get the same recipe (``conf/folder.yaml``) and the same hidden size unless
-``--lstm-hidden`` says otherwise; nothing is tuned for one cell only.
+Every cell gets the same recipe (``conf/folder.yaml``); the GRU has ``--hidden`` units
+and the others the hidden size whose model has the GRU's parameter count, closest
+(``matched_hidden``), unless ``--lstm-hidden`` / ``--rnn-hidden`` say otherwise; nothing is
+tuned for one cell only.
 """
 
 from __future__ import annotations
@@ -30,6 +34,28 @@ except ImportError:  # run as a script: tools/ itself is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "recipes" / "speech_commands" / "conf" / "folder.yaml"
+
+
+def parameters(cell: str, hidden: int, config: Path) -> int:
+    """Parameters of the recipe's model with this cell and hidden size."""
+    import yaml
+
+    from speech_gru.lit import KeywordSpotter
+    from speech_gru.model import nest_config
+
+    settings = nest_config(yaml.safe_load(Path(config).read_text()).get("model") or {})
+    architecture = settings.get("architecture", {}) | {"cell": cell, "hidden_size": hidden}
+    return KeywordSpotter(**(settings | {"architecture": architecture})).model.num_parameters()
+
+
+def matched_hidden(cell: str, target: int, config: Path) -> int:
+    """The hidden size whose model has the parameter count closest to ``target`` (the
+    count grows with the hidden size, so a bisection finds it)."""
+    low, high = 1, 4096
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if parameters(cell, middle, config) <= target else (low, middle)
+    return min((low, high), key=lambda h: abs(parameters(cell, h, config) - target))
 
 
 def model_args(cell: str, hidden: int) -> list[str]:
@@ -101,27 +127,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", required=True, help="dataset folder (folder layout)")
     parser.add_argument("--config", default=str(CONFIG), help="recipe config")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--cells", nargs="+", default=["gru", "lstm", "rnn"],
+                        choices=["gru", "lstm", "rnn"])  # fmt: skip
     parser.add_argument("--hidden", type=int, default=192, help="GRU hidden size")
-    parser.add_argument("--lstm-hidden", type=int, help="LSTM hidden size (default: --hidden)")
+    parser.add_argument("--lstm-hidden", type=int, help="LSTM hidden size (default: matched)")
+    parser.add_argument("--rnn-hidden", type=int, help="RNN hidden size (default: matched)")
     parser.add_argument("--out", default="runs/compare", help="folder of the run folders")
     parser.add_argument("--speed-steps", type=int, default=10, help="timed training steps")
     parser.add_argument("--skip-training", action="store_true", help="speed only")
     parser.add_argument("--json", help="write the numbers to this file")
     parser.add_argument("extra", nargs="*", help="more recipe arguments, after --")
     args = parser.parse_args(argv)
-    cells = {"gru": args.hidden, "lstm": args.lstm_hidden or args.hidden}
+    target = parameters("gru", args.hidden, args.config)
+    given = {"gru": args.hidden, "lstm": args.lstm_hidden, "rnn": args.rnn_hidden}
+    cells = {cell: given[cell] or matched_hidden(cell, target, args.config) for cell in args.cells}
 
+    runs: dict[str, list[dict]] = {cell: [] for cell in cells}
+    if not args.skip_training:
+        for seed in args.seeds:  # seed by seed: every cell's first run comes first
+            for cell, hidden in cells.items():
+                runs[cell].append(train(cell, hidden, seed, args))
     rows = {}
     for cell, hidden in cells.items():
         row = speed(cell, hidden, args.speed_steps, batch=64, config=args.config)
-        if not args.skip_training:
-            runs = [train(cell, hidden, seed, args) for seed in args.seeds]
-            accs = [r["test/acc"] for r in runs]
+        if runs[cell]:
+            accs = [r["test/acc"] for r in runs[cell]]
             row |= {
                 "test_acc": accs,
                 "test_acc_mean": statistics.mean(accs),
                 "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-                "train_minutes": statistics.mean(r["wall_seconds"] for r in runs) / 60,
+                "train_minutes": statistics.mean(r["wall_seconds"] for r in runs[cell]) / 60,
             }
         rows[f"{cell} {hidden}"] = row
 
