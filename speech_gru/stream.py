@@ -6,7 +6,9 @@ model on the window ending there. Posteriors are averaged over a short span; the
 class, when it is a keyword whose averaged score reaches the threshold (its own, when
 ``DetectorConfig.thresholds`` names it), becomes an event, and no further event is
 reported for the refractory time, so one utterance gives one event. ``_silence_`` and
-``_unknown_`` are never reported.
+``_unknown_`` are never reported. A forward model carries its state instead: its
+``StatefulScorer`` gives each window's scores from one step per new frame, and the
+detector around it is the same.
 
 An ``OperatingPoint`` is the setting a model is calibrated at (``speech_gru.calibrate``):
 threshold (optionally one per keyword), averaging span and refractory time, with how it
