@@ -32,7 +32,7 @@ from rich.console import Console
 
 from speech_gru import __version__
 from speech_gru.audio import AUDIO_EXTENSIONS, MAX_FILE_RATE, MIN_FILE_RATE, AudioError, printable
-from speech_gru.stream import DetectorConfig, duration_text, settings_text
+from speech_gru.stream import DetectorConfig, StatefulScorer, duration_text, settings_text
 
 
 class CliError(Exception):
@@ -117,12 +117,13 @@ def detector_config(
 
 
 def checked_hop(config: DetectorConfig, classifier) -> DetectorConfig:  # noqa: ANN001
-    """``config``, unless the model carries its state and the hop would skip audio."""
-    if getattr(classifier, "stepper", None) is not None and config.hop > config.window:
-        raise CliError(
-            f"--hop {config.hop_s:g}: a model that carries its state hears every sample; "
-            f"give a hop of at most the {config.window_s:g} s window"
-        )
+    """``config``, unless the model carries its state and the hop would skip audio
+    (``StatefulScorer.check``)."""
+    if getattr(classifier, "stepper", None) is not None:
+        try:
+            StatefulScorer.check(config)
+        except ValueError as err:
+            raise CliError(f"--hop {config.hop_s:g}: {err}") from None
     return config
 
 
@@ -679,6 +680,7 @@ def write_outputs(*writers: tuple[str, Path | None, Callable[[Path], Path]]) -> 
 
 def explain_gradients(args: argparse.Namespace, png: Path, data: Path | None) -> int:
     """``explain --gradients``: the loss gradient reaching each frame, for any cell."""
+    from speech_gru.explain import write_json
     from speech_gru.gradients import gradients_file, plot_gradients
     from speech_gru.infer import ModelLoadError
 
@@ -694,14 +696,8 @@ def explain_gradients(args: argparse.Namespace, png: Path, data: Path | None) ->
     )
     return write_outputs(
         ("--out", png, lambda path: plot_gradients(gradients, path)),
-        ("--json", data, lambda path: write_text(path, json.dumps(gradients.to_dict()) + "\n")),
+        ("--json", data, lambda path: write_json(gradients, path)),
     )
-
-
-def write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,6 +29,9 @@ from speech_gru.corpus import CLIP_SAMPLES  # the model is trained on 1 s clips
 from speech_gru.gru import DIRECTIONS, ExplicitGRU
 from speech_gru.labels import is_keyword
 from speech_gru.model import KeywordModel, window_max
+
+if TYPE_CHECKING:
+    from speech_gru.gradients import ClipGradients
 
 ENCODER_TOLERANCE = 1e-4  # largest difference allowed between ExplicitGRU and the encoder
 
@@ -281,10 +285,12 @@ def explain_file(checkpoint: str | Path, path: str | Path) -> Explanation:
     return explanation
 
 
-def write_json(explanation: Explanation, path: str | Path) -> Path:
+def write_json(result: Explanation | ClipGradients, path: str | Path) -> Path:
+    """``result.to_dict()`` as JSON at ``path`` (folders made): ``--json`` of ``explain``
+    and of ``explain --gradients``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(explanation.to_dict(), indent=1) + "\n")
+    path.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
     return path
 
 

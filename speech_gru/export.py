@@ -75,44 +75,45 @@ def known_warnings_silenced() -> Iterator[None]:
         yield
 
 
-class WaveformClassifier(nn.Module):
-    """A bidirectional KeywordModel for inference: (B, N) waveforms -> (B, C) probabilities.
-
-    All clips in a batch have the same length (no padding masks), which keeps the graph
-    simple enough for TorchScript and ONNX.
-    """
+class _ClipEncoder(nn.Module):
+    """What both inference wrappers share: a model's frontend, feature norm, encoder and
+    head, and the encoder states of a batch of equal-length clips (no padding masks, which
+    keeps the graph simple enough for TorchScript and ONNX)."""
 
     def __init__(self, model: KeywordModel) -> None:
         super().__init__()
         self.frontend = model.frontend
         self.norm = model.norm
         self.encoder = model.encoder
-        self.pool = model.pool
         self.head = model.head
 
-    def forward(self, waveform: Tensor) -> Tensor:
+    def encode(self, waveform: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, N) waveforms -> (B, T, D) encoder states and the (B, T) all-true mask."""
         feats = self.frontend(waveform)  # (B, T, F)
         mask = torch.ones(feats.shape[0], feats.shape[1], dtype=torch.bool, device=feats.device)
-        states = self.encoder(self.norm(feats, mask))[0]  # (B, T, 2H)
+        return self.encoder(self.norm(feats, mask))[0], mask
+
+
+class WaveformClassifier(_ClipEncoder):
+    """A bidirectional KeywordModel for inference: (B, N) waveforms -> (B, C) probabilities,
+    all clips of a batch the same length."""
+
+    def __init__(self, model: KeywordModel) -> None:
+        super().__init__(model)
+        self.pool = model.pool
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        states, mask = self.encode(waveform)  # (B, T, 2H)
         pooled, _ = self.pool(states, mask)  # (B, 2H)
         return self.head(pooled).softmax(-1)  # (B, C)
 
 
-class FrameMaxClassifier(nn.Module):
+class FrameMaxClassifier(_ClipEncoder):
     """A forward (streaming) KeywordModel for inference: each class's largest frame logit,
     as ``KeywordModel.classify`` takes it; (B, N) waveforms -> (B, C) probabilities."""
 
-    def __init__(self, model: KeywordModel) -> None:
-        super().__init__()
-        self.frontend = model.frontend
-        self.norm = model.norm
-        self.encoder = model.encoder
-        self.head = model.head
-
     def forward(self, waveform: Tensor) -> Tensor:
-        feats = self.frontend(waveform)  # (B, T, F)
-        mask = torch.ones(feats.shape[0], feats.shape[1], dtype=torch.bool, device=feats.device)
-        states = self.encoder(self.norm(feats, mask))[0]  # (B, T, H)
+        states, _ = self.encode(waveform)  # (B, T, H)
         return self.head(states).amax(1).softmax(-1)  # (B, C)
 
 

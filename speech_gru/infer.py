@@ -251,10 +251,11 @@ class ExportStepper(BatchingStepper):
             )
             probs.append(p)
             logits.append(z)
-        batch, classes = wave.shape[0], self.past_shape[1]
-        empty = np.zeros((batch, 0, classes), np.float32)
-        stack = (lambda rows: np.stack(rows, axis=1)) if count else (lambda rows: empty)
-        return stack(probs), stack(logits), (wave[:, count * hop :], hidden, past)
+        state = (wave[:, count * hop :], hidden, past)
+        if not count:
+            empty = np.zeros((wave.shape[0], 0, self.past_shape[1]), np.float32)
+            return empty, empty, state
+        return np.stack(probs, axis=1), np.stack(logits, axis=1), state
 
     def __call__(self, audio: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
         probs, _, state = self.frames(audio, state)

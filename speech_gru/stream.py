@@ -105,16 +105,22 @@ class StatefulScorer:
     """
 
     def __init__(self, stepper: Stepper, config: DetectorConfig) -> None:
-        if config.hop > config.window:
-            raise ValueError(
-                f"a model that carries its state hears every sample: hop {config.hop_s:g} s "
-                f"must not exceed the {config.window_s:g} s window"
-            )
+        self.check(config)
         self.stepper = stepper
         self.hop = config.hop
         self.window = config.window
         self.frames_run = 0
         self.reset()
+
+    @staticmethod
+    def check(config: DetectorConfig) -> None:
+        """Raise ValueError (one line) unless these settings let the model hear every
+        sample: a hop longer than the window would skip audio between windows."""
+        if config.hop > config.window:
+            raise ValueError(
+                f"a model that carries its state hears every sample: hop {config.hop_s:g} s "
+                f"must not exceed the {config.window_s:g} s window"
+            )
 
     def reset(self) -> None:
         """Forget the stream: zero state, no samples."""

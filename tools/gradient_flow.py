@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 WORD_SAMPLES = 6400  # 0.4 s
 
@@ -95,7 +94,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="gradient_flow.png")
     p.add_argument("--json", help="write the curves here")
     args = p.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     from speech_gru.gradients import plot_flow
 
     panels: dict[str, dict[str, np.ndarray]] = {}
