@@ -1,6 +1,6 @@
 """speech_gru: keyword spotting with MFCC features and a bidirectional GRU.
 
-The Python API (``speech_gru.api``)::
+The Python API (``speech_gru.cli.api``)::
 
     from speech_gru import Spotter
 
@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Spotter": "speech_gru.api",
-    "Prediction": "speech_gru.api",
-    "Event": "speech_gru.stream",
-    "DetectorConfig": "speech_gru.stream",
-    "OperatingPoint": "speech_gru.stream",
-    "AudioError": "speech_gru.audio",
-    "MicrophoneError": "speech_gru.mic",
-    "ModelLoadError": "speech_gru.infer",
+    "Spotter": "speech_gru.cli.api",
+    "Prediction": "speech_gru.cli.api",
+    "Event": "speech_gru.runtime.detector",
+    "DetectorConfig": "speech_gru.runtime.detector",
+    "OperatingPoint": "speech_gru.runtime.detector",
+    "AudioError": "speech_gru.core.audio",
+    "MicrophoneError": "speech_gru.runtime.mic",
+    "ModelLoadError": "speech_gru.runtime.classifier",
 }
 
 __all__ = [
@@ -44,11 +44,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from speech_gru.api import Prediction, Spotter
-    from speech_gru.audio import AudioError
-    from speech_gru.infer import ModelLoadError
-    from speech_gru.mic import MicrophoneError
-    from speech_gru.stream import DetectorConfig, Event, OperatingPoint
+    from speech_gru.cli.api import Prediction, Spotter
+    from speech_gru.core.audio import AudioError
+    from speech_gru.runtime.classifier import ModelLoadError
+    from speech_gru.runtime.detector import DetectorConfig, Event, OperatingPoint
+    from speech_gru.runtime.mic import MicrophoneError
 
 
 def __getattr__(name: str) -> object:

@@ -41,7 +41,7 @@ def unseen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory, commands_dir: Path) -> Path:
     """Run folder of a recipe ``fit`` (then test) on the synthetic folder."""
-    from speech_gru.training import main
+    from speech_gru.train.training import main
 
     run_dir = tmp_path_factory.mktemp("run") / "demo"
     main(train_args(commands_dir, run_dir))
@@ -57,7 +57,7 @@ def checkpoint(trained_run: Path) -> Path:
 def forward_checkpoint(tmp_path_factory: pytest.TempPathFactory, commands_dir: Path) -> Path:
     """A forward (streaming) model the recipe trained on the synthetic folder, as
     ``trained_run``'s but with one direction and global feature statistics."""
-    from speech_gru.training import main
+    from speech_gru.train.training import main
 
     run_dir = tmp_path_factory.mktemp("run") / "forward"
     main(

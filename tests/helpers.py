@@ -25,12 +25,12 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from speech_gru.audio import SAMPLE_RATE, AudioError, write_wav
-from speech_gru.augment import NoiseBank
-from speech_gru.data import SpeechCommandsDataModule
-from speech_gru.features import FeatureConfig
-from speech_gru.lit import KeywordSpotter
-from speech_gru.model import ArchitectureConfig, KeywordModel, ModelConfig
+from speech_gru.core.audio import SAMPLE_RATE, AudioError, write_wav
+from speech_gru.core.features import FeatureConfig
+from speech_gru.core.model import ArchitectureConfig, KeywordModel, ModelConfig
+from speech_gru.train.augment import NoiseBank
+from speech_gru.train.data import SpeechCommandsDataModule
+from speech_gru.train.lit import KeywordSpotter
 
 # -- the recipe on the synthetic commands folder (tests/conftest.py's session fixtures) ------
 
@@ -431,8 +431,8 @@ SEQUENCE = ["yes", "down", "no", "up"]
 def keyword_sequence(commands_dir: Path, path: Path) -> Path:
     """``SEQUENCE`` spoken by training speakers of ``commands_dir``, 2.5 s apart, over quiet
     noise: 1 s lead-in and 1.5 s after the last word; written to ``path``."""
-    from speech_gru.audio import load_audio
-    from speech_gru.corpus import speaker_of, which_set
+    from speech_gru.core.audio import load_audio
+    from speech_gru.train.corpus import speaker_of, which_set
 
     rng = np.random.default_rng(0)
     parts = [0.002 * rng.standard_normal(16000)]

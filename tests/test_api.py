@@ -1,4 +1,4 @@
-"""The Python API (``speech_gru.api``): ``Spotter.load`` of every model kind, ``classify``
+"""The Python API (``speech_gru.cli.api``): ``Spotter.load`` of every model kind, ``classify``
 of arrays and files, ``events`` from an array, a file and the microphone at the model's
 operating point, and one-line errors."""
 
@@ -15,12 +15,12 @@ import torch
 
 import speech_gru
 from speech_gru import AudioError, MicrophoneError, ModelLoadError, Prediction, Spotter
-from speech_gru.audio import SAMPLE_RATE, load_audio, write_wav
-from speech_gru.calibrate import save_point
-from speech_gru.export import export
-from speech_gru.infer import Classifier
-from speech_gru.source import array_chunks
-from speech_gru.stream import DetectorConfig, OperatingPoint, StreamingDetector
+from speech_gru.analysis.calibrate import save_point
+from speech_gru.core.audio import SAMPLE_RATE, load_audio, write_wav
+from speech_gru.runtime.classifier import Classifier
+from speech_gru.runtime.detector import DetectorConfig, OperatingPoint, StreamingDetector
+from speech_gru.runtime.export import export
+from speech_gru.runtime.source import array_chunks
 from tests.helpers import (
     TINY_LABELS,
     assert_one_line_error,

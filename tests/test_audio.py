@@ -1,4 +1,4 @@
-"""Tests for speech_gru.audio: every input is generated in tmp_path; no hardware needed."""
+"""Tests for speech_gru.core.audio: every input is generated in tmp_path; no hardware needed."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speech_gru import audio
-from speech_gru.audio import SAMPLE_RATE, AudioError
-from speech_gru.mic import MicrophoneError
+from speech_gru.core import audio
+from speech_gru.core.audio import SAMPLE_RATE, AudioError
+from speech_gru.runtime.mic import MicrophoneError
 from tests.helpers import assert_one_line_error, peak_hz, tone
 
 # ------------------------------------------------------------------------------ good inputs

@@ -1,4 +1,4 @@
-"""Tests for speech_gru.augment and for augmentation being off outside training."""
+"""Tests for speech_gru.train.augment and for augmentation being off outside training."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from speech_gru.augment import (
+from speech_gru.core.model import ArchitectureConfig
+from speech_gru.train.augment import (
     NoiseBank,
     add_noise,
     cut_at_edge,
@@ -23,9 +24,8 @@ from speech_gru.augment import (
     speed_perturb,
     time_shift,
 )
-from speech_gru.data import SpeechCommandsDataModule
-from speech_gru.lit import KeywordSpotter
-from speech_gru.model import ArchitectureConfig
+from speech_gru.train.data import SpeechCommandsDataModule
+from speech_gru.train.lit import KeywordSpotter
 from tests.helpers import augmenting_datamodule, peak_hz, training_trainer
 
 SR = 16000

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speech_gru.calibrate import (
+from speech_gru.analysis.calibrate import (
     GAP_S,
     GRID,
     CalibrationError,
@@ -24,7 +24,7 @@ from speech_gru.calibrate import (
     lowest_threshold,
     record,
 )
-from speech_gru.stream import DetectorConfig, StreamingDetector, moving_mean
+from speech_gru.runtime.detector import DetectorConfig, StreamingDetector, moving_mean
 
 SR = 16000
 HOP = 1600

@@ -17,9 +17,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from speech_gru.cli import build_parser, detector_config, main
-from speech_gru.infer import ModelLoadError, load_classifier
-from speech_gru.stream import DetectorConfig, OperatingPoint
+from speech_gru.cli.main import build_parser, detector_config, main
+from speech_gru.runtime.classifier import ModelLoadError, load_classifier
+from speech_gru.runtime.detector import DetectorConfig, OperatingPoint
 from tests.helpers import LABELS
 
 pytestmark = pytest.mark.slow  # every test here uses the session's trained model
@@ -61,7 +61,7 @@ def same(a: object, b: object) -> bool:
 
 
 def test_calibrate_adds_only_the_operating_point(checkpoint: Path, calibrated) -> None:
-    from speech_gru.training import AtomicCheckpointIO
+    from speech_gru.train.training import AtomicCheckpointIO
 
     path, printed = calibrated
     before = torch.load(checkpoint, map_location="cpu", weights_only=True)

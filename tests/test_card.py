@@ -1,4 +1,4 @@
-"""The model card (`speech_gru.card`, `speech-gru info`) of checkpoints and exports."""
+"""The model card (`speech_gru.analysis.card`, `speech-gru info`) of checkpoints and exports."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from speech_gru import card
-from speech_gru.cli import main
-from speech_gru.infer import ModelLoadError
-from speech_gru.labels import LABEL_SETS
-from speech_gru.lit import KeywordSpotter
+from speech_gru.analysis import card
+from speech_gru.cli.main import main
+from speech_gru.core.labels import LABEL_SETS
+from speech_gru.runtime.classifier import ModelLoadError
+from speech_gru.train.lit import KeywordSpotter
 from tests.helpers import TINY_LABELS as LABELS
 from tests.helpers import tiny_checkpoint
 
@@ -44,9 +44,9 @@ def card_text(capsys: pytest.CaptureFixture) -> str:
 def test_card_reads_a_checkpoint_without_lightning(checkpoint: Path) -> None:
     code = (
         "import json, sys\n"
-        "import speech_gru.card\n"
-        "assert 'lightning' not in sys.modules, 'importing speech_gru.card imports lightning'\n"
-        "c = speech_gru.card.model_card(sys.argv[1])\n"
+        "import speech_gru.analysis.card\n"
+        "assert 'lightning' not in sys.modules, 'importing the card module imports lightning'\n"
+        "c = speech_gru.analysis.card.model_card(sys.argv[1])\n"
         "assert 'lightning' not in sys.modules, 'model_card imports lightning'\n"
         "print(json.dumps(c['parameters']))\n"
     )

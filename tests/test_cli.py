@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speech_gru.audio import load_audio
-from speech_gru.cli import main
+from speech_gru.cli.main import main
+from speech_gru.core.audio import load_audio
 from tests.helpers import WORDS
 
 pytestmark = pytest.mark.slow  # the session's trained model, or unseen voices and seconds per run

@@ -16,11 +16,9 @@ import pytest
 import torch
 import yaml
 
-from speech_gru.cli import main as cli_main
-from speech_gru.features import FeatureConfig
-from speech_gru.infer import load_checkpoint_model, load_classifier
-from speech_gru.lit import KeywordSpotter
-from speech_gru.model import (
+from speech_gru.cli.main import main as cli_main
+from speech_gru.core.features import FeatureConfig
+from speech_gru.core.model import (
     ARCHITECTURE_KEYS,
     FEATURE_KEYS,
     ArchitectureConfig,
@@ -28,7 +26,9 @@ from speech_gru.model import (
     flat_keys,
     nest_config,
 )
-from speech_gru.training import main as train_main
+from speech_gru.runtime.classifier import load_checkpoint_model, load_classifier
+from speech_gru.train.lit import KeywordSpotter
+from speech_gru.train.training import main as train_main
 from tests.helpers import LABELS as RECIPE_LABELS
 from tests.helpers import RECIPE_CONF, TinyData
 from tests.helpers import TINY_LABELS as LABELS
@@ -135,7 +135,7 @@ def test_nest_config() -> None:
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     """The recipe's own warnings (Lightning logs its own too)."""
-    return [r for r in caplog.records if r.name == "speech_gru.training"]
+    return [r for r in caplog.records if r.name == "speech_gru.train.training"]
 
 
 # -- the recipe's YAML --------------------------------------------------------------------
@@ -190,7 +190,7 @@ def test_flat_configs_and_flags_still_parse(
     flat = tmp_path / "flat_folder.yaml"
     flat.write_text(yaml.safe_dump(config))
     expected = print_config(capsys, "--config", str(nested), "--data.root", "x")
-    with caplog.at_level(logging.WARNING, logger="speech_gru.training"):
+    with caplog.at_level(logging.WARNING, logger="speech_gru.train.training"):
         assert print_config(capsys, "--config", str(flat), "--data.root", "x") == expected
     [record] = warnings(caplog)
     message = record.getMessage()
@@ -198,7 +198,7 @@ def test_flat_configs_and_flags_still_parse(
     assert "\n" not in message
     caplog.clear()
 
-    with caplog.at_level(logging.WARNING, logger="speech_gru.training"):
+    with caplog.at_level(logging.WARNING, logger="speech_gru.train.training"):
         printed = print_config(
             capsys, "--config", str(nested), "--data.root", "x",
             "--model.hidden_size", "96", "--model.f_max=4000", "--model.lr", "0.01",
@@ -261,7 +261,7 @@ def test_cli_commands_take_a_flat_checkpoint(
         atol=1e-5, rtol=1e-4,
     )  # fmt: skip
 
-    from speech_gru.audio import write_wav
+    from speech_gru.core.audio import write_wav
 
     clip = folder / "clip.wav"
     write_wav(clip, waves()[0].numpy())
@@ -320,7 +320,7 @@ def test_resume_from_a_flat_checkpoint_with_a_flat_config(
     assert "architecture" not in torch.load(last, weights_only=True)["hyper_parameters"]
 
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="speech_gru.training"):
+    with caplog.at_level(logging.WARNING, logger="speech_gru.train.training"):
         # The nested demo.yaml says 128 units: a checkpoint given by its path sets the
         # model's settings (LightningCLI reads its hyper-parameters), flat ones too.
         resumed = train_main(

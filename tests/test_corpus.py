@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speech_gru.audio import SAMPLE_RATE, write_wav
-from speech_gru.corpus import (
+from speech_gru.core.audio import SAMPLE_RATE, write_wav
+from speech_gru.train.corpus import (
     CLIP_SAMPLES,
     SplitRule,
     background_noise,
@@ -35,7 +35,7 @@ def clip_files(root: Path, word: str, speakers: int) -> list[Path]:
 
 
 def test_reading_the_corpus_imports_no_lightning() -> None:
-    code = "import sys, speech_gru.corpus; sys.exit('lightning' in sys.modules)"
+    code = "import sys, speech_gru.train.corpus; sys.exit('lightning' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from speech_gru.crossval import fold_command, main, pooled
-from speech_gru.data import SpeechCommandsDataModule
+from speech_gru.train.crossval import fold_command, main, pooled
+from speech_gru.train.data import SpeechCommandsDataModule
 from tests.helpers import LABELS, RECIPE_CONF
 
 

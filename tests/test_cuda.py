@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from speech_gru.model import KeywordModel, ModelConfig
-from speech_gru.training import main
+from speech_gru.core.model import KeywordModel, ModelConfig
+from speech_gru.train.training import main
 from tests.helpers import LABELS, augmenting_datamodule, tone_folder, train_args, training_trainer
 
 pytestmark = [

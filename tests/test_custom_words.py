@@ -10,12 +10,12 @@ import lightning as L
 import pytest
 import torch
 
-from speech_gru.corpus import FolderSurvey
-from speech_gru.data import DataError, SpeechCommandsDataModule
-from speech_gru.labels import SILENCE, UNKNOWN
-from speech_gru.lit import CheckpointError, KeywordSpotter
-from speech_gru.model import ArchitectureConfig
-from speech_gru.training import main
+from speech_gru.core.labels import SILENCE, UNKNOWN
+from speech_gru.core.model import ArchitectureConfig
+from speech_gru.train.corpus import FolderSurvey
+from speech_gru.train.data import DataError, SpeechCommandsDataModule
+from speech_gru.train.lit import CheckpointError, KeywordSpotter
+from speech_gru.train.training import main
 from tests.helpers import RECIPE_CONF, tone_folder
 
 TONES = {"lights": 500.0, "music": 900.0, "other": 1400.0}

@@ -1,4 +1,4 @@
-"""Tests for speech_gru.data: speaker ids, hash splits, folder and official layouts, loaders.
+"""Tests for speech_gru.train.data: speaker ids, hash splits, folder and official layouts, loaders.
 
 Every dataset is written to tmp_path as tiny 16 kHz WAVs. Each file is a tone whose
 frequency encodes its word (plus a small per-file offset, so no two files are equal), which
@@ -18,16 +18,16 @@ import numpy as np
 import pytest
 import torch
 
-from speech_gru.audio import SAMPLE_RATE, load_audio, write_wav
-from speech_gru.corpus import SPLITS, speaker_of, which_set
-from speech_gru.data import (
+from speech_gru.core.audio import SAMPLE_RATE, load_audio, write_wav
+from speech_gru.core.labels import BACKGROUND_NOISE, COMMANDS, SILENCE, UNKNOWN
+from speech_gru.train.corpus import SPLITS, speaker_of, which_set
+from speech_gru.train.data import (
     PAD,
     DataError,
     ResumableLoader,
     ShardedSampler,
     SpeechCommandsDataModule,
 )
-from speech_gru.labels import BACKGROUND_NOISE, COMMANDS, SILENCE, UNKNOWN
 from tests.helpers import peak_hz, tone
 
 WORDS = ("yes", "no", "up", "cat", "dog", "bird")  # cat, dog, bird are not commands

@@ -36,7 +36,7 @@ def run(
 
 
 def split_size(data_root: Path, split: str) -> int:
-    from speech_gru.data import SpeechCommandsDataModule
+    from speech_gru.train.data import SpeechCommandsDataModule
 
     dm = SpeechCommandsDataModule(
         root=str(data_root), version="folder", labels=LABELS, num_workers=0,
@@ -142,7 +142,7 @@ def test_killed_run_resumes_to_the_same_result(commands_dir: Path, tmp_path: Pat
 
 
 def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path: Path, monkeypatch) -> None:
-    from speech_gru import training
+    from speech_gru.train import training
 
     path = tmp_path / "last.ckpt"
     training.atomic_save({"step": 1}, path)

@@ -1,4 +1,4 @@
-"""Tests for speech_gru.download against a local HTTP server (no internet needed)."""
+"""Tests for speech_gru.train.download against a local HTTP server (no internet needed)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import pytest
 
-from speech_gru.download import (
+from speech_gru.train.download import (
     ARCHIVES,
     COMPLETE_MARKER,
     Archive,
@@ -438,8 +438,8 @@ def test_datamodule_downloads_and_splits_the_official_archive(
     server: Server, speech_archive: SpeechArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`SpeechCommandsDataModule(download=True)` fetches, verifies, extracts and splits."""
-    from speech_gru import download
-    from speech_gru.data import SpeechCommandsDataModule
+    from speech_gru.train import download
+    from speech_gru.train.data import SpeechCommandsDataModule
 
     monkeypatch.setitem(download.ARCHIVES, "v0.02", speech_archive.table()["v0.02"])
     dm = SpeechCommandsDataModule(root=str(tmp_path / "cache"), labels="v2_35", num_workers=0)

@@ -1,4 +1,4 @@
-"""speech_gru/stream_eval.py, ``speech-gru evaluate-stream`` and tools/bench_stream.py:
+"""speech_gru/analysis/stream_eval.py, ``speech-gru evaluate-stream`` and tools/bench_stream.py:
 matching, recordings, truth files, decision rules, DET curves, smoke runs."""
 
 from __future__ import annotations
@@ -9,10 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speech_gru.audio import SAMPLE_RATE, write_wav
-from speech_gru.corpus import speaker_of, which_set
-from speech_gru.stream import DetectorConfig, Event, RecordingScorer
-from speech_gru.stream_eval import (
+from speech_gru.analysis.stream_eval import (
     Truth,
     build_recording,
     det_curve,
@@ -23,6 +20,9 @@ from speech_gru.stream_eval import (
     speech_span,
     stream,
 )
+from speech_gru.core.audio import SAMPLE_RATE, write_wav
+from speech_gru.runtime.detector import DetectorConfig, Event, RecordingScorer
+from speech_gru.train.corpus import speaker_of, which_set
 from tests.helpers import tone_burst
 
 KEYWORDS = ["yes", "no"]
@@ -259,8 +259,8 @@ def test_evaluate_stream_cli(
 ) -> None:
     import json
 
-    from speech_gru.cli import main
-    from speech_gru.stream_eval import DECISIONS, DET_THRESHOLDS
+    from speech_gru.analysis.stream_eval import DECISIONS, DET_THRESHOLDS
+    from speech_gru.cli.main import main
 
     det, report, wav = tmp_path / "det.png", tmp_path / "stream.json", tmp_path / "rec.wav"
     common = ["evaluate-stream", "--checkpoint", str(checkpoint), "--threshold", "0.7"]
@@ -308,7 +308,7 @@ def test_evaluate_stream_cli(
 def test_evaluate_stream_bad_input_is_one_line(
     case: str, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from speech_gru.cli import main
+    from speech_gru.cli.main import main
 
     wav, broken = tmp_path / "talk.wav", tmp_path / "broken.wav"
     write_wav(wav, np.zeros(2 * SAMPLE_RATE, dtype=np.float32))

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from speech_gru.audio import loudest_start, write_wav
-from speech_gru.cli import main
-from speech_gru.explain import explain_file
+from speech_gru.analysis.explain import explain_file
+from speech_gru.cli.main import main
+from speech_gru.core.audio import loudest_start, write_wav
 from tests.helpers import TINY_LABELS as LABELS
 from tests.helpers import tiny_checkpoint
 
@@ -93,8 +93,8 @@ def test_explain_writes_a_png_and_json_that_follow_the_input(
 
 def test_explain_matches_the_model(checkpoint: Path, clips: dict[str, Path]) -> None:
     """Probabilities and attention come from the real model's forward pass."""
-    from speech_gru.audio import load_audio
-    from speech_gru.infer import load_checkpoint_model
+    from speech_gru.core.audio import load_audio
+    from speech_gru.runtime.classifier import load_checkpoint_model
 
     model, _, _ = load_checkpoint_model(checkpoint)
     wave = torch.from_numpy(load_audio(clips["tone"]))[None]
@@ -162,8 +162,8 @@ def test_a_forward_model_explains_a_whole_recording_as_it_streams(
 ) -> None:
     """Over a whole recording (not its loudest second): one forward gate track per layer,
     and each frame's keyword scores equal to what stateful streaming reads."""
-    from speech_gru.audio import load_audio
-    from speech_gru.infer import load_classifier
+    from speech_gru.core.audio import load_audio
+    from speech_gru.runtime.classifier import load_classifier
 
     checkpoint = tiny_checkpoint(folder / "forward.ckpt", forward=True)
     record = run_explain(checkpoint, clips["long"], folder / "forward")

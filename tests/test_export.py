@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from speech_gru.cli import main
-from speech_gru.infer import load_classifier
+from speech_gru.cli.main import main
+from speech_gru.runtime.classifier import load_classifier
 from tests.helpers import LABELS
 
 CASES = [("torchscript", "none", ".pt"), ("onnx", "none", ".onnx"),

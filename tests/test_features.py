@@ -1,4 +1,4 @@
-"""Tests for speech_gru.features: librosa parity, chunk independence, fixed log floor.
+"""Tests for speech_gru.core.features: librosa parity, chunk independence, fixed log floor.
 
 Every signal is synthesised here (tones, noise, chirps); nothing is read from disk.
 """
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from speech_gru.features import MFCC, FeatureConfig, log_mel, power_spectrogram
-from speech_gru.model import KeywordModel, ModelConfig
+from speech_gru.core.features import MFCC, FeatureConfig, log_mel, power_spectrogram
+from speech_gru.core.model import KeywordModel, ModelConfig
 
 SR = 16000
 

@@ -1,4 +1,4 @@
-"""The gradient reaching each frame (``speech_gru.gradients``, ``explain --gradients``):
+"""The gradient reaching each frame (``speech_gru.analysis.gradients``, ``explain --gradients``):
 equal to finite differences, none on padding, the same clip alone or in a batch."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from speech_gru.cli import main
-from speech_gru.features import FeatureConfig
-from speech_gru.gradients import feature_gradients, feature_loss, input_gradient_norms
-from speech_gru.model import ArchitectureConfig, KeywordModel, ModelConfig
+from speech_gru.analysis.gradients import feature_gradients, feature_loss, input_gradient_norms
+from speech_gru.cli.main import main
+from speech_gru.core.features import FeatureConfig
+from speech_gru.core.model import ArchitectureConfig, KeywordModel, ModelConfig
 from tests.helpers import chirps, fast_dev_run_args, tiny_checkpoint, write_tone
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -82,7 +82,7 @@ def test_explain_gradients_draws_any_cell(
 
 
 def test_the_plain_rnn_trains_through_the_recipe(commands_dir: Path, tmp_path: Path) -> None:
-    from speech_gru.training import main as train
+    from speech_gru.train.training import main as train
 
     run = tmp_path / "run"
     cli = train(

@@ -7,8 +7,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from speech_gru.gru import ExplicitGRU, GRUTrace
-from speech_gru.model import KeywordModel, ModelConfig
+from speech_gru.core.explicit_gru import ExplicitGRU, GRUTrace
+from speech_gru.core.model import KeywordModel, ModelConfig
 
 ATOL = 1e-5
 

@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speech_gru import audio
-from speech_gru.audio import SAMPLE_RATE, AudioError, printable
-from speech_gru.cli import format_event, main
-from speech_gru.evaluate import Report
-from speech_gru.stream import Event
+from speech_gru.analysis.evaluate import Report
+from speech_gru.cli.main import format_event, main
+from speech_gru.core import audio
+from speech_gru.core.audio import SAMPLE_RATE, AudioError, printable
+from speech_gru.runtime.detector import Event
 from tests.helpers import LABELS, WORDS, write_tone
 
 
@@ -121,7 +121,7 @@ def test_help_still_works_and_defaults_are_kept(capsys: pytest.CaptureFixture) -
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--threads" in help_text
     assert "default: the model's calibrated point, else 0.7)" in help_text
-    from speech_gru.cli import build_parser, detector_config
+    from speech_gru.cli.main import build_parser, detector_config
 
     args = build_parser().parse_args(PARSE["transcribe"])
     assert (args.batch_size, args.top_k, args.jobs, args.threads) == (64, 1, 4, 1)
@@ -490,7 +490,7 @@ def test_evaluate_exits_1_on_failed_clips_and_never_decodes_recordings(
     checkpoint: Path, commands_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,
 ) -> None:  # fmt: skip
-    import speech_gru.evaluate as evaluate
+    import speech_gru.analysis.evaluate as evaluate
 
     folder = tmp_path / "test"
     for word in WORDS:
@@ -528,7 +528,7 @@ def test_transcribe_sets_threads_before_loading_the_model(
 ) -> None:  # fmt: skip
     import torch
 
-    import speech_gru.infer as infer
+    import speech_gru.runtime.classifier as infer
 
     seen: list[int] = []
     real = infer.load_classifier

@@ -22,8 +22,8 @@ import onnx
 import pytest
 import torch
 
-from speech_gru.cli import main
-from speech_gru.infer import ModelLoadError, load_classifier
+from speech_gru.cli.main import main
+from speech_gru.runtime.classifier import ModelLoadError, load_classifier
 from tests.helpers import LABELS
 
 pytestmark = pytest.mark.slow  # every test here uses the session's trained model
@@ -184,7 +184,7 @@ def test_write_failure_from_the_kernel_keeps_the_previous_export(
 
     out = tmp_path / f"kws{SUFFIX[fmt]}"
     out.write_bytes(b"an earlier export")
-    code = "import sys; from speech_gru.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from speech_gru.cli.main import main; sys.exit(main(sys.argv[1:]))"
     done = subprocess.run(
         [sys.executable, "-c", code, *export_args(checkpoint, out, fmt)],
         capture_output=True,

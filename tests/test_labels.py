@@ -1,10 +1,10 @@
-"""Tests for speech_gru.labels: the label sets, resolve_labels and map_word."""
+"""Tests for speech_gru.core.labels: the label sets, resolve_labels and map_word."""
 
 from __future__ import annotations
 
 import pytest
 
-from speech_gru.labels import (
+from speech_gru.core.labels import (
     BACKGROUND_NOISE,
     COMMANDS,
     LABEL_SETS,

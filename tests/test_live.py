@@ -1,4 +1,4 @@
-"""The live view of `speech-gru stream` (speech_gru/live.py) and how the command ends: a
+"""The live view of `speech-gru stream` (speech_gru/cli/live.py) and how the command ends: a
 frame drawn without a terminal, the detector's ``on_chunk`` hook, the view on a
 pseudo-terminal and not on a pipe, SIGTERM and a closed pipe."""
 
@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from speech_gru.audio import write_wav
-from speech_gru.cli import main
-from speech_gru.live import LiveView, level_dbfs, render_frame
-from speech_gru.stream import StreamingDetector
+from speech_gru.cli.live import LiveView, level_dbfs, render_frame
+from speech_gru.cli.main import main
+from speech_gru.core.audio import write_wav
+from speech_gru.runtime.detector import StreamingDetector
 from tests.helpers import TINY_LABELS, tiny_checkpoint
 
 SR = 16000

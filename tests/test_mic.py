@@ -1,4 +1,4 @@
-"""Tests for speech_gru.mic: a fake sounddevice module stands in for PortAudio, and a real
+"""Tests for speech_gru.runtime.mic: a fake sounddevice module stands in for PortAudio, and a real
 one is used only to check the error when no input device exists."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from speech_gru import mic as micmod
-from speech_gru.audio import SAMPLE_RATE
-from speech_gru.mic import MicrophoneError
+from speech_gru.core.audio import SAMPLE_RATE
+from speech_gru.runtime import mic as micmod
+from speech_gru.runtime.mic import MicrophoneError
 from tests.helpers import fake_sounddevice, peak_hz, tone
 
 # ------------------------------------------------------------------------------- microphone

@@ -1,4 +1,4 @@
-"""Tests for speech_gru.model: padding invariance, shapes, global feature norm, gradients."""
+"""Tests for speech_gru.core.model: padding invariance, shapes, global feature norm, gradients."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from speech_gru.features import FeatureConfig
-from speech_gru.model import ArchitectureConfig, KeywordModel, ModelConfig
+from speech_gru.core.features import FeatureConfig
+from speech_gru.core.model import ArchitectureConfig, KeywordModel, ModelConfig
 
 SR = 16000
 LENGTHS = [SR, 12000, 7001, 480, 300]  # includes one exactly n_fft and one shorter

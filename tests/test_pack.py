@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from speech_gru.audio import write_wav
-from speech_gru.data import SpeechCommandsDataModule
-from speech_gru.prepare import main as prepare
+from speech_gru.core.audio import write_wav
+from speech_gru.train.data import SpeechCommandsDataModule
+from speech_gru.train.prepare import main as prepare
 from tests.helpers import tone_folder
 
 TONES = {"yes": 300.0, "no": 500.0, "cat": 700.0}

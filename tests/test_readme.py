@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from speech_gru.audio import SAMPLE_RATE
-from speech_gru.export import export
+from speech_gru.core.audio import SAMPLE_RATE
+from speech_gru.runtime.export import export
 from tests.helpers import confident_checkpoint, fake_sounddevice, tiny_checkpoint, tone, write_tone
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,8 +100,8 @@ def test_the_readme_onnx_loop_streams_as_the_package_does(
     the scores the package's own stateful streaming gives the checkpoint."""
     import numpy as np
 
-    from speech_gru.audio import load_audio
-    from speech_gru.infer import load_classifier
+    from speech_gru.core.audio import load_audio
+    from speech_gru.runtime.classifier import load_classifier
 
     where, code = next((w, c) for w, c in BLOCKS if "kws_stream.onnx" in c)
     shutil.copytree(snippet_files, tmp_path, dirs_exist_ok=True)

@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from speech_gru.lit import KeywordSpotter
-from speech_gru.training import main
+from speech_gru.train.lit import KeywordSpotter
+from speech_gru.train.training import main
 from tests.helpers import LABELS, RECIPE_CONF, train_args
 
 

@@ -1,4 +1,4 @@
-"""Tests for speech_gru.record and `speech-gru record`: the level check, the cut to one
+"""Tests for speech_gru.cli.record and `speech-gru record`: the level check, the cut to one
 second, file naming and speaker ids, with a fake sounddevice; then end to end through a
 PulseAudio null sink (a virtual microphone) with words spoken by espeak-ng."""
 
@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speech_gru import mic, record
-from speech_gru.audio import SAMPLE_RATE, load_audio
-from speech_gru.cli import main
-from speech_gru.corpus import speaker_of
-from speech_gru.record import RecordError, cut_clip, measure, refusal, speaker_id
+from speech_gru.cli import record
+from speech_gru.cli.main import main
+from speech_gru.cli.record import RecordError, cut_clip, measure, refusal, speaker_id
+from speech_gru.core.audio import SAMPLE_RATE, load_audio
+from speech_gru.runtime import mic
+from speech_gru.train.corpus import speaker_of
 from tests.helpers import fake_sounddevice, require_espeak, start_pulse, tone, tone_burst
 
 BLOCK = 1600  # the microphone's 0.1 s chunk at 16 kHz

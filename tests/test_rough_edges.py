@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 import torch
 
-from speech_gru.audio import write_wav
-from speech_gru.cli import main
-from speech_gru.corpus import speaker_of, which_set
-from speech_gru.evaluate import Report, evaluate_folder
-from speech_gru.infer import Classifier
-from speech_gru.stream import Event
-from speech_gru.transcribe import ClipResult, EventResult, csv_header, format_record
+from speech_gru.analysis.evaluate import Report, evaluate_folder
+from speech_gru.cli.main import main
+from speech_gru.core.audio import write_wav
+from speech_gru.runtime.classifier import Classifier
+from speech_gru.runtime.detector import Event
+from speech_gru.runtime.transcribe import ClipResult, EventResult, csv_header, format_record
+from speech_gru.train.corpus import speaker_of, which_set
 from tests.helpers import tone_burst
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def save_checkpoint(path: Path, datamodule: dict | None = None) -> Path:
     """An untrained checkpoint (default architecture) with the keys the recipe writes."""
-    from speech_gru.lit import KeywordSpotter
+    from speech_gru.train.lit import KeywordSpotter
 
     torch.manual_seed(0)
     module = KeywordSpotter(labels=LABELS)
@@ -201,7 +201,7 @@ def test_evaluate_split_needs_the_training_checkpoint(
 @pytest.mark.slow
 def test_evaluate_does_not_import_lightning() -> None:
     code = (
-        "import sys, speech_gru.evaluate\n"
+        "import sys, speech_gru.analysis.evaluate\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'lightning'))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -234,7 +234,7 @@ def test_per_class_scores_equal_hand_computed_ones() -> None:
 def test_evaluate_uses_torchmetrics_for_the_confusion_matrix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import speech_gru.evaluate as evaluate
+    import speech_gru.analysis.evaluate as evaluate
 
     calls = []
     real = evaluate.multiclass_confusion_matrix
@@ -323,7 +323,7 @@ def test_a_normal_export_prints_no_warnings(
 
 
 def test_only_the_known_export_warnings_are_silenced() -> None:
-    from speech_gru.export import known_warnings_silenced
+    from speech_gru.runtime.export import known_warnings_silenced
 
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
@@ -352,8 +352,8 @@ def test_only_the_known_export_warnings_are_silenced() -> None:
 def test_prepare_fetches_the_test_archive_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    from speech_gru import download
-    from speech_gru.prepare import main as prepare
+    from speech_gru.train import download
+    from speech_gru.train.prepare import main as prepare
 
     calls = []
 

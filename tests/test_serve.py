@@ -23,10 +23,10 @@ import pytest
 import soundfile as sf
 from starlette.testclient import TestClient
 
-from speech_gru.cli import main
-from speech_gru.infer import Classifier, load_classifier
-from speech_gru.serve import Batcher, Settings, create_app
-from speech_gru.stream import DetectorConfig, StreamingDetector
+from speech_gru.cli.main import main
+from speech_gru.cli.serve import Batcher, Settings, create_app
+from speech_gru.runtime.classifier import Classifier, load_classifier
+from speech_gru.runtime.detector import DetectorConfig, StreamingDetector
 from tests.helpers import SEQUENCE, TINY_LABELS, keyword_sequence, tiny_checkpoint, tone_burst
 
 pytestmark = pytest.mark.usefixtures("one_thread")

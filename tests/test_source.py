@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speech_gru.audio import SAMPLE_RATE, AudioError, write_wav
-from speech_gru.cli import build_parser, detector_config
-from speech_gru.source import array_chunks, open_source, paced
-from speech_gru.stream import DetectorConfig, StreamingDetector
+from speech_gru.cli.main import build_parser, detector_config
+from speech_gru.core.audio import SAMPLE_RATE, AudioError, write_wav
+from speech_gru.runtime.detector import DetectorConfig, StreamingDetector
+from speech_gru.runtime.source import array_chunks, open_source, paced
 from tests.helpers import fake_sounddevice, tone
 
 LABELS = ["_silence_", "_unknown_", "yes", "no"]
@@ -147,7 +147,7 @@ def test_detector_flags_come_from_the_config_with_its_defaults_in_the_help() -> 
 
 
 def test_a_given_flag_overrides_the_calibrated_point() -> None:
-    from speech_gru.stream import OperatingPoint
+    from speech_gru.runtime.detector import OperatingPoint
 
     point = OperatingPoint(
         threshold=0.9,
@@ -168,7 +168,7 @@ def test_a_given_flag_overrides_the_calibrated_point() -> None:
 
 
 def test_one_refractory_rule_for_the_detector_and_its_replays() -> None:
-    from speech_gru.stream import after_refractory
+    from speech_gru.runtime.detector import after_refractory
 
     assert after_refractory([], 10) == []
     assert after_refractory([0, 5, 10, 12, 25], 10) == [0, 2, 4]  # 10 apart is enough
@@ -199,8 +199,8 @@ def test_every_option_with_a_default_shows_it_in_the_help() -> None:
 def test_calibration_streams_the_users_recordings_through_the_same_opener(
     tmp_path: Path,
 ) -> None:
-    from speech_gru.audio import load_audio
-    from speech_gru.calibrate import from_files
+    from speech_gru.analysis.calibrate import from_files
+    from speech_gru.core.audio import load_audio
 
     wave = burst_wave(25.0, 3.0)
     path = tmp_path / "quiet room.wav"

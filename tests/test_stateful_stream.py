@@ -13,9 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from speech_gru.export import export
-from speech_gru.infer import ModelStepper, load_classifier
-from speech_gru.stream import DetectorConfig, RecordingScorer, StatefulScorer, StreamingDetector
+from speech_gru.runtime.classifier import ModelStepper, load_classifier
+from speech_gru.runtime.detector import (
+    DetectorConfig,
+    RecordingScorer,
+    StatefulScorer,
+    StreamingDetector,
+)
+from speech_gru.runtime.export import export
 from tests.helpers import (
     SEQUENCE,
     TINY_LABELS,
@@ -137,7 +142,7 @@ def test_a_streaming_export_steps_as_the_checkpoint_does(
 
 
 def test_a_bidirectional_model_does_not_export_for_streaming(tmp_path: Path) -> None:
-    from speech_gru.cli import main
+    from speech_gru.cli.main import main
 
     checkpoint = tiny_checkpoint(tmp_path / "bi.ckpt")
     out = tmp_path / "step.onnx"
@@ -170,7 +175,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 def model_events(checkpoint: Path, wave: np.ndarray, config: DetectorConfig) -> list[dict]:
     """The events the detector gives on the model's one-pass scores (``reference``)."""
-    from speech_gru.infer import load_checkpoint_model
+    from speech_gru.runtime.classifier import load_checkpoint_model
 
     model, labels, _ = load_checkpoint_model(checkpoint)
     detector = StreamingDetector(lambda w: w, labels, config)  # replay only
@@ -192,7 +197,7 @@ def test_stream_carries_the_state_of_a_trained_forward_model(
     """``stream`` on a file gives the events of the model's own one-pass scores, and so
     does its streaming ONNX export; the first keyword is found where it is spoken. (How
     many keywords a model finds is measured by ``evaluate-stream``, not here.)"""
-    from speech_gru.audio import load_audio
+    from speech_gru.core.audio import load_audio
 
     args = ["--input", str(sequence_wav), "--hop", hop, "--threshold", "0.4", "--json"]
     result = cli("stream", "--checkpoint", str(forward_checkpoint), *args)
@@ -215,7 +220,7 @@ def test_stream_carries_the_state_of_a_trained_forward_model(
 def test_transcribe_and_evaluate_stream_carry_the_state_too(
     forward_checkpoint: Path, sequence_wav: Path, tmp_path: Path
 ) -> None:
-    from speech_gru.audio import load_audio
+    from speech_gru.core.audio import load_audio
 
     config = DetectorConfig(hop_s=0.02, threshold=0.4)
     wave = load_audio(sequence_wav)
@@ -288,8 +293,8 @@ def test_calibration_streams_each_recording_from_zero_state(
     forward_checkpoints: dict[str, Path], tmp_path: Path
 ) -> None:
     """``calibrate`` records several streams through one scorer: each starts afresh."""
-    from speech_gru.audio import write_wav
-    from speech_gru.calibrate import file_streams, record
+    from speech_gru.analysis.calibrate import file_streams, record
+    from speech_gru.core.audio import write_wav
 
     classifier = load_classifier(forward_checkpoints["gru"])
     config = DetectorConfig(hop_s=0.02)

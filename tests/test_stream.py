@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from speech_gru.model import KeywordModel, ModelConfig
-from speech_gru.stream import (
+from speech_gru.core.model import KeywordModel, ModelConfig
+from speech_gru.runtime.detector import (
     DetectorConfig,
     Event,
     OperatingPoint,

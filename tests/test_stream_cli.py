@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speech_gru import mic
-from speech_gru.cli import main
+from speech_gru.cli.main import main
+from speech_gru.runtime import mic
 from tests.helpers import SEQUENCE, Pulse, fake_sounddevice, keyword_sequence, start_pulse
 
 pytestmark = pytest.mark.slow  # every test here uses the session's trained model

@@ -1,4 +1,4 @@
-"""speech_gru/stream_eval.py on hand-made data: false-alarm causes, truth files, per-word
+"""speech_gru/analysis/stream_eval.py on hand-made data: false-alarm causes, truth files, per-word
 SNR, decision rules (the detector's own replayed exactly) and DET curves."""
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speech_gru.audio import SAMPLE_RATE
-from speech_gru.stream import DetectorConfig, Event, StreamingDetector
-from speech_gru.stream_eval import (
+from speech_gru.analysis.stream_eval import (
     DECISIONS,
     DET_THRESHOLDS,
     ClipItem,
@@ -31,6 +29,8 @@ from speech_gru.stream_eval import (
     replay,
     split_truth,
 )
+from speech_gru.core.audio import SAMPLE_RATE
+from speech_gru.runtime.detector import DetectorConfig, Event, StreamingDetector
 from tests.helpers import tone_burst
 
 LABELS = ["_silence_", "_unknown_", "yes", "no"]

@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import Tensor
 
-from speech_gru.card import format_card, model_card
-from speech_gru.export import export
-from speech_gru.infer import load_classifier
-from speech_gru.model import ArchitectureConfig, KeywordModel, ModelConfig, StreamState
-from speech_gru.training import main
+from speech_gru.analysis.card import format_card, model_card
+from speech_gru.core.model import ArchitectureConfig, KeywordModel, ModelConfig, StreamState
+from speech_gru.runtime.classifier import load_classifier
+from speech_gru.runtime.export import export
+from speech_gru.train.training import main
 from tests.helpers import (
     LABELS,
     STREAM_FEATURES,

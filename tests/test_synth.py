@@ -1,5 +1,5 @@
-"""`speech-gru synth` (speech_gru/synth.py): synthetic speakers of several engines, vocal-tract
-length, rooms, real noise and _unknown_ words, in the Speech Commands layout."""
+"""`speech-gru synth` (speech_gru/train/synth.py): synthetic speakers of several engines,
+vocal-tract length, rooms, real noise and _unknown_ words, in the Speech Commands layout."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speech_gru import synth
-from speech_gru.audio import SAMPLE_RATE, load_audio, write_wav
-from speech_gru.corpus import speaker_of
-from speech_gru.labels import BACKGROUND_NOISE, UNKNOWN
+from speech_gru.core.audio import SAMPLE_RATE, load_audio, write_wav
+from speech_gru.core.labels import BACKGROUND_NOISE, UNKNOWN
+from speech_gru.train import synth
+from speech_gru.train.corpus import speaker_of
 from tests.helpers import peak_hz, require_espeak, tone
 
 WORDS = ("yes", "stop")
@@ -265,7 +265,7 @@ def test_missing_engine_is_skipped_with_one_warning(
 ) -> None:
     require_espeak()
     monkeypatch.setattr(synth.Flite, "path", lambda self: None)
-    with caplog.at_level(logging.WARNING, logger="speech_gru.synth"):
+    with caplog.at_level(logging.WARNING, logger="speech_gru.train.synth"):
         found = synth.available_engines()
     assert "flite" not in found and "espeak-ng" in found
     about_flite = [r.getMessage() for r in caplog.records if "flite" in r.getMessage()]

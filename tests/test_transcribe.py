@@ -14,9 +14,9 @@ import pytest
 import soundfile as sf
 import soxr
 
-from speech_gru.audio import load_audio
-from speech_gru.cli import main
-from speech_gru.corpus import speaker_of, which_set
+from speech_gru.cli.main import main
+from speech_gru.core.audio import load_audio
+from speech_gru.train.corpus import speaker_of, which_set
 from tests.helpers import WORDS
 
 pytestmark = pytest.mark.slow  # every test here uses the session's trained model
@@ -181,7 +181,7 @@ def test_an_hour_long_file_is_streamed_in_bounded_memory(
 
     def peak_rss_mb(path: Path) -> tuple[float, list[str]]:
         code = (
-            "import resource, sys; from speech_gru.cli import main; "
+            "import resource, sys; from speech_gru.cli.main import main; "
             f"rc = main(['transcribe', '--checkpoint', {str(checkpoint)!r}, '--hop', '1.0', "
             f"'--threshold', '0.5', {str(path)!r}]); "
             "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"

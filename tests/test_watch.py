@@ -1,4 +1,4 @@
-"""Training you can watch (speech_gru/training.py): ``curves.png``, one line per epoch in a
+"""Training you can watch (speech_gru/train/training.py): ``curves.png``, one line per epoch in a
 log file, TensorBoard event files beside the CSV logs."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from speech_gru import training
-from speech_gru.training import (
+from speech_gru.train import training
+from speech_gru.train.training import (
     EpochLines,
     epoch_curves,
     epoch_line,

@@ -37,7 +37,7 @@ FORMS = [
 
 def held_out_clips(root: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Clips and labels of one split of a folder, as the recipe's folder mode splits it."""
-    from speech_gru.data import SpeechCommandsDataModule
+    from speech_gru.train.data import SpeechCommandsDataModule
 
     dm = SpeechCommandsDataModule(
         root=root, version="folder", labels="v2_12", unknown_fraction=None, num_workers=0
@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore")
     torch.set_num_threads(args.threads)
 
-    from speech_gru.export import export
-    from speech_gru.infer import load_classifier
+    from speech_gru.runtime.classifier import load_classifier
+    from speech_gru.runtime.export import export
 
     out_dir = Path(args.out_dir or tempfile.mkdtemp(prefix="speech_gru_bench_"))
     rng = np.random.default_rng(0)

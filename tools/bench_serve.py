@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speech_gru.audio import SAMPLE_RATE, AudioError, load_audio
+from speech_gru.core.audio import SAMPLE_RATE, AudioError, load_audio
 
 FRAME = 1600  # samples per message (100 ms), as the page sends
 
@@ -126,7 +126,7 @@ def start_server(
 
 def model_size(checkpoint: str) -> str:
     """``12,345 parameters (GRU, hidden 16 x 2 layers)`` for a checkpoint."""
-    from speech_gru.infer import ModelLoadError, load_checkpoint_model, model_kind
+    from speech_gru.runtime.classifier import ModelLoadError, load_checkpoint_model, model_kind
 
     try:
         if model_kind(checkpoint) != "checkpoint":
@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from speech_gru.corpus import synthetic_noise
+    from speech_gru.train.corpus import synthetic_noise
 
     cores = sorted(os.sched_getaffinity(0))
     core = cores[-1] if args.core is None else args.core

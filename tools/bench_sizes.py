@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def build(model_config: dict, cell: str, hidden: int) -> torch.nn.Module:
     """An untrained 12-class KeywordModel of a config's ``model:`` section, at ``cell`` and
     ``hidden`` units."""
-    from speech_gru.model import KeywordModel, ModelConfig, nest_config
+    from speech_gru.core.model import KeywordModel, ModelConfig, nest_config
 
     section = nest_config(model_config)
     architecture = section.get("architecture", {}) | {"cell": cell, "hidden_size": hidden}
@@ -46,8 +46,8 @@ def build(model_config: dict, cell: str, hidden: int) -> torch.nn.Module:
 def onnx_ms(wrapper: torch.nn.Module, classes: int, clip: torch.Tensor, runs: int) -> float:
     """Median latency of ``wrapper`` exported as ``speech-gru export --format onnx`` does,
     in the ONNX Runtime session that ``load_classifier`` opens (on torch's thread count)."""
-    from speech_gru.export import export_onnx, metadata
-    from speech_gru.infer import load_classifier
+    from speech_gru.runtime.classifier import load_classifier
+    from speech_gru.runtime.export import export_onnx, metadata
 
     labels = [str(i) for i in range(classes)]  # an export needs a label list
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
@@ -62,7 +62,7 @@ def onnx_ms(wrapper: torch.nn.Module, classes: int, clip: torch.Tensor, runs: in
 def main(argv: list[str] | None = None) -> int:
     import yaml
 
-    from speech_gru.export import inference_module, quantize_int8
+    from speech_gru.runtime.export import inference_module, quantize_int8
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(ROOT / "recipes/speech_commands/conf/folder.yaml"))
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from speech_gru.model import nest_config
+    from speech_gru.core.model import nest_config
 
     model_config = nest_config(yaml.safe_load(Path(args.config).read_text()).get("model") or {})
     clip = torch.randn(1, 16000) * 0.1

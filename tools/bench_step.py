@@ -35,14 +35,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load(checkpoint: str | None, sizes: dict):  # noqa: ANN201 - a KeywordModel
-    from speech_gru.infer import load_checkpoint_model
-    from speech_gru.model import ArchitectureConfig, KeywordModel, ModelConfig
+    from speech_gru.core.model import ArchitectureConfig, KeywordModel, ModelConfig
+    from speech_gru.runtime.classifier import load_checkpoint_model
 
     if checkpoint:
         return load_checkpoint_model(checkpoint)[0]
     import yaml
 
-    from speech_gru.features import FeatureConfig
+    from speech_gru.core.features import FeatureConfig
 
     conf = yaml.safe_load((ROOT / "recipes/speech_commands/conf/stream_gru.yaml").read_text())
     architecture = {**conf["model"]["architecture"], **sizes["architecture"]}
@@ -55,7 +55,7 @@ def load(checkpoint: str | None, sizes: dict):  # noqa: ANN201 - a KeywordModel
 def onnx_session(module: torch.nn.Module, quantize: bool):  # noqa: ANN201 - a session
     import onnxruntime as ort
 
-    from speech_gru.export import export_onnx
+    from speech_gru.runtime.export import export_onnx
 
     data = export_onnx(module, {}, quantize)
     options = ort.SessionOptions()
@@ -103,8 +103,8 @@ def onnx(session, spec: dict, streams: int, frames: int) -> float:  # noqa: ANN0
 
 def window_cost(checkpoint: str, seconds: float) -> float:
     """Seconds to score one 1 s window with a bidirectional checkpoint's ONNX export."""
-    from speech_gru.export import export
-    from speech_gru.infer import load_classifier
+    from speech_gru.runtime.classifier import load_classifier
+    from speech_gru.runtime.export import export
 
     with tempfile.TemporaryDirectory() as scratch:
         classifier = load_classifier(export(checkpoint, Path(scratch) / "window.onnx", "onnx"))
@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = load(args.checkpoint, sizes).eval()
     if model.config.direction != "forward":
         sys.exit("error: the model is bidirectional; only a forward model steps frame by frame")
-    from speech_gru.export import StreamingStep
+    from speech_gru.runtime.export import StreamingStep
 
     c, f = model.config, model.config.features
     frame_s = f.hop_length / f.sample_rate

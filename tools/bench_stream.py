@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from speech_gru.audio import SAMPLE_RATE, AudioError, load_audio
-from speech_gru.source import array_chunks
-from speech_gru.stream import DetectorConfig, StreamingDetector
+from speech_gru.core.audio import SAMPLE_RATE, AudioError, load_audio
+from speech_gru.runtime.detector import DetectorConfig, StreamingDetector
+from speech_gru.runtime.source import array_chunks
 
 
 @dataclass
@@ -71,13 +71,13 @@ class BenchResult:
         }
 
 
-def make_classifier(checkpoint: str | None):  # noqa: ANN201 - a speech_gru.infer.Classifier
+def make_classifier(checkpoint: str | None):  # noqa: ANN201 - a speech_gru.runtime.classifier.Classifier
     """The checkpoint's classifier, or an untrained default model with the v2_12 labels."""
-    from speech_gru.infer import Classifier, checkpoint_backend, load_classifier
+    from speech_gru.runtime.classifier import Classifier, checkpoint_backend, load_classifier
 
     if checkpoint:
         return load_classifier(checkpoint)
-    from speech_gru.lit import KeywordSpotter
+    from speech_gru.train.lit import KeywordSpotter
 
     module = KeywordSpotter(labels="v2_12")
     backend = checkpoint_backend(module.model.eval())
@@ -151,8 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from speech_gru.corpus import synthetic_noise
-    from speech_gru.infer import ModelLoadError
+    from speech_gru.runtime.classifier import ModelLoadError
+    from speech_gru.train.corpus import synthetic_noise
 
     err = Console(stderr=True)
     torch.set_num_threads(max(1, args.threads))

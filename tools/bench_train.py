@@ -115,7 +115,7 @@ WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", 
 def write_noise_dataset(root: Path, clips: int, seed: int = 0) -> None:
     """``clips`` one-second 16 kHz int16 noise clips under ``root/WORD/SPEAKER_nohash_K.wav``
     (plus a background-noise file), unless ``root`` already holds that many."""
-    from speech_gru.audio import write_wav
+    from speech_gru.core.audio import write_wav
 
     if len(list(root.glob("*/*_nohash_*.wav"))) == clips:
         return
@@ -157,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
-    from speech_gru.data import SpeechCommandsDataModule
-    from speech_gru.lit import KeywordSpotter
-    from speech_gru.model import nest_config
+    from speech_gru.core.model import nest_config
+    from speech_gru.train.data import SpeechCommandsDataModule
+    from speech_gru.train.lit import KeywordSpotter
 
     config = yaml.safe_load(Path(args.config).read_text())
     data_cfg = {**config.get("data", {}), "root": args.data}

@@ -40,8 +40,8 @@ def parameters(cell: str, hidden: int, config: Path) -> int:
     """Parameters of the recipe's model with this cell and hidden size."""
     import yaml
 
-    from speech_gru.lit import KeywordSpotter
-    from speech_gru.model import nest_config
+    from speech_gru.core.model import nest_config
+    from speech_gru.train.lit import KeywordSpotter
 
     settings = nest_config(yaml.safe_load(Path(config).read_text()).get("model") or {})
     architecture = settings.get("architecture", {}) | {"cell": cell, "hidden_size": hidden}
@@ -88,8 +88,8 @@ def speed(cell: str, hidden: int, steps: int, batch: int, config: Path) -> dict:
     recipe config describes."""
     import yaml
 
-    from speech_gru.lit import KeywordSpotter
-    from speech_gru.model import nest_config
+    from speech_gru.core.model import nest_config
+    from speech_gru.train.lit import KeywordSpotter
 
     settings = nest_config(yaml.safe_load(Path(config).read_text()).get("model") or {})
     architecture = settings.get("architecture", {}) | {"cell": cell, "hidden_size": hidden}

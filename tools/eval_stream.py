@@ -1,7 +1,7 @@
 """Streaming detection quality: ``speech-gru evaluate-stream``, kept under its old name.
 
 The recording builder, truth files, matching, DET curves and plots live in
-``speech_gru/stream_eval.py``; this script passes its arguments to the command, whose
+``speech_gru/analysis/stream_eval.py``; this script passes its arguments to the command, whose
 ``--help`` lists them.
 
 Example:
@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from speech_gru.cli import main as cli_main
+from speech_gru.cli.main import main as cli_main
 
 
 def main(argv: Sequence[str] | None = None) -> int:

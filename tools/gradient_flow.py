@@ -1,5 +1,5 @@
 """How much of the error signal reaches each frame, for trained GRU, LSTM and plain RNN
-checkpoints: the figure of the vanishing gradient (``speech_gru.gradients``).
+checkpoints: the figure of the vanishing gradient (``speech_gru.analysis.gradients``).
 
 For each checkpoint it averages, over the held-out speakers' clips of a dataset folder
 (the checkpoint's own split), the norm of the loss gradient with respect to the encoder's
@@ -32,7 +32,7 @@ WORD_SAMPLES = 6400  # 0.4 s
 
 def held_out(root: Path, labels: list[str], datamodule: dict, limit: int, seed: int) -> list:
     """(path, label index) of the test speakers' clips, at most ``limit`` (a seeded choice)."""
-    from speech_gru.corpus import scan_folder, split_rule
+    from speech_gru.train.corpus import scan_folder, split_rule
 
     split_of = split_rule(root, datamodule)
     items = [
@@ -46,7 +46,7 @@ def held_out(root: Path, labels: list[str], datamodule: dict, limit: int, seed: 
 
 def word_first(wave: np.ndarray, noise: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The clip's loudest 0.4 s at the start of a second of noise 15 dB below it."""
-    from speech_gru.audio import loudest_window
+    from speech_gru.core.audio import loudest_window
 
     word = loudest_window(wave, WORD_SAMPLES)
     start = rng.integers(0, len(noise) - 16000)
@@ -59,11 +59,11 @@ def word_first(wave: np.ndarray, noise: np.ndarray, rng: np.random.Generator) ->
 
 def curves(checkpoint: str, root: Path, limit: int, seed: int) -> tuple[str, dict, float]:
     """The model's name, {panel: (T,) mean gradient norm}, and its frame step in s."""
-    from speech_gru.audio import load_audio, loudest_window
-    from speech_gru.corpus import CLIP_SAMPLES, background_noise
-    from speech_gru.gradients import gradient_flow
-    from speech_gru.infer import load_checkpoint_model
-    from speech_gru.labels import is_keyword
+    from speech_gru.analysis.gradients import gradient_flow
+    from speech_gru.core.audio import load_audio, loudest_window
+    from speech_gru.core.labels import is_keyword
+    from speech_gru.runtime.classifier import load_checkpoint_model
+    from speech_gru.train.corpus import CLIP_SAMPLES, background_noise
 
     model, labels, stored = load_checkpoint_model(checkpoint)
     items = held_out(root, labels, stored.get("datamodule_hyper_parameters") or {}, limit, seed)
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="gradient_flow.png")
     p.add_argument("--json", help="write the curves here")
     args = p.parse_args(argv)
-    from speech_gru.gradients import plot_flow
+    from speech_gru.analysis.gradients import plot_flow
 
     panels: dict[str, dict[str, np.ndarray]] = {}
     frame_s = 0.02

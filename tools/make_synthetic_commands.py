@@ -1,9 +1,9 @@
 """Synthesize a small Speech-Commands-style dataset with espeak-ng (the older layout).
 
-``speech-gru synth`` (``speech_gru/synth.py``) is the product's synthesizer: several
+``speech-gru synth`` (``speech_gru/train/synth.py``) is the product's synthesizer: several
 engines, vocal-tract length, rooms, real noise, ``_unknown_``. This tool keeps the older
 espeak-ng-only folders that the tests' trained model and ``make demo`` use, byte for byte;
-the synthesis itself lives in ``speech_gru.synth``. Its output::
+the synthesis itself lives in ``speech_gru.train.synth``. Its output::
 
     OUT/
         yes/1a2b3c4d_nohash_0.wav
@@ -37,18 +37,24 @@ from pathlib import Path
 
 import numpy as np
 
-from speech_gru.audio import SAMPLE_RATE
-from speech_gru.corpus import speaker_of, which_set
-from speech_gru.labels import BACKGROUND_NOISE as BACKGROUND_DIR
-from speech_gru.labels import COMMANDS
-from speech_gru.synth import NOISE_FILES, NOISE_KINDS, EspeakNotFoundError, make_noise, trim_silence
-from speech_gru.synth import EspeakSpeaker as Speaker
-from speech_gru.synth import available_espeak_voices as available_voices
-from speech_gru.synth import espeak_clip as synthesize_clip
-from speech_gru.synth import espeak_path as _espeak_path
-from speech_gru.synth import espeak_speak as speak
-from speech_gru.synth import make_espeak_speakers as make_speakers
-from speech_gru.synth import write_clip as _write_wav
+from speech_gru.core.audio import SAMPLE_RATE
+from speech_gru.core.labels import BACKGROUND_NOISE as BACKGROUND_DIR
+from speech_gru.core.labels import COMMANDS
+from speech_gru.train.corpus import speaker_of, which_set
+from speech_gru.train.synth import (
+    NOISE_FILES,
+    NOISE_KINDS,
+    EspeakNotFoundError,
+    make_noise,
+    trim_silence,
+)
+from speech_gru.train.synth import EspeakSpeaker as Speaker
+from speech_gru.train.synth import available_espeak_voices as available_voices
+from speech_gru.train.synth import espeak_clip as synthesize_clip
+from speech_gru.train.synth import espeak_path as _espeak_path
+from speech_gru.train.synth import espeak_speak as speak
+from speech_gru.train.synth import make_espeak_speakers as make_speakers
+from speech_gru.train.synth import write_clip as _write_wav
 
 __all__ = [
     "BACKGROUND_DIR", "NOISE_FILES", "NOISE_KINDS", "UNKNOWN", "EspeakNotFoundError",

@@ -24,7 +24,7 @@ import numpy as np
 
 def mix(clip: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.random.Generator):  # noqa: ANN201
     """``clip`` over a random piece of ``noise`` at ``snr_db`` (speech span RMS to noise RMS)."""
-    from speech_gru.stream_eval import speech_span
+    from speech_gru.analysis.stream_eval import speech_span
 
     start, end = speech_span(clip)
     speech = float(np.sqrt(np.mean(clip[start:end].astype(np.float64) ** 2)))
@@ -50,15 +50,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from speech_gru.audio import fit_length, load_audio
-    from speech_gru.corpus import (
+    from speech_gru.core.audio import fit_length, load_audio
+    from speech_gru.runtime.classifier import load_classifier
+    from speech_gru.train.corpus import (
         CLIP_SAMPLES,
         audio_files,
         background_noise,
         scan_folder,
         split_rule,
     )
-    from speech_gru.infer import load_classifier
 
     torch.set_num_threads(1)
     classifier = load_classifier(args.checkpoint)

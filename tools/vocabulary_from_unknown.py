@@ -20,8 +20,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from speech_gru.corpus import audio_files
-from speech_gru.labels import SILENCE, UNKNOWN
+from speech_gru.core.labels import SILENCE, UNKNOWN
+from speech_gru.train.corpus import audio_files
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 

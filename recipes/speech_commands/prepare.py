@@ -9,12 +9,12 @@ whose pack matches its files is not packed again::
         --stage pack
 
 The training loader then reads one memory-mapped int16 array per split instead of tens of
-thousands of WAV files (see ``speech_gru/pack.py``).
+thousands of WAV files (see ``speech_gru/train/pack.py``).
 """
 
 import sys
 
-from speech_gru.prepare import main
+from speech_gru.train.prepare import main
 
 if __name__ == "__main__":
     sys.exit(main())

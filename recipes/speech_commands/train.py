@@ -3,7 +3,7 @@
 All settings live in ``conf/*.yaml`` and on the command line (LightningCLI); see README.md.
 """
 
-from speech_gru.training import main
+from speech_gru.train.training import main
 
 if __name__ == "__main__":
     main()

@@ -32,11 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from speech_gru.audio import SAMPLE_RATE, AudioError, fit_length, load_audio
-from speech_gru.corpus import audio_files, load_noise, split_rule
-from speech_gru.labels import BACKGROUND_NOISE, is_keyword
-from speech_gru.source import open_source
-from speech_gru.stream import (
+from speech_gru.core.audio import SAMPLE_RATE, AudioError, fit_length, load_audio
+from speech_gru.core.labels import BACKGROUND_NOISE, is_keyword
+from speech_gru.runtime.detector import (
     DetectorConfig,
     OperatingPoint,
     RecordingScorer,
@@ -45,6 +43,8 @@ from speech_gru.stream import (
     after_refractory,
     moving_mean,
 )
+from speech_gru.runtime.source import open_source
+from speech_gru.train.corpus import audio_files, load_noise, split_rule
 
 GRID = 1e-4
 """Threshold resolution: thresholds are multiples of it."""
@@ -235,7 +235,7 @@ def file_streams(inputs: Sequence[str | Path]) -> list[Stream]:
     Raises:
         CalibrationError: a missing input, or a folder without audio files.
     """
-    from speech_gru.audio import AUDIO_EXTENSIONS
+    from speech_gru.core.audio import AUDIO_EXTENSIONS
 
     files: list[Path] = []
     for name in inputs:
@@ -619,7 +619,7 @@ def save_point(checkpoint: dict, point: OperatingPoint, out: str | Path) -> None
     """
     import torch
 
-    from speech_gru.atomic import write_atomic
+    from speech_gru.core.atomic import write_atomic
 
     checkpoint["operating_point"] = point.to_dict()
     write_atomic(os.path.realpath(out), lambda f: torch.save(checkpoint, f))

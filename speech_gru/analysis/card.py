@@ -11,17 +11,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from speech_gru.audio import printable
-from speech_gru.infer import (
+from speech_gru.core.audio import printable
+from speech_gru.core.labels import LABEL_SETS
+from speech_gru.core.model import KeywordModel, ModelConfig
+from speech_gru.runtime.classifier import (
     ModelLoadError,
     load_checkpoint_model,
     load_classifier,
     model_kind,
     operating_point,
 )
-from speech_gru.labels import LABEL_SETS
-from speech_gru.model import KeywordModel, ModelConfig
-from speech_gru.stream import OperatingPoint
+from speech_gru.runtime.detector import OperatingPoint
 
 
 def label_set_name(labels: list[str], version: str | None = None) -> str:

@@ -4,7 +4,7 @@ The folder follows the canonical test-archive layout: one sub-folder per label, 
 ``_silence_`` and ``_unknown_`` folders (any word inside ``_unknown_``). A folder of other
 words maps to ``_unknown_`` when the model has that label, as in training. A training
 folder can be scored on one split of its speakers, split as the model was trained
-(``speech_gru.corpus.split_rule``). This module does not import Lightning.
+(``speech_gru.train.corpus.split_rule``). This module does not import Lightning.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
-from speech_gru.audio import AudioError, info, load_audio, loudest_window, printable
-from speech_gru.corpus import CLIP_SAMPLES, scan_folder, split_rule
-from speech_gru.infer import Classifier
-from speech_gru.labels import is_keyword
+from speech_gru.core.audio import AudioError, info, load_audio, loudest_window, printable
+from speech_gru.core.labels import is_keyword
+from speech_gru.runtime.classifier import Classifier
+from speech_gru.train.corpus import CLIP_SAMPLES, scan_folder, split_rule
 
 SPLITS = ("training", "validation", "testing", "all")
 
@@ -144,7 +144,7 @@ def evaluate_folder(
         batch_size: clips per forward pass.
         progress: show a progress bar.
         split: ``all``, or only the clips of the ``training``, ``validation`` or ``testing``
-            speakers, split by ``speech_gru.corpus.split_rule(root, datamodule)``.
+            speakers, split by ``speech_gru.train.corpus.split_rule(root, datamodule)``.
         datamodule: the checkpoint's ``datamodule_hyper_parameters`` (None: the data
             module's defaults).
 

@@ -7,11 +7,11 @@ state, as ``stream`` runs it, and records instead of attention each frame's keyw
 (the window ending there, as the detector reads them), so the plot shows when the GRU
 holds its memory and when it resets around each keyword. ``plot_explanation`` draws them
 on one time axis under the waveform and the MFCCs, and ``Explanation.to_dict`` gives the
-same numbers for ``--json``. The gates come from ``speech_gru.gru.ExplicitGRU`` loaded
+same numbers for ``--json``. The gates come from ``speech_gru.core.explicit_gru.ExplicitGRU`` loaded
 with the encoder's weights; its outputs are checked against the encoder's, and the
 prediction, attention and scores come from the real model.
 
-The model card (``speech-gru info``) lives in ``speech_gru.card``.
+The model card (``speech-gru info``) lives in ``speech_gru.analysis.card``.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from speech_gru.audio import fit_length, load_audio, loudest_start
-from speech_gru.corpus import CLIP_SAMPLES  # the model is trained on 1 s clips
-from speech_gru.gru import DIRECTIONS, ExplicitGRU
-from speech_gru.labels import is_keyword
-from speech_gru.model import KeywordModel, window_max
+from speech_gru.core.audio import fit_length, load_audio, loudest_start
+from speech_gru.core.explicit_gru import DIRECTIONS, ExplicitGRU
+from speech_gru.core.labels import is_keyword
+from speech_gru.core.model import KeywordModel, window_max
+from speech_gru.train.corpus import CLIP_SAMPLES  # the model is trained on 1 s clips
 
 if TYPE_CHECKING:
-    from speech_gru.gradients import ClipGradients
+    from speech_gru.analysis.gradients import ClipGradients
 
 ENCODER_TOLERANCE = 1e-4  # largest difference allowed between ExplicitGRU and the encoder
 
@@ -262,7 +262,7 @@ def explain_file(checkpoint: str | Path, path: str | Path) -> Explanation:
         ExplainError: an exported model, or a model that is not a GRU.
         AudioError: the audio file cannot be read.
     """
-    from speech_gru.infer import load_checkpoint_model, model_kind
+    from speech_gru.runtime.classifier import load_checkpoint_model, model_kind
 
     source = Path(checkpoint)
     if model_kind(source) != "checkpoint":

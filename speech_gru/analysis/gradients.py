@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from speech_gru.explain import save_png
-from speech_gru.model import KeywordModel, frame_mask
+from speech_gru.analysis.explain import save_png
+from speech_gru.core.model import KeywordModel, frame_mask
 
 
 def input_gradient_norms(
@@ -131,9 +131,9 @@ def gradients_file(checkpoint: str | Path, path: str | Path) -> ClipGradients:
             the weights in PyTorch).
         AudioError: the audio file cannot be read.
     """
-    from speech_gru.audio import load_audio, loudest_window
-    from speech_gru.corpus import CLIP_SAMPLES
-    from speech_gru.infer import ModelLoadError, load_checkpoint_model, model_kind
+    from speech_gru.core.audio import load_audio, loudest_window
+    from speech_gru.runtime.classifier import ModelLoadError, load_checkpoint_model, model_kind
+    from speech_gru.train.corpus import CLIP_SAMPLES
 
     if model_kind(checkpoint) != "checkpoint":
         raise ModelLoadError(

@@ -10,7 +10,7 @@ measures that, with no Lightning and no audio device:
    keyword clips and other words inserted at known, non-overlapping times, each word at
    its own SNR; clips from held-out speakers of a folder, or espeak-ng voices), or the
    user's own WAV file with a truth file (``read_truth``);
-2. ``stream`` pushes it through ``speech_gru.stream.StreamingDetector``, and
+2. ``stream`` pushes it through ``speech_gru.runtime.detector.StreamingDetector``, and
    ``RecordingScorer`` keeps the model's per-hop posteriors;
 3. ``match_events`` compares the events with the truth: hits, misses, false alarms by
    cause, latency;
@@ -43,11 +43,9 @@ from pathlib import Path
 import librosa
 import numpy as np
 
-from speech_gru.audio import SAMPLE_RATE, load_audio
-from speech_gru.corpus import CLIP_SAMPLES, SplitRule, audio_files, background_noise, pink_noise
-from speech_gru.labels import BACKGROUND_NOISE, SILENCE, UNKNOWN, is_keyword
-from speech_gru.source import array_chunks
-from speech_gru.stream import (
+from speech_gru.core.audio import SAMPLE_RATE, load_audio
+from speech_gru.core.labels import BACKGROUND_NOISE, SILENCE, UNKNOWN, is_keyword
+from speech_gru.runtime.detector import (
     DetectorConfig,
     Event,
     RecordingScorer,
@@ -55,6 +53,14 @@ from speech_gru.stream import (
     StreamingDetector,
     after_refractory,
     moving_mean,
+)
+from speech_gru.runtime.source import array_chunks
+from speech_gru.train.corpus import (
+    CLIP_SAMPLES,
+    SplitRule,
+    audio_files,
+    background_noise,
+    pink_noise,
 )
 
 SPLIT_CHOICES = ("testing", "validation", "training", "all")
@@ -195,7 +201,7 @@ def _synthetic_commands():  # noqa: ANN202 - the tools.make_synthetic_commands m
         return make_synthetic_commands
     except ImportError:  # the console script, outside the repository root
         name = "make_synthetic_commands"
-        path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+        path = Path(__file__).resolve().parents[2] / "tools" / f"{name}.py"
         if not path.is_file():
             raise RuntimeError(f"--espeak needs tools/{name}.py of the source tree") from None
         spec = importlib.util.spec_from_file_location(name, path)

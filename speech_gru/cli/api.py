@@ -1,7 +1,7 @@
 """The Python face of the package: load a model, label clips, detect keywords in streams.
 
 ``Spotter.load`` takes a training checkpoint, a TorchScript export or an ONNX export
-(``speech_gru.infer.load_classifier``)::
+(``speech_gru.runtime.classifier.load_classifier``)::
 
     from speech_gru import Spotter
 
@@ -27,10 +27,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from speech_gru.audio import SAMPLE_RATE, AudioError, load_audio, loudest_window, printable
-from speech_gru.infer import Classifier, load_classifier
-from speech_gru.source import Source, array_chunks, open_source
-from speech_gru.stream import DetectorConfig, Event, OperatingPoint, StreamingDetector
+from speech_gru.core.audio import SAMPLE_RATE, AudioError, load_audio, loudest_window, printable
+from speech_gru.runtime.classifier import Classifier, load_classifier
+from speech_gru.runtime.detector import DetectorConfig, Event, OperatingPoint, StreamingDetector
+from speech_gru.runtime.source import Source, array_chunks, open_source
 
 MICROPHONE = "mic"
 """The ``source`` of ``Spotter.events`` that means the microphone, as ``None`` does."""

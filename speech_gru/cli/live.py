@@ -18,8 +18,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from speech_gru.audio import printable
-from speech_gru.labels import is_keyword
+from speech_gru.core.audio import printable
+from speech_gru.core.labels import is_keyword
 
 FLOOR_DBFS = -60.0
 """The level meter's empty end; its full end is 0 dBFS."""

@@ -31,8 +31,14 @@ from pathlib import Path
 from rich.console import Console
 
 from speech_gru import __version__
-from speech_gru.audio import AUDIO_EXTENSIONS, MAX_FILE_RATE, MIN_FILE_RATE, AudioError, printable
-from speech_gru.stream import DetectorConfig, StatefulScorer, duration_text, settings_text
+from speech_gru.core.audio import (
+    AUDIO_EXTENSIONS,
+    MAX_FILE_RATE,
+    MIN_FILE_RATE,
+    AudioError,
+    printable,
+)
+from speech_gru.runtime.detector import DetectorConfig, StatefulScorer, duration_text, settings_text
 
 
 class CliError(Exception):
@@ -96,7 +102,7 @@ def check_folder(folder: Path, where: str, create: bool) -> None:
 
 
 def load_model(args: argparse.Namespace):  # noqa: ANN201 - a Classifier
-    from speech_gru.infer import ModelLoadError, load_classifier
+    from speech_gru.runtime.classifier import ModelLoadError, load_classifier
 
     try:
         return load_classifier(args.checkpoint)
@@ -164,7 +170,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from speech_gru.transcribe import Failure, Transcriber, csv_header, format_record
+    from speech_gru.runtime.transcribe import Failure, Transcriber, csv_header, format_record
 
     inputs = [*args.inputs, args.checkpoint]
     output = check_output(args.output, "--output", inputs) if args.output else None
@@ -220,8 +226,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from speech_gru.export import ExportError, export
-    from speech_gru.infer import ModelLoadError
+    from speech_gru.runtime.classifier import ModelLoadError
+    from speech_gru.runtime.export import ExportError, export
 
     try:
         path = export(
@@ -250,9 +256,9 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
     import torch
 
-    from speech_gru.mic import list_devices
-    from speech_gru.source import open_source
-    from speech_gru.stream import StreamingDetector
+    from speech_gru.runtime.detector import StreamingDetector
+    from speech_gru.runtime.mic import list_devices
+    from speech_gru.runtime.source import open_source
 
     if args.list_devices:
         try:
@@ -279,7 +285,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     interrupted = False
     view = None
     if args.view and sys.stdout.isatty():  # piped or redirected: the event lines only
-        from speech_gru.live import LiveView
+        from speech_gru.cli.live import LiveView
 
         view = LiveView(detector.labels, detector.thresholds)
 
@@ -323,7 +329,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import torch
 
-    from speech_gru.serve import ServeError, Settings, serve
+    from speech_gru.cli.serve import ServeError, Settings, serve
 
     torch.set_num_threads(args.threads)  # one window at a time, as in stream
     classifier = load_model(args)
@@ -351,7 +357,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     import torch
     from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
-    from speech_gru.calibrate import (
+    from speech_gru.analysis.calibrate import (
         CalibrationError,
         calibrate,
         from_dataset,
@@ -359,13 +365,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         record,
         save_point,
     )
-    from speech_gru.export import is_training_checkpoint
-    from speech_gru.infer import (
+    from speech_gru.runtime.classifier import (
         ModelLoadError,
         checkpoint_classifier,
         load_checkpoint_model,
         model_kind,
     )
+    from speech_gru.runtime.export import is_training_checkpoint
 
     source_path = Path(args.checkpoint)
     inputs = [*(args.negatives or []), *([args.clips] if args.clips else [])]
@@ -475,7 +481,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from speech_gru.evaluate import evaluate_folder, write_report
+    from speech_gru.analysis.evaluate import evaluate_folder, write_report
 
     if args.out:  # the report's two files go in this folder, created if missing
         try:
@@ -525,9 +531,9 @@ def cmd_evaluate_stream(args: argparse.Namespace) -> int:
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from speech_gru import stream_eval as se
-    from speech_gru.audio import SAMPLE_RATE, load_audio, write_wav
-    from speech_gru.labels import is_keyword
+    from speech_gru.analysis import stream_eval as se
+    from speech_gru.core.audio import SAMPLE_RATE, load_audio, write_wav
+    from speech_gru.core.labels import is_keyword
 
     if (args.recording is None) != (args.truth is None):
         raise CliError("--recording FILE.wav and --truth FILE.csv|json go together")
@@ -643,8 +649,8 @@ def cmd_evaluate_stream(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from speech_gru.explain import ExplainError, explain_file, plot_explanation, write_json
-    from speech_gru.infer import ModelLoadError
+    from speech_gru.analysis.explain import ExplainError, explain_file, plot_explanation, write_json
+    from speech_gru.runtime.classifier import ModelLoadError
 
     inputs = [args.file, args.checkpoint]
     png = check_output(args.out, "--out", inputs, create=True)
@@ -680,9 +686,9 @@ def write_outputs(*writers: tuple[str, Path | None, Callable[[Path], Path]]) -> 
 
 def explain_gradients(args: argparse.Namespace, png: Path, data: Path | None) -> int:
     """``explain --gradients``: the loss gradient reaching each frame, for any cell."""
-    from speech_gru.explain import write_json
-    from speech_gru.gradients import gradients_file, plot_gradients
-    from speech_gru.infer import ModelLoadError
+    from speech_gru.analysis.explain import write_json
+    from speech_gru.analysis.gradients import gradients_file, plot_gradients
+    from speech_gru.runtime.classifier import ModelLoadError
 
     try:
         gradients = gradients_file(args.checkpoint, args.file)
@@ -701,8 +707,8 @@ def explain_gradients(args: argparse.Namespace, png: Path, data: Path | None) ->
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from speech_gru.card import format_card, model_card
-    from speech_gru.infer import ModelLoadError
+    from speech_gru.analysis.card import format_card, model_card
+    from speech_gru.runtime.classifier import ModelLoadError
 
     try:
         card = model_card(args.checkpoint)
@@ -713,7 +719,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from speech_gru.record import MIN_SECONDS, RecordError, record
+    from speech_gru.cli.record import MIN_SECONDS, RecordError, record
 
     if args.seconds < MIN_SECONDS:
         raise CliError(f"--seconds {args.seconds:g}: a take must be at least {MIN_SECONDS:g} s")
@@ -741,7 +747,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from speech_gru.synth import SynthError, synthesize_dataset
+    from speech_gru.train.synth import SynthError, synthesize_dataset
 
     progress = Progress(
         TextColumn("synthesizing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -984,7 +990,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "folder's list files); default all")  # fmt: skip
     p.set_defaults(func=cmd_evaluate)
 
-    from speech_gru.stream_eval import SPLIT_CHOICES
+    from speech_gru.analysis.stream_eval import SPLIT_CHOICES
 
     p = sub.add_parser(
         "evaluate-stream",
@@ -1083,7 +1089,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="microphone: device index or part of its name")
     p.set_defaults(func=cmd_record)
 
-    from speech_gru import synth
+    from speech_gru.train import synth
 
     p = sub.add_parser(
         "synth",

@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from speech_gru.audio import SAMPLE_RATE, loudest_start, printable
-from speech_gru.corpus import CLIP_SAMPLES
-from speech_gru.labels import BACKGROUND_NOISE, SILENCE
-from speech_gru.source import open_source
+from speech_gru.core.audio import SAMPLE_RATE, loudest_start, printable
+from speech_gru.core.labels import BACKGROUND_NOISE, SILENCE
+from speech_gru.runtime.source import open_source
+from speech_gru.train.corpus import CLIP_SAMPLES
 
 ROOM_WORDS = (SILENCE, BACKGROUND_NOISE)
 """Words that record the room, not speech: no word is looked for, only clipping refused."""

@@ -1,6 +1,6 @@
 """``speech-gru serve``: a local web page that listens to the browser's microphone.
 
-The page (plain HTML, JavaScript and CSS in ``speech_gru/web``, no build step) captures
+The page (plain HTML, JavaScript and CSS in ``speech_gru/cli/web``, no build step) captures
 the microphone with ``getUserMedia``, resamples it to 16 kHz in an AudioWorklet and sends
 PCM frames over a WebSocket. Each connection gets its own ``StreamingDetector``, built
 like ``speech-gru stream``'s (same settings, same operating point), whose ``push`` runs
@@ -60,11 +60,17 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from speech_gru.audio import SAMPLE_RATE, printable
-from speech_gru.infer import Classifier
-from speech_gru.labels import is_keyword
-from speech_gru.stream import DetectorConfig, Scorer, StatefulScorer, Stepper, StreamingDetector
-from speech_gru.transcribe import ClipResult, EventResult, Failure, Transcriber
+from speech_gru.core.audio import SAMPLE_RATE, printable
+from speech_gru.core.labels import is_keyword
+from speech_gru.runtime.classifier import Classifier
+from speech_gru.runtime.detector import (
+    DetectorConfig,
+    Scorer,
+    StatefulScorer,
+    Stepper,
+    StreamingDetector,
+)
+from speech_gru.runtime.transcribe import ClipResult, EventResult, Failure, Transcriber
 
 WEB = Path(__file__).resolve().parent / "web"
 """The page: index.html, app.js, worklet.js, style.css."""

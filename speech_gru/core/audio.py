@@ -1,4 +1,6 @@
-"""Audio input/output: reading and writing audio files (the microphone is ``speech_gru.mic``).
+"""Audio input/output: reading and writing audio files.
+
+The microphone is ``speech_gru.runtime.mic``.
 
 Everything that comes out of this module is a float32, 1-D, mono waveform at
 :data:`SAMPLE_RATE` (16 kHz) unless a different ``sample_rate`` is asked for. Files are

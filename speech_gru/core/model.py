@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from speech_gru.features import MFCC, FeatureConfig
+from speech_gru.core.features import MFCC, FeatureConfig
 
 CELLS = ("gru", "lstm", "rnn")
 RECURRENT = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
@@ -429,7 +429,7 @@ class KeywordModel(nn.Module):
             raise ValueError(
                 f"{what} needs a forward model (model.architecture.direction: forward); "
                 "a bidirectional one sees the whole clip, so stream it with a sliding "
-                "window (speech_gru.stream.StreamingDetector)"
+                "window (speech_gru.runtime.detector.StreamingDetector)"
             )
 
     def num_parameters(self) -> int:

@@ -1,7 +1,7 @@
 """Load a trained or exported model and classify waveforms.
 
 ``load_classifier`` takes a training checkpoint (``.ckpt``), a TorchScript export or an
-ONNX export (see ``speech_gru.export``); every kind becomes a ``Classifier`` that maps
+ONNX export (see ``speech_gru.runtime.export``); every kind becomes a ``Classifier`` that maps
 waveforms of any lengths to class probabilities.
 """
 
@@ -18,10 +18,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from speech_gru.features import complete_frames
-from speech_gru.labels import resolve_labels
-from speech_gru.model import KeywordModel, ModelConfig, StreamState, window_max
-from speech_gru.stream import DetectorConfig, OperatingPoint, Scorer, StatefulScorer, Stepper
+from speech_gru.core.features import complete_frames
+from speech_gru.core.labels import resolve_labels
+from speech_gru.core.model import KeywordModel, ModelConfig, StreamState, window_max
+from speech_gru.runtime.detector import (
+    DetectorConfig,
+    OperatingPoint,
+    Scorer,
+    StatefulScorer,
+    Stepper,
+)
 
 Backend = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
 """(B, N) float32 waveforms and optional (B,) lengths -> (B, C) probabilities."""

@@ -10,7 +10,7 @@ reported for the refractory time, so one utterance gives one event. ``_silence_`
 ``StatefulScorer`` gives each window's scores from one step per new frame, and the
 detector around it is the same.
 
-An ``OperatingPoint`` is the setting a model is calibrated at (``speech_gru.calibrate``):
+An ``OperatingPoint`` is the setting a model is calibrated at (``speech_gru.analysis.calibrate``):
 threshold (optionally one per keyword), averaging span and refractory time, with how it
 was measured. It travels with the model, in checkpoints and exports, as a plain dict.
 
@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from speech_gru.labels import is_keyword
+from speech_gru.core.labels import is_keyword
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 """Maps (B, window) float32 waveforms to (B, C) class probabilities."""
@@ -68,7 +68,7 @@ class RecordingScorer:
 
 class Stepper(Protocol):
     """A model that carries its state from frame to frame (a forward model: a checkpoint's
-    ``speech_gru.infer.ModelStepper`` or a streaming export's ``ExportStepper``).
+    ``speech_gru.runtime.classifier.ModelStepper`` or a streaming export's ``ExportStepper``).
 
     Frame ``j`` covers samples ``[j * frame_hop, j * frame_hop + n_fft)`` of the stream;
     its output is the probabilities of the window of ``window`` samples ending with it
@@ -528,14 +528,14 @@ class StreamingDetector:
         on_chunk: Callable[[np.ndarray, np.ndarray | None], None] | None = None,
     ) -> Iterator[Event]:
         """The stream loop every caller runs: push each chunk, yield its events as they
-        come, and flush when the chunks end (``speech_gru.source`` opens the chunks).
+        come, and flush when the chunks end (``speech_gru.runtime.source`` opens the chunks).
 
         Args:
             chunks: 1-D float32 pieces of audio at the configured rate, in order.
             on_audio: called with each chunk's length in seconds once it is scored.
             on_chunk: called with each chunk and the averaged posteriors (C,) of the
                 latest window scored (None before the first), once the chunk is scored:
-                what a live view draws (``speech_gru.live``).
+                what a live view draws (``speech_gru.cli.live``).
         """
         for chunk in chunks:
             found = self.push(chunk)

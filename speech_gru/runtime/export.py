@@ -4,7 +4,7 @@ The exported model is self-contained: raw 16 kHz waveforms ``(B, N)`` in, class
 probabilities ``(B, C)`` out, MFCCs included. The label list travels with it (TorchScript:
 the extra file ``labels.json``; ONNX: the metadata entry ``labels``), so it runs with plain
 ``torch.jit.load`` or ``onnxruntime`` and no ``speech_gru`` package. A checkpoint's
-calibrated operating point (``speech_gru.calibrate``) travels too, as JSON text: the entry
+calibrated operating point (``speech_gru.analysis.calibrate``) travels too, as JSON text: the entry
 ``operating_point`` of TorchScript's ``metadata.json`` and of ONNX's metadata::
 
     model = torch.jit.load("kws.pt", _extra_files=(extra := {"labels.json": ""}))
@@ -34,11 +34,11 @@ import torch
 from torch import Tensor, nn
 
 from speech_gru import __version__
-from speech_gru.atomic import write_atomic
-from speech_gru.features import MFCC, dft_basis
-from speech_gru.gru import gru_gates
-from speech_gru.model import KeywordModel
-from speech_gru.stream import OperatingPoint
+from speech_gru.core.atomic import write_atomic
+from speech_gru.core.explicit_gru import gru_gates
+from speech_gru.core.features import MFCC, dft_basis
+from speech_gru.core.model import KeywordModel
+from speech_gru.runtime.detector import OperatingPoint
 
 FORMATS = ("torchscript", "onnx")
 ONNX_OPSET = 17
@@ -428,7 +428,7 @@ def export(
 ) -> Path:
     """Write a self-contained model file from a training checkpoint.
 
-    The file is written whole or not at all (``speech_gru.atomic``): on failure an
+    The file is written whole or not at all (``speech_gru.core.atomic``): on failure an
     earlier file at ``out`` is left as it was.
 
     Args:
@@ -448,7 +448,7 @@ def export(
         ExportError: ``out`` is refused or cannot be written, or ``streaming`` for a
             bidirectional model, with a one-line reason.
     """
-    from speech_gru.infer import load_checkpoint_model, operating_point
+    from speech_gru.runtime.classifier import load_checkpoint_model, operating_point
 
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import soxr
 
-from speech_gru.audio import (
+from speech_gru.core.audio import (
     _RESAMPLE_QUALITY,
     SAMPLE_RATE,
     AudioError,

@@ -18,8 +18,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from speech_gru.audio import SAMPLE_RATE, iter_blocks, iter_pcm
-from speech_gru.mic import Microphone
+from speech_gru.core.audio import SAMPLE_RATE, iter_blocks, iter_pcm
+from speech_gru.runtime.mic import Microphone
 
 STDIN = "-"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speech_gru.audio import (
+from speech_gru.core.audio import (
     AUDIO_EXTENSIONS,
     SAMPLE_RATE,
     AudioError,
@@ -28,9 +28,9 @@ from speech_gru.audio import (
     loudest_window,
     printable,
 )
-from speech_gru.infer import Classifier
-from speech_gru.source import open_source
-from speech_gru.stream import DetectorConfig, Event, StreamingDetector
+from speech_gru.runtime.classifier import Classifier
+from speech_gru.runtime.detector import DetectorConfig, Event, StreamingDetector
+from speech_gru.runtime.source import open_source
 
 LONG_AFTER_S = 1.25
 """Files longer than this are scanned for keywords; shorter ones get one label."""
@@ -248,7 +248,7 @@ def format_record(record: Record, fmt: str, top_k: int = 1) -> str | None:
     """One output record for a result (None for failures, which go to stderr).
 
     Text is one line with control characters in paths and labels escaped
-    (:func:`~speech_gru.audio.printable`); JSON escapes them itself; a CSV record is quoted
+    (:func:`~speech_gru.core.audio.printable`); JSON escapes them itself; a CSV record is quoted
     as needed, so a path holding a comma, a quote or a newline reads back exactly. A CSV
     record has the columns of :func:`csv_header` for ``top_k`` (a clip's labels past
     ``top_k`` are left out; missing ones are empty fields).

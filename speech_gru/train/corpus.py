@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from speech_gru.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, load_audio
-from speech_gru.labels import BACKGROUND_NOISE, SILENCE, UNKNOWN, is_keyword, map_word
+from speech_gru.core.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, load_audio
+from speech_gru.core.labels import BACKGROUND_NOISE, SILENCE, UNKNOWN, is_keyword, map_word
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ def fold_command(recipe_args: Sequence[str], folds: int, fold: int, run_dir: Pat
     that never heard the fold's speakers either)."""
     recipe_args = [arg.replace("{fold}", str(fold)) for arg in recipe_args]
     return [
-        sys.executable, "-m", "speech_gru.training", "fit", *recipe_args,
+        sys.executable, "-m", "speech_gru.train.training", "fit", *recipe_args,
         "--data.folds", str(folds), "--data.fold", str(fold), "--run_dir", str(run_dir),
     ]  # fmt: skip
 

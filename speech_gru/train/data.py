@@ -3,7 +3,7 @@
 Two sources share one code path:
 
 * ``version="v0.02"`` or ``"v0.01"``: the official archive, downloaded and verified by
-  ``speech_gru.download``, split by its ``validation_list.txt`` and ``testing_list.txt``;
+  ``speech_gru.train.download``, split by its ``validation_list.txt`` and ``testing_list.txt``;
   the 12-class test set is the separate canonical test archive.
 * ``version="folder"``: any folder in the same layout (one sub-folder per word, optional
   ``_silence_``, ``_unknown_`` and ``_background_noise_``) without list files. Speakers are
@@ -32,14 +32,21 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from speech_gru.audio import (
+from speech_gru.core.audio import (
     SAMPLE_RATE,
     AudioError,
     fit_length,
     info,
     load_audio,
 )
-from speech_gru.augment import (
+from speech_gru.core.labels import (
+    LABEL_SETS,
+    SILENCE,
+    UNKNOWN,
+    is_keyword,
+    resolve_labels,
+)
+from speech_gru.train.augment import (
     NoiseBank,
     add_noise,
     cut_at_edge,
@@ -50,7 +57,7 @@ from speech_gru.augment import (
     tile_to,
     time_shift,
 )
-from speech_gru.corpus import (
+from speech_gru.train.corpus import (
     CLIP_SAMPLES,
     SPLITS,
     FolderSurvey,
@@ -61,14 +68,7 @@ from speech_gru.corpus import (
     scan_folder,
     speaker_of,
 )
-from speech_gru.labels import (
-    LABEL_SETS,
-    SILENCE,
-    UNKNOWN,
-    is_keyword,
-    resolve_labels,
-)
-from speech_gru.pack import PackedSplit, open_pack, pack_dir_for, write_pack
+from speech_gru.train.pack import PackedSplit, open_pack, pack_dir_for, write_pack
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class ClipDataset(Dataset):
         clips: the examples.
         noise: background recordings for generated silence.
         seed: seed of the generated silence.
-        packed: the split's packed clips (see ``speech_gru.pack``), read instead of the
+        packed: the split's packed clips (see ``speech_gru.train.pack``), read instead of the
             files when present.
     """
 
@@ -445,7 +445,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         """Download and extract the official archives (rank 0 only, under DDP)."""
         if self.hparams.version == "folder":
             return
-        from speech_gru.download import fetch
+        from speech_gru.train.download import fetch
 
         for name in self._archive_names():
             if self.hparams.download:

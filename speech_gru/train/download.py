@@ -9,7 +9,7 @@ sibling folder that is renamed into place only after a ``.complete`` marker has 
 Typical use::
 
     from pathlib import Path
-    from speech_gru.download import fetch
+    from speech_gru.train.download import fetch
 
     root = fetch("v0.02", Path("~/.cache/speech_gru").expanduser())
     # root / "yes" / "0a7c2a8d_nohash_0.wav", root / "validation_list.txt", ...

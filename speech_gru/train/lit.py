@@ -1,7 +1,7 @@
 """KeywordSpotter: the LightningModule that trains a KeywordModel.
 
 It owns the loss, metrics, optimiser, schedule and the feature-side augmentation
-(SpecAugment, mixup); the layers live in ``speech_gru.model``. The model's settings are the
+(SpecAugment, mixup); the layers live in ``speech_gru.core.model``. The model's settings are the
 dataclasses ``ArchitectureConfig`` and ``FeatureConfig``, each defined and documented once
 there; the training settings are this class's own arguments. All are saved with the
 checkpoint as plain data, so ``KeywordSpotter.load_from_checkpoint(path)`` alone restores
@@ -25,16 +25,16 @@ from torchmetrics import SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from speech_gru import __version__
-from speech_gru.augment import mixup, spec_augment
-from speech_gru.features import FeatureConfig
-from speech_gru.labels import resolve_labels
-from speech_gru.model import (
+from speech_gru.core.features import FeatureConfig
+from speech_gru.core.labels import resolve_labels
+from speech_gru.core.model import (
     ArchitectureConfig,
     KeywordModel,
     ModelConfig,
     flat_keys,
     nest_config,
 )
+from speech_gru.train.augment import mixup, spec_augment
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class KeywordSpotter(L.LightningModule):
         self.hparams.update(labels=self.labels, architecture=architecture, features=features)
         self.model = KeywordModel(config)
         n = len(self.labels)
-        # Label -1 marks padding items of a rank's last batch (speech_gru.data.PAD).
+        # Label -1 marks padding items of a rank's last batch (speech_gru.train.data.PAD).
         self.train_acc = MulticlassAccuracy(n, average="micro", ignore_index=-1)
         self.val_acc = MulticlassAccuracy(n, average="micro", ignore_index=-1)
         self.test_acc = MulticlassAccuracy(n, average="micro", ignore_index=-1)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from speech_gru.audio import AudioError, fit_length, load_audio
-from speech_gru.corpus import CLIP_SAMPLES
+from speech_gru.core.audio import AudioError, fit_length, load_audio
+from speech_gru.train.corpus import CLIP_SAMPLES
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import yaml
 from jsonargparse import ArgumentParser
 
-from speech_gru import download
-from speech_gru.data import DataError, SpeechCommandsDataModule
-from speech_gru.download import ARCHIVES, DownloadError
+from speech_gru.train import download
+from speech_gru.train.data import DataError, SpeechCommandsDataModule
+from speech_gru.train.download import ARCHIVES, DownloadError
 
 STAGES = ("download", "pack")
 

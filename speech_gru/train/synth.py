@@ -92,10 +92,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from speech_gru.atomic import write_atomic
-from speech_gru.audio import SAMPLE_RATE, AudioError, load_audio
-from speech_gru.corpus import audio_files, is_audio
-from speech_gru.labels import BACKGROUND_NOISE, UNKNOWN
+from speech_gru.core.atomic import write_atomic
+from speech_gru.core.audio import SAMPLE_RATE, AudioError, load_audio
+from speech_gru.core.labels import BACKGROUND_NOISE, UNKNOWN
+from speech_gru.train.corpus import audio_files, is_audio
 
 log = logging.getLogger(__name__)
 

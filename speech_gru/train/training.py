@@ -58,11 +58,11 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from speech_gru import __version__
-from speech_gru.atomic import TEMP_SUFFIX, write_atomic
-from speech_gru.data import DataError, SpeechCommandsDataModule
-from speech_gru.download import DownloadError
-from speech_gru.lit import CheckpointError, KeywordSpotter, init_checkpoint_config, refused
-from speech_gru.model import flat_keys, nest_config, section_of
+from speech_gru.core.atomic import TEMP_SUFFIX, write_atomic
+from speech_gru.core.model import flat_keys, nest_config, section_of
+from speech_gru.train.data import DataError, SpeechCommandsDataModule
+from speech_gru.train.download import DownloadError
+from speech_gru.train.lit import CheckpointError, KeywordSpotter, init_checkpoint_config, refused
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ _load_yaml = get_loader("yaml")
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` that never leaves a half-written file under ``path`` (see
-    ``speech_gru.atomic``); missing folders are created."""
+    ``speech_gru.core.atomic``); missing folders are created."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda f: torch.save(obj, f))
@@ -717,5 +717,5 @@ def main(args: list[str] | None = None) -> SpeechGruCLI:
         sys.exit(128 + signal.SIGTERM)
 
 
-if __name__ == "__main__":  # python -m speech_gru.training fit ... (as recipes/.../train.py)
+if __name__ == "__main__":  # python -m speech_gru.train.training fit ... (as recipes/.../train.py)
     main()
