@@ -61,7 +61,7 @@ HARMLESS_WARNINGS: tuple[tuple[type[Warning], str, str], ...] = (
     (
         torch.jit.TracerWarning,
         r"Converting a tensor to a Python boolean",
-        r"torch\.nn\.modules\.rnn|speech_gru\.features",
+        r"torch\.nn\.modules\.rnn|speech_gru\.core\.features",
     ),
 )
 
