@@ -1,4 +1,5 @@
-"""Every ```python block of the READMEs runs as written, so no snippet can rot.
+"""Every ```python block of the READMEs and the docs/ pages runs as written, so no snippet
+can rot, and every link between those pages leads to a file and heading that exist.
 
 Each block runs on its own (its own imports, a fresh namespace) in a folder that holds the
 files the snippets name, by this convention:
@@ -28,12 +29,18 @@ from speech_gru.runtime.export import export
 from tests.helpers import confident_checkpoint, fake_sounddevice, tiny_checkpoint, tone, write_tone
 
 ROOT = Path(__file__).resolve().parents[1]
-READMES = [ROOT / "README.md", ROOT / "recipes" / "speech_commands" / "README.md"]
+READMES = [
+    ROOT / "README.md",
+    ROOT / "recipes" / "speech_commands" / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+]
 FILES = [
     "runs/mine/checkpoints/best.ckpt", "kws.onnx", "kws.pt", "kws_stream.onnx", "clip.wav",
     "talk.wav",
 ]  # fmt: skip
 FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+LINK = re.compile(r"\]\(([^)\s]+)\)")  # [text](target), ![alt](target)
+HEADING = re.compile(r"^#+ +(.+?) *$", re.MULTILINE)
 FILE_NAME = re.compile(r"""["']([\w./-]+\.(?:ckpt|onnx|pt|wav|flac|ogg|mp3))["']""")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -114,3 +121,39 @@ def test_the_readme_onnx_loop_streams_as_the_package_does(
     package, _ = stepper(audio[None], stepper.start(1))  # (1, frames, C)
     assert loop.shape == package[0].shape == (1 + (audio.size - 640) // 320, 4)
     assert float(np.abs(loop - package[0]).max()) < 1e-4
+
+
+def anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces
+    to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def outside_code(text: str) -> str:
+    """``text`` without its fenced code blocks, whose ``#`` lines are not headings."""
+    return re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
+
+
+@pytest.mark.parametrize("page", READMES, ids=[p.relative_to(ROOT).as_posix() for p in READMES])
+def test_links_lead_to_files_and_headings_that_exist(page: Path) -> None:
+    text = outside_code(page.read_text(encoding="utf-8"))
+    broken = []
+    for target in LINK.findall(text):
+        if re.match(r"[a-z]+://", target):
+            continue
+        path, _, fragment = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        if not linked.exists():
+            broken.append(target)
+        elif fragment and linked.suffix == ".md":
+            headings = HEADING.findall(outside_code(linked.read_text(encoding="utf-8")))
+            if fragment not in {anchor(h) for h in headings}:
+                broken.append(target)
+    assert not broken, f"{page.name} links to what does not exist: {broken}"
+
+
+def test_the_readme_links_every_docs_page() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    linked = {target.partition("#")[0] for target in LINK.findall(readme)}
+    pages = {f"docs/{page.name}" for page in (ROOT / "docs").glob("*.md")}
+    assert pages <= linked, f"README.md does not link {sorted(pages - linked)}"
