@@ -50,7 +50,7 @@ def require_espeak() -> None:
 def synthesize(factory: pytest.TempPathFactory, name: str, speakers: int, seed: int) -> Path:
     """A Speech-Commands-layout folder of WORDS and UNKNOWN_WORDS spoken by espeak-ng."""
     require_espeak()
-    from tools.make_synthetic_commands import make_dataset
+    from speech_gru.train.synth_espeak import make_dataset
 
     root = factory.mktemp(name)
     make_dataset(root, words=WORDS, unknown_words=UNKNOWN_WORDS, speakers=speakers, seed=seed)

@@ -20,14 +20,10 @@ import torch
 
 from speech_gru.core.audio import SAMPLE_RATE, load_audio, write_wav
 from speech_gru.core.labels import BACKGROUND_NOISE, COMMANDS, SILENCE, UNKNOWN
+from speech_gru.train.clips import PAD
 from speech_gru.train.corpus import SPLITS, speaker_of, which_set
-from speech_gru.train.data import (
-    PAD,
-    DataError,
-    ResumableLoader,
-    ShardedSampler,
-    SpeechCommandsDataModule,
-)
+from speech_gru.train.data import DataError, SpeechCommandsDataModule
+from speech_gru.train.loaders import ResumableLoader, ShardedSampler
 from tests.helpers import peak_hz, tone
 
 WORDS = ("yes", "no", "up", "cat", "dog", "bird")  # cat, dog, bird are not commands

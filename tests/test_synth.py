@@ -18,7 +18,7 @@ import soundfile as sf
 
 from speech_gru.core.audio import SAMPLE_RATE, load_audio, write_wav
 from speech_gru.core.labels import BACKGROUND_NOISE, UNKNOWN
-from speech_gru.train import synth
+from speech_gru.train import synth, synth_speakers, synth_voices
 from speech_gru.train.corpus import speaker_of
 from tests.helpers import peak_hz, require_espeak, tone
 
@@ -30,7 +30,7 @@ ID = re.compile(r"^[0-9a-f]{8}$")
 WORD_CLIP = re.compile(r"^([0-9a-f]{8})_nohash_(\d+)\.wav$")
 UNKNOWN_CLIP = re.compile(r"^([a-z]+)_([0-9a-f]{8})_nohash_(\d+)\.wav$")
 NOISE_HZ = 3000.0
-OTHER_ENGINES = [e for e in ("flite", "festival") if synth.ENGINES[e].path() is not None]
+OTHER_ENGINES = [e for e in ("flite", "festival") if synth_voices.ENGINES[e].path() is not None]
 
 
 def build(out: Path, noise: Path, **kw) -> synth.SynthSummary:
@@ -114,7 +114,9 @@ def test_clips_are_one_second_16khz_mono(dataset: tuple[Path, synth.SynthSummary
             SAMPLE_RATE, 1, "PCM_16", SAMPLE_RATE,
         ), path  # fmt: skip
         audio = load_audio(path)
-        assert np.sqrt(np.mean(audio**2)) > 0.005 and np.abs(audio).max() <= synth.PEAK + 1e-3
+        assert (
+            np.sqrt(np.mean(audio**2)) > 0.005 and np.abs(audio).max() <= synth_speakers.PEAK + 1e-3
+        )
 
 
 def test_noise_folder_is_copied(dataset: tuple[Path, synth.SynthSummary], noise_dir: Path) -> None:
@@ -136,7 +138,7 @@ def test_engines_give_different_speakers(dataset: tuple[Path, synth.SynthSummary
     spoken = {}
     for speaker in summary.speakers:
         dry = dataclasses.replace(speaker, vtl=1.0, pitch=0.0, tempo=1.0)
-        spoken[speaker.engine] = synth.speak("yes", dry, 1.0, 0.0)
+        spoken[speaker.engine] = synth_speakers.speak("yes", dry, 1.0, 0.0)
     a, b = spoken["espeak-ng"], spoken[OTHER_ENGINES[0]]
     assert a.size != b.size or not np.allclose(a, b, atol=1e-3)
     clips = {s.engine: load_audio(out / "yes" / f"{s.id}_nohash_0.wav") for s in summary.speakers}
@@ -166,26 +168,28 @@ def test_same_seed_same_files_and_reruns_add(
 # -- one clip --------------------------------------------------------------------------------
 
 
-def espeak_speaker(**kw) -> synth.Speaker:
+def espeak_speaker(**kw) -> synth_speakers.Speaker:
     settings = dict(engine="espeak-ng", voice="en-us", pitch=0.0, tempo=1.0, vtl=1.0,
                     level=-24.0, room=None)  # fmt: skip
-    return synth.Speaker(**(settings | kw))
+    return synth_speakers.Speaker(**(settings | kw))
 
 
 def test_real_noise_is_mixed_in() -> None:
     require_espeak()
     noise = [tone(NOISE_HZ, seconds=2.0, amp=0.2)]
     rng = np.random.default_rng(0)
-    clip = synth.synthesize_clip("yes", espeak_speaker(), rng, noise, snr=(-20.0, -20.0))
+    clip = synth_speakers.synthesize_clip("yes", espeak_speaker(), rng, noise, snr=(-20.0, -20.0))
     assert clip.shape == (SAMPLE_RATE,)
     assert abs(peak_hz(clip) - NOISE_HZ) < 5
-    quiet = synth.synthesize_clip("yes", espeak_speaker(), np.random.default_rng(0), noise)
+    quiet = synth_speakers.synthesize_clip("yes", espeak_speaker(), np.random.default_rng(0), noise)
     assert abs(peak_hz(quiet) - NOISE_HZ) > 50  # at 15-40 dB the word dominates
 
 
 def test_vocal_tract_length_moves_formants_not_duration() -> None:
     require_espeak()
-    spoken = {v: synth.speak("seven", espeak_speaker(vtl=v), 1.0, 0.0) for v in (0.85, 1.15)}
+    spoken = {
+        v: synth_speakers.speak("seven", espeak_speaker(vtl=v), 1.0, 0.0) for v in (0.85, 1.15)
+    }
     freqs = np.fft.rfftfreq(32768, 1 / SAMPLE_RATE)
 
     def centroid(x: np.ndarray) -> float:
@@ -197,9 +201,9 @@ def test_vocal_tract_length_moves_formants_not_duration() -> None:
 
 
 def test_room_reverberates() -> None:
-    room = synth.draw_room(np.random.default_rng(3))
+    room = synth_speakers.draw_room(np.random.default_rng(3))
     room = dataclasses.replace(room, rt60=0.5)
-    h = synth.room_impulse_response(room)
+    h = synth_speakers.room_impulse_response(room)
     assert int(np.argmax(np.abs(h))) == 40 and np.abs(h).max() == pytest.approx(1.0)
     # Schroeder backward integration: the energy decays by 20 dB in about RT60 / 3.
     decay = 10 * np.log10(np.cumsum((h.astype(np.float64) ** 2)[::-1])[::-1] / np.sum(h**2))
@@ -208,18 +212,18 @@ def test_room_reverberates() -> None:
 
     impulse = np.zeros(SAMPLE_RATE)
     impulse[1000] = 1.0
-    wet = synth.reverberate(impulse, h)
+    wet = synth_speakers.reverberate(impulse, h)
     assert wet.shape == impulse.shape and np.allclose(wet[1000 : 1000 + 2000], h[:2000])
 
 
 def test_reverb_changes_the_clip() -> None:
     require_espeak()
-    room = synth.draw_room(np.random.default_rng(1))
+    room = synth_speakers.draw_room(np.random.default_rng(1))
     dry_speaker = espeak_speaker()
     wet_speaker = dataclasses.replace(dry_speaker, room=room)
     assert wet_speaker.id != dry_speaker.id
-    dry = synth.synthesize_clip("yes", dry_speaker, np.random.default_rng(2), snr=(90, 90))
-    wet = synth.synthesize_clip("yes", wet_speaker, np.random.default_rng(2), snr=(90, 90))
+    dry = synth_speakers.synthesize_clip("yes", dry_speaker, np.random.default_rng(2), snr=(90, 90))
+    wet = synth_speakers.synthesize_clip("yes", wet_speaker, np.random.default_rng(2), snr=(90, 90))
     assert abs(np.corrcoef(dry, wet)[0, 1]) < 0.95
     end = int(np.flatnonzero(np.abs(dry) > 1e-3)[-1])  # the dry word's last sample
     tail = slice(end + 80, min(end + 1600, SAMPLE_RATE))
@@ -252,7 +256,7 @@ def test_bad_words_are_refused(tmp_path: Path) -> None:
 
 
 def test_no_engine_names_the_packages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(synth.Engine, "path", lambda self: None)
+    monkeypatch.setattr(synth_voices.Engine, "path", lambda self: None)
     with pytest.raises(synth.SynthError) as err:
         synth.synthesize_dataset(tmp_path / "out", ["yes"])
     message = str(err.value)
@@ -264,34 +268,34 @@ def test_missing_engine_is_skipped_with_one_warning(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     require_espeak()
-    monkeypatch.setattr(synth.Flite, "path", lambda self: None)
-    with caplog.at_level(logging.WARNING, logger="speech_gru.train.synth"):
-        found = synth.available_engines()
+    monkeypatch.setattr(synth_voices.Flite, "path", lambda self: None)
+    with caplog.at_level(logging.WARNING, logger="speech_gru.train.synth_voices"):
+        found = synth_voices.available_engines()
     assert "flite" not in found and "espeak-ng" in found
     about_flite = [r.getMessage() for r in caplog.records if "flite" in r.getMessage()]
     assert about_flite == ["flite is not installed; skipping it (apt-get install flite)"]
-    speakers = synth.make_speakers(6, SEED, found)
+    speakers = synth_speakers.make_speakers(6, SEED, found)
     assert {s.engine for s in speakers} == set(found)
     with pytest.raises(synth.SynthError, match="unknown engine"):
-        synth.available_engines(["espeak"])
+        synth_voices.available_engines(["espeak"])
 
 
 def test_speakers_are_distinct_and_seeded() -> None:
     voices = {"espeak-ng": ("en-us", "en-gb"), "flite": ("slt",), "festival": ("kal_diphone",)}
-    speakers = synth.make_speakers(30, SEED, voices, reverb=0.5)
+    speakers = synth_speakers.make_speakers(30, SEED, voices, reverb=0.5)
     assert len({s.id for s in speakers}) == 30
     assert [s.engine for s in speakers[:3]] == ["espeak-ng", "flite", "festival"]
-    assert speakers == synth.make_speakers(30, SEED, voices, reverb=0.5)
-    assert speakers != synth.make_speakers(30, SEED + 1, voices, reverb=0.5)
+    assert speakers == synth_speakers.make_speakers(30, SEED, voices, reverb=0.5)
+    assert speakers != synth_speakers.make_speakers(30, SEED + 1, voices, reverb=0.5)
     for s in speakers:
-        assert synth.VTL_RANGE[0] <= s.vtl <= synth.VTL_RANGE[1]
-        assert synth.TEMPO_RANGE[0] <= s.tempo <= synth.TEMPO_RANGE[1]
+        assert synth_speakers.VTL_RANGE[0] <= s.vtl <= synth_speakers.VTL_RANGE[1]
+        assert synth_speakers.TEMPO_RANGE[0] <= s.tempo <= synth_speakers.TEMPO_RANGE[1]
         if s.room is not None:
-            assert synth.RT60_RANGE[0] <= s.room.rt60 <= synth.RT60_RANGE[1]
+            assert synth_speakers.RT60_RANGE[0] <= s.room.rt60 <= synth_speakers.RT60_RANGE[1]
             assert all(0 < m < size for m, size in zip(s.room.mic, s.room.size, strict=True))
     rooms = sum(s.room is not None for s in speakers)
     assert 5 < rooms < 25
-    assert all(s.room is None for s in synth.make_speakers(10, SEED, voices, reverb=0.0))
+    assert all(s.room is None for s in synth_speakers.make_speakers(10, SEED, voices, reverb=0.0))
 
 
 # -- the output folder and the command line --------------------------------------------------
@@ -336,7 +340,7 @@ def test_cli_writes_a_dataset(tmp_path: Path) -> None:
     assert "1 words x 2 speakers x 1 takes, and 2 _unknown_ clips of 1 other words" in result.stdout
     assert len(list((out / "yes").glob("*_nohash_0.wav"))) == 2
     assert len(list((out / UNKNOWN).glob("cat_*_nohash_0.wav"))) == 2
-    assert len(list((out / BACKGROUND_NOISE).glob("*.wav"))) == len(synth.NOISE_KINDS)
+    assert len(list((out / BACKGROUND_NOISE).glob("*.wav"))) == len(synth_speakers.NOISE_KINDS)
 
 
 def test_synthetic_voices_join_a_folder_of_recordings_and_replace_none(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tests for tools/make_synthetic_commands.py (the espeak-ng synthetic dataset)."""
+"""Tests for speech_gru/train/synth_espeak.py (the espeak-ng synthetic dataset)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tools import make_synthetic_commands as msc
+from speech_gru.core.labels import BACKGROUND_NOISE
+from speech_gru.train import synth_espeak, synth_speakers, synth_voices
 
 needs_espeak = pytest.mark.skipif(
     shutil.which("espeak-ng") is None,
@@ -28,7 +29,7 @@ RMS_FLOOR = 0.005
 
 
 def _build(out: Path, seed: int = SEED) -> dict:
-    return msc.make_dataset(
+    return synth_espeak.make_dataset(
         out,
         words=WORDS,
         unknown_words=UNKNOWN,
@@ -53,14 +54,14 @@ def _wavs(out: Path) -> dict[str, bytes]:
 @needs_espeak
 def test_layout_and_names(dataset: tuple[Path, dict]) -> None:
     out, summary = dataset
-    expected_dirs = {*WORDS, *UNKNOWN, msc.BACKGROUND_DIR}
+    expected_dirs = {*WORDS, *UNKNOWN, BACKGROUND_NOISE}
     assert {p.name for p in out.iterdir() if p.is_dir()} == expected_dirs
-    ids = {s.id for s in msc.make_speakers(SPEAKERS, SEED)}
+    ids = {s.id for s in synth_espeak.make_speakers(SPEAKERS, SEED)}
     assert len(ids) == SPEAKERS
     assert summary["speakers"] == SPEAKERS
     assert set(summary["speaker_ids"]) == ids
     assert summary["files_per_word"] == {w: SPEAKERS * REPEATS for w in (*WORDS, *UNKNOWN)}
-    assert summary["created"] == len(expected_dirs - {msc.BACKGROUND_DIR}) * SPEAKERS * REPEATS
+    assert summary["created"] == len(expected_dirs - {BACKGROUND_NOISE}) * SPEAKERS * REPEATS
     for word in (*WORDS, *UNKNOWN):
         names = sorted(p.name for p in (out / word).iterdir())
         assert len(names) == SPEAKERS * REPEATS
@@ -89,9 +90,12 @@ def test_clip_format_and_not_silent(dataset: tuple[Path, dict]) -> None:
 @needs_espeak
 def test_speakers_differ(dataset: tuple[Path, dict]) -> None:
     out, _ = dataset
-    speakers = msc.make_speakers(SPEAKERS, SEED)
+    speakers = synth_espeak.make_speakers(SPEAKERS, SEED)
     clips = [sf.read(out / "yes" / f"{s.id}_nohash_0.wav", dtype="int16")[0] for s in speakers]
-    raw = [msc.trim_silence(msc.speak("yes", s.voice, s.pitch, s.speed)) for s in speakers]
+    raw = [
+        synth_speakers.trim_silence(synth_voices.espeak_speak("yes", s.voice, s.pitch, s.speed))
+        for s in speakers
+    ]
     for i in range(SPEAKERS):
         for j in range(i + 1, SPEAKERS):
             assert not np.array_equal(clips[i], clips[j])
@@ -102,9 +106,9 @@ def test_speakers_differ(dataset: tuple[Path, dict]) -> None:
 @needs_espeak
 def test_noise_folder(dataset: tuple[Path, dict]) -> None:
     out, summary = dataset
-    noise_dir = out / msc.BACKGROUND_DIR
+    noise_dir = out / BACKGROUND_NOISE
     names = sorted(p.name for p in noise_dir.glob("*.wav"))
-    assert names == sorted(msc.NOISE_FILES.values()) == sorted(summary["noise_files"])
+    assert names == sorted(synth_speakers.NOISE_FILES.values()) == sorted(summary["noise_files"])
     for name in names:
         audio, sr = sf.read(noise_dir / name, dtype="int16")
         assert sr == 16000 and audio.ndim == 1
@@ -119,7 +123,9 @@ def test_same_seed_reproduces_and_rerun_is_idempotent(
     out, _ = dataset
     first = _wavs(out)
     again = _build(out)
-    assert again["created"] == 0 and again["skipped"] == len(first) - len(msc.NOISE_KINDS)
+    assert again["created"] == 0 and again["skipped"] == len(first) - len(
+        synth_speakers.NOISE_KINDS
+    )
     assert _wavs(out) == first
     other = tmp_path / "copy"
     _build(other)
@@ -127,26 +133,26 @@ def test_same_seed_reproduces_and_rerun_is_idempotent(
 
 
 def test_make_noise_kinds() -> None:
-    for kind in msc.NOISE_KINDS:
-        x = msc.make_noise(kind, 0.5, 16000, np.random.default_rng(0))
-        y = msc.make_noise(kind, 0.5, 16000, np.random.default_rng(0))
+    for kind in synth_speakers.NOISE_KINDS:
+        x = synth_speakers.make_noise(kind, 0.5, 16000, np.random.default_rng(0))
+        y = synth_speakers.make_noise(kind, 0.5, 16000, np.random.default_rng(0))
         assert x.dtype == np.float32 and x.shape == (8000,)
         assert np.array_equal(x, y) and np.abs(x).max() < 1.0
     # Spectral tilt: brown noise has most of its energy at low frequencies, white does not.
     rng = np.random.default_rng(1)
     low = {}
     for kind in ("white", "pink", "brown"):
-        power = np.abs(np.fft.rfft(msc.make_noise(kind, 1.0, 16000, rng))) ** 2
+        power = np.abs(np.fft.rfft(synth_speakers.make_noise(kind, 1.0, 16000, rng))) ** 2
         low[kind] = power[:500].sum() / power.sum()  # below 500 Hz
     assert low["white"] < low["pink"] < low["brown"]
     with pytest.raises(ValueError):
-        msc.make_noise("purple", 1.0, 16000, rng)
+        synth_speakers.make_noise("purple", 1.0, 16000, rng)
 
 
 def test_cli_without_espeak(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(msc, "ESPEAK_BIN", "espeak-ng-definitely-missing")
+    monkeypatch.setattr(synth_voices, "ESPEAK_BIN", "espeak-ng-definitely-missing")
     with pytest.raises(SystemExit) as exc:
-        msc.main([str(tmp_path / "out")])
+        synth_espeak.main([str(tmp_path / "out")])
     message = str(exc.value.code)
     assert "apt-get install espeak-ng" in message and "\n" not in message
     assert not (tmp_path / "out").exists()

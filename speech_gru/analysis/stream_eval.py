@@ -29,12 +29,10 @@ the model's keywords is a keyword; ``_unknown_`` or any other word marks another
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import itertools
 import json
 import math
-import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -193,22 +191,11 @@ def folder_pool(
     return ClipPool(keywords_found, distractors, noise, description)
 
 
-def _synthetic_commands():  # noqa: ANN202 - the tools.make_synthetic_commands module
-    """The repository's espeak-ng dataset maker (``tools/make_synthetic_commands.py``)."""
-    try:
-        from tools import make_synthetic_commands
+def _synthetic_commands():  # noqa: ANN202 - the speech_gru.train.synth_espeak module
+    """The espeak-ng dataset maker (``speech_gru.train.synth_espeak``), imported when used."""
+    from speech_gru.train import synth_espeak
 
-        return make_synthetic_commands
-    except ImportError:  # the console script, outside the repository root
-        name = "make_synthetic_commands"
-        path = Path(__file__).resolve().parents[2] / "tools" / f"{name}.py"
-        if not path.is_file():
-            raise RuntimeError(f"--espeak needs tools/{name}.py of the source tree") from None
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while it loads
-        spec.loader.exec_module(module)
-        return module
+    return synth_espeak
 
 
 def espeak_pool(
@@ -221,7 +208,7 @@ def espeak_pool(
     """Clips spoken by espeak-ng voices, synthesized when first used.
 
     The speakers are drawn with ``make_speakers(speakers, seed + 1000)``, a seed the
-    synthetic training folders (``make_synthetic_commands.py --seed 0``) do not use.
+    synthetic training folders (``synth_espeak.make_dataset(seed=0)``) do not use.
     The background is ``noise_dir``'s recordings, or pink noise.
 
     Raises:

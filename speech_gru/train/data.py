@@ -1,4 +1,4 @@
-"""Speech Commands data: clip indexes, splits, the Dataset and the LightningDataModule.
+"""Speech Commands data: clip indexes, splits and the LightningDataModule.
 
 Two sources share one code path:
 
@@ -11,7 +11,8 @@ Two sources share one code path:
   speaker is in two splits.
 
 Loaders only read samples. Waveform augmentation (speed, time shift, noise) runs batched on
-the model's device in ``on_after_batch_transfer``.
+the model's device in ``on_after_batch_transfer``. The clips and their Dataset are
+``speech_gru.train.clips``; the samplers and resumable loaders, ``speech_gru.train.loaders``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ import hashlib
 import logging
 import math
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -30,15 +29,8 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from speech_gru.core.audio import (
-    SAMPLE_RATE,
-    AudioError,
-    fit_length,
-    info,
-    load_audio,
-)
+from speech_gru.core.audio import SAMPLE_RATE
 from speech_gru.core.labels import (
     LABEL_SETS,
     SILENCE,
@@ -54,9 +46,9 @@ from speech_gru.train.augment import (
     shift_keeping_speech,
     speech_bounds,
     speed_perturb,
-    tile_to,
     time_shift,
 )
+from speech_gru.train.clips import Clip, ClipDataset, readable, subsample
 from speech_gru.train.corpus import (
     CLIP_SAMPLES,
     SPLITS,
@@ -68,7 +60,8 @@ from speech_gru.train.corpus import (
     scan_folder,
     speaker_of,
 )
-from speech_gru.train.pack import PackedSplit, open_pack, pack_dir_for, write_pack
+from speech_gru.train.loaders import LoaderProgress, ResumableLoader, ShardedSampler
+from speech_gru.train.pack import open_pack, pack_dir_for, write_pack
 
 log = logging.getLogger(__name__)
 
@@ -79,215 +72,10 @@ class DataError(Exception):
     """The data cannot make a run: an empty folder, a split without clips. One line."""
 
 
-@dataclass(frozen=True)
-class Clip:
-    """One example: a file (None for generated silence), its label index and speaker."""
-
-    path: Path | None
-    label: int
-    speaker: str
-
-
 def step_seed(seed: int, step: int, rank: int) -> int:
     """Seed of one training batch on one rank, from the run's seed."""
     digest = hashlib.sha256(f"{seed}/{step}/{rank}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
-def subsample(clips: list[Clip], size: int, seed: int) -> list[Clip]:
-    """A seeded random subset of ``size`` clips (all of them when fewer)."""
-    if size >= len(clips):
-        return clips
-    order = np.random.default_rng(seed).permutation(len(clips))[:size]
-    return [clips[i] for i in sorted(order)]
-
-
-def readable(clips: list[Clip], jobs: int = 8) -> tuple[list[Clip], list[str]]:
-    """The clips whose files open as audio, and a one-line error for each that does not.
-
-    Only headers are read (``audio.info``), in threads: about 0.1 ms a file.
-    """
-    files = [c.path for c in clips if c.path is not None]
-
-    def problem(path: Path) -> str | None:
-        try:
-            info(path)
-        except AudioError as err:
-            return str(err)
-        return None
-
-    with ThreadPoolExecutor(jobs) as pool:
-        errors = dict(zip(files, pool.map(problem, files), strict=True))
-    kept = [c for c in clips if c.path is None or errors[c.path] is None]
-    return kept, [e for e in errors.values() if e is not None]
-
-
-PAD = -1
-"""Sampler index of a padding item: a silent clip with label -1, which counts for nothing."""
-
-
-class ClipDataset(Dataset):
-    """One-second clips as float32 waveforms with their label index.
-
-    Items with no file are silence, cut from the noise recordings at a gain drawn from
-    ``(seed, index, draw)``: the training sampler passes ``(index, epoch)`` keys, so
-    silence changes every epoch yet a resumed run draws the same; evaluation uses draw 0.
-    The key ``PAD`` gives a silent clip labelled -1 (see ``ShardedSampler``).
-
-    Args:
-        clips: the examples.
-        noise: background recordings for generated silence.
-        seed: seed of the generated silence.
-        packed: the split's packed clips (see ``speech_gru.train.pack``), read instead of the
-            files when present.
-    """
-
-    def __init__(
-        self,
-        clips: list[Clip],
-        noise: list[np.ndarray] | None = None,
-        seed: int = 0,
-        packed: PackedSplit | None = None,
-    ) -> None:
-        self.clips = clips
-        self.noise = [tile_to(torch.from_numpy(n), CLIP_SAMPLES).numpy() for n in noise or []]
-        self.seed = seed
-        self.packed = packed
-        self._failed: set[Path] = set()  # files that failed to decode in this process
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def silence(self, index: int, draw: int = 0) -> np.ndarray:
-        if not self.noise:
-            return np.zeros(CLIP_SAMPLES, dtype=np.float32)
-        rng = np.random.default_rng((self.seed, index, draw))
-        rec = self.noise[rng.integers(len(self.noise))]
-        start = rng.integers(rec.size - CLIP_SAMPLES + 1)
-        return rec[start : start + CLIP_SAMPLES] * np.float32(rng.uniform(0.0, 1.0))
-
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, int]:
-        index, draw = key if isinstance(key, tuple) else (key, 0)
-        if index == PAD:
-            return torch.zeros(CLIP_SAMPLES), -1
-        clip = self.clips[index]
-        if clip.path is None:
-            wave = self.silence(index, draw)
-        elif self.packed is None or (wave := self.packed.get(clip.path)) is None:
-            try:
-                wave = load_audio(clip.path)
-            except AudioError as err:  # passed the header check, failed to decode
-                if clip.path not in self._failed:
-                    self._failed.add(clip.path)
-                    log.warning("unreadable clip left out: %s", err)
-                return torch.zeros(CLIP_SAMPLES), PAD
-        return torch.from_numpy(fit_length(wave, CLIP_SAMPLES)), clip.label
-
-
-class ShardedSampler(DistributedSampler):
-    """One rank's share of a split, in an order fixed by the seed and the epoch.
-
-    Rank ``r`` of ``n`` takes every ``n``-th index of the (shuffled) order, so each clip
-    goes to exactly one rank. Ranks left one clip short are padded with ``PAD`` items,
-    which count for nothing, so every rank runs the same number of batches without a clip
-    being seen twice or dropped. A resumed run skips what its epoch already consumed.
-
-    Args:
-        dataset: the split.
-        num_replicas: world size.
-        rank: this process's global rank.
-        shuffle: shuffle per epoch (training).
-        seed: seed of the shuffle.
-        tag_epoch: yield ``(index, epoch)`` keys (training), so per-epoch random
-            content (generated silence) is a function of the epoch.
-    """
-
-    def __init__(
-        self,
-        dataset: Dataset,
-        num_replicas: int = 1,
-        rank: int = 0,
-        shuffle: bool = False,
-        seed: int = 0,
-        tag_epoch: bool = False,
-    ) -> None:
-        super().__init__(dataset, num_replicas, rank, shuffle=shuffle, seed=seed)
-        self.tag_epoch = tag_epoch
-        self._skip: tuple[int, int] | None = None  # (epoch, items to skip)
-
-    def skip(self, epoch: int, items: int) -> None:
-        """Leave out the first ``items`` of ``epoch`` (already consumed before a restart)."""
-        self._skip = (epoch, items)
-
-    def __iter__(self):  # noqa: ANN204 - an iterator of dataset keys
-        n = len(self.dataset)
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(n, generator=generator).tolist()
-        else:
-            order = list(range(n))
-        mine = order[self.rank :: self.num_replicas]
-        mine += [PAD] * (self.num_samples - len(mine))
-        if self._skip is not None and self._skip[0] == self.epoch:
-            mine = mine[self._skip[1] :]
-        self._skip = None
-        if self.tag_epoch:
-            return iter([(i, self.epoch) if i != PAD else (PAD, 0) for i in mine])
-        return iter(mine)
-
-
-@dataclass
-class LoaderProgress:
-    """Where a loader is in its epoch, shared by the loader and the DataModule.
-
-    Attributes:
-        epoch: epoch of the current pass.
-        batches: batches handed out in that pass (counting those skipped on resume).
-        resume: ``(epoch, batches)`` of an interrupted pass to continue on the next pass.
-    """
-
-    epoch: int = 0
-    batches: int = 0
-    resume: tuple[int, int] | None = None
-
-
-class ResumableLoader(DataLoader):
-    """A DataLoader that can continue an interrupted epoch.
-
-    Its progress (epoch, batches handed out) is saved with every checkpoint, through the
-    DataModule's ``state_dict``. A resumed run skips, at the sampler, the batches the
-    interrupted epoch had already trained on, so the rest of the epoch is exactly what the
-    uninterrupted run would have seen; its length stays the whole epoch, as Lightning
-    counts batches from the restored position.
-    """
-
-    def __init__(
-        self,
-        dataset: Dataset,
-        sampler: ShardedSampler,
-        progress: LoaderProgress | None = None,
-        **kwargs: object,
-    ) -> None:
-        super().__init__(dataset, sampler=sampler, **kwargs)
-        self.progress = progress or LoaderProgress()
-
-    def __iter__(self):  # noqa: ANN204 - a generator of batches
-        progress, epoch = self.progress, self.sampler.epoch
-        done = 0
-        if progress.resume is not None and progress.resume[0] == epoch:
-            done = progress.resume[1]
-            self.sampler.skip(epoch, done * self.batch_size)
-        progress.resume = None
-        progress.epoch, progress.batches = epoch, done
-        for batch in super().__iter__():
-            progress.batches += 1
-            yield batch
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.progress.epoch, "batches": self.progress.batches}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.progress.resume = (state["epoch"], state["batches"])
 
 
 def print_clip_counts(

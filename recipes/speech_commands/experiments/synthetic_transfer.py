@@ -13,7 +13,8 @@ Given a folder in the layout of the Speech Commands v0.02 test archive (keyword 
     3-fold cross-validation: fold i's digit model and its 12-class starting point never
     heard fold i's speakers, and every real clip is scored once::
 
-    python tools/synthetic_transfer.py data/test_v0.02 --out runs/transfer
+    python recipes/speech_commands/experiments/synthetic_transfer.py data/test_v0.02 \\
+        --out runs/transfer
 
 ``--init`` names a finished ``crossval.py --folds 3`` run of the 12-class recipe on the
 same folder (``RUN/fold_I/checkpoints/best.ckpt``); without it, that run is made too.
@@ -33,8 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "recipes" / "speech_commands" / "conf" / "folder.yaml"
+RECIPE = Path(__file__).resolve().parents[1]
+ROOT = RECIPE.parents[1]
+CONF = RECIPE / "conf" / "folder.yaml"
 COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 DIGIT_LABELS = ",".join([*DIGITS, "_unknown_", "_silence_"])
@@ -54,7 +56,7 @@ def train(data: Path, run_dir: Path, epochs: int, *extra: str | Path) -> Path:
     best = run_dir / "checkpoints" / "best.ckpt"
     if not best.is_file():
         run(
-            sys.executable, ROOT / "recipes" / "speech_commands" / "train.py", "fit",
+            sys.executable, RECIPE / "train.py", "fit",
             "--config", CONF, "--data.root", data, "--run_dir", run_dir,
             "--trainer.max_epochs", str(epochs), *extra,
         )  # fmt: skip
@@ -123,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         init = args.init
         if init is None:
             init = out / "cv12"
-            run(sys.executable, ROOT / "recipes" / "speech_commands" / "crossval.py",
+            run(sys.executable, RECIPE / "crossval.py",
                 "--folds", str(FOLDS), "--run_dir", init, "--", "--config", CONF,
                 "--data.root", args.dev, "--trainer.max_epochs", str(epochs))  # fmt: skip
         reports = []

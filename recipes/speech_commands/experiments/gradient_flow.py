@@ -13,7 +13,8 @@ input at every frame, and draws one curve per checkpoint in two panels:
 It prints, per checkpoint and panel, the mean norm over the first and last 0.2 s and
 their ratio::
 
-    python tools/gradient_flow.py --data $DEV --out docs/gradient_flow.png --checkpoints \\
+    python recipes/speech_commands/experiments/gradient_flow.py --data $DEV \\
+        --out docs/gradient_flow.png --checkpoints \\
         runs/compare/{gru192,lstm166,rnn333}-seed0/checkpoints/best.ckpt
 """
 

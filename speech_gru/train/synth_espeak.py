@@ -1,9 +1,9 @@
-"""Synthesize a small Speech-Commands-style dataset with espeak-ng (the older layout).
+"""espeak-ng-only synthetic folders (the older layout): the tests' model trains on them and
+``evaluate-stream --espeak`` speaks with their speakers.
 
-``speech-gru synth`` (``speech_gru/train/synth.py``) is the product's synthesizer: several
-engines, vocal-tract length, rooms, real noise, ``_unknown_``. This tool keeps the older
-espeak-ng-only folders that the tests' trained model and ``make demo`` use, byte for byte;
-the synthesis itself lives in ``speech_gru.train.synth``. Its output::
+``speech-gru synth`` (``synth.py``) is the product's synthesizer: several engines,
+vocal-tract length, rooms, real noise, ``_unknown_``. This module keeps the older
+espeak-ng-only folders byte for byte. Its output::
 
     OUT/
         yes/1a2b3c4d_nohash_0.wav
@@ -13,54 +13,51 @@ the synthesis itself lives in ``speech_gru.train.synth``. Its output::
         validation_list.txt
         testing_list.txt
 
-Every clip is 16 kHz, mono, 16-bit PCM and exactly one second (``synth.espeak_clip``). A
+Every clip is 16 kHz, mono, 16-bit PCM and exactly one second (``synthesize_clip``). A
 speaker is an espeak-ng voice (accent + variant), pitch, speed and amplitude
-(``synth.EspeakSpeaker``). Everything is deterministic given ``--seed`` and the set of
-working voices on the machine.
+(``Speaker``). Everything is deterministic given ``--seed`` and the set of working voices
+on the machine.
 
 Example:
     Build the default dataset (20 words, 20 speakers) in ``data/synthetic``::
 
-        python tools/make_synthetic_commands.py data/synthetic --speakers 20
+        python -m speech_gru.train.synth_espeak data/synthetic --speakers 20
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import sys
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from speech_gru.core.audio import SAMPLE_RATE
-from speech_gru.core.labels import BACKGROUND_NOISE as BACKGROUND_DIR
-from speech_gru.core.labels import COMMANDS
+from speech_gru.core.labels import BACKGROUND_NOISE, COMMANDS
 from speech_gru.train.corpus import speaker_of, which_set
-from speech_gru.train.synth import (
+from speech_gru.train.synth_speakers import (
+    MAX_FILL,
     NOISE_FILES,
     NOISE_KINDS,
-    EspeakNotFoundError,
+    fade_out,
     make_noise,
     trim_silence,
+    write_clip,
 )
-from speech_gru.train.synth import EspeakSpeaker as Speaker
-from speech_gru.train.synth import available_espeak_voices as available_voices
-from speech_gru.train.synth import espeak_clip as synthesize_clip
-from speech_gru.train.synth import espeak_path as _espeak_path
-from speech_gru.train.synth import espeak_speak as speak
-from speech_gru.train.synth import make_espeak_speakers as make_speakers
-from speech_gru.train.synth import write_clip as _write_wav
-
-__all__ = [
-    "BACKGROUND_DIR", "NOISE_FILES", "NOISE_KINDS", "UNKNOWN", "EspeakNotFoundError",
-    "Speaker", "available_voices", "espeak_path", "make_dataset", "make_noise",
-    "make_speakers", "speak", "synthesize_clip", "trim_silence",
-]  # fmt: skip
+from speech_gru.train.synth_voices import (
+    MAX_SPEED,
+    EspeakNotFoundError,
+    available_espeak_voices,
+    espeak_path,
+    espeak_speak,
+)
 
 UNKNOWN: tuple[str, ...] = (
     "bed",
@@ -76,18 +73,115 @@ UNKNOWN: tuple[str, ...] = (
 )
 """Auxiliary words of the real dataset, used for the "unknown" class."""
 
-ESPEAK_BIN = "espeak-ng"
-
 _WORD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9'_-]*$")
 
+PITCH_RANGE = (25, 75)  # espeak-ng -p, 0..99
+SPEED_RANGE = (130, 200)  # espeak-ng -s, words per minute
+AMPLITUDE_RANGE = (70, 130)  # espeak-ng -a, 0..200
+SNR_DB_RANGE = (20.0, 40.0)  # light noise under each clip
 
-def espeak_path() -> str:
-    """Locate ``ESPEAK_BIN`` (this module's, so a test can point it elsewhere).
 
-    Raises:
-        EspeakNotFoundError: If it is not on ``PATH``.
+@dataclass(frozen=True)
+class Speaker:
+    """An espeak-ng voice with fixed prosody settings (the older synthetic folders).
+
+    Attributes:
+        voice: espeak-ng voice name, optionally with a variant (``"en-gb+f2"``).
+        pitch: Base pitch, espeak-ng ``-p`` (0-99).
+        speed: Speaking rate in words per minute, espeak-ng ``-s``.
+        amplitude: Loudness, espeak-ng ``-a`` (0-200, 100 is the default).
     """
-    return _espeak_path(ESPEAK_BIN)
+
+    voice: str
+    pitch: int
+    speed: int
+    amplitude: int
+
+    @property
+    def id(self) -> str:
+        """The 8-hex-char speaker id: the start of the SHA-1 of the combination."""
+        key = f"{self.voice}|{self.pitch}|{self.speed}|{self.amplitude}"
+        return hashlib.sha1(key.encode()).hexdigest()[:8]
+
+
+def make_speakers(n: int, seed: int = 0, voices: Sequence[str] | None = None) -> list[Speaker]:
+    """Draw ``n`` distinct espeak-ng speakers.
+
+    Voices are drawn without replacement from a seeded shuffle of ``voices`` (cycling when
+    ``n`` exceeds their number); pitch, speed and amplitude are drawn uniformly.
+
+    Args:
+        n: Number of speakers.
+        seed: Random seed.
+        voices: Voices to draw from; defaults to ``available_espeak_voices()``.
+
+    Returns:
+        Speakers with pairwise distinct ids.
+    """
+    pool = list(voices if voices is not None else available_espeak_voices())
+    if not pool:
+        raise ValueError("no voices to draw speakers from")
+    rng = np.random.default_rng([seed, 0x5EA4])
+    order = [pool[i] for i in rng.permutation(len(pool))]
+    speakers: list[Speaker] = []
+    seen: set[str] = set()
+    i = 0
+    while len(speakers) < n:
+        spk = Speaker(
+            voice=order[i % len(order)],
+            pitch=int(rng.integers(PITCH_RANGE[0], PITCH_RANGE[1] + 1)),
+            speed=int(rng.integers(SPEED_RANGE[0], SPEED_RANGE[1] + 1)),
+            amplitude=int(rng.integers(AMPLITUDE_RANGE[0], AMPLITUDE_RANGE[1] + 1)),
+        )
+        i += 1
+        if spk.id not in seen:
+            seen.add(spk.id)
+            speakers.append(spk)
+    return speakers
+
+
+def synthesize_clip(
+    word: str, speaker: Speaker, rng: np.random.Generator, sr: int = SAMPLE_RATE
+) -> np.ndarray:
+    """One second of ``word`` by an espeak-ng ``speaker``, over light noise.
+
+    The word is trimmed of silence, sped up (or, as a last resort, truncated with a
+    fade-out) if it is longer than the clip, placed at a random offset and mixed with white,
+    pink or brown noise at a random SNR in ``SNR_DB_RANGE``.
+
+    Returns:
+        Float32 audio of ``sr`` samples with peak below 1.
+    """
+    max_len = int(sr * MAX_FILL)
+    speed = speaker.speed
+    voiced = trim_silence(
+        espeak_speak(word, speaker.voice, speaker.pitch, speed, sr, speaker.amplitude)
+    )
+    for _ in range(3):
+        if len(voiced) <= max_len or speed >= MAX_SPEED:
+            break
+        speed = min(MAX_SPEED, int(np.ceil(speed * len(voiced) / max_len * 1.08)))
+        voiced = trim_silence(
+            espeak_speak(word, speaker.voice, speaker.pitch, speed, sr, speaker.amplitude)
+        )
+    if len(voiced) > max_len:
+        voiced = fade_out(voiced[:max_len], sr // 50)
+
+    clip = np.zeros(sr, dtype=np.float64)
+    offset = int(rng.integers(0, sr - len(voiced) + 1))
+    clip[offset : offset + len(voiced)] = voiced
+
+    speech_rms = float(np.sqrt(np.mean(np.square(voiced, dtype=np.float64)))) if len(voiced) else 0
+    kind = str(rng.choice(NOISE_KINDS[:3]))
+    snr_db = float(rng.uniform(*SNR_DB_RANGE))
+    noise = make_noise(kind, 1.0, sr, rng).astype(np.float64)
+    noise_rms = float(np.sqrt(np.mean(noise**2)))
+    level = max(speech_rms, 1e-3) / 10.0 ** (snr_db / 20.0)
+    clip += noise * (level / noise_rms)
+    peak = float(np.abs(clip).max())
+    if peak > 0.97:
+        clip *= 0.97 / peak
+    return clip.astype(np.float32)
 
 
 def _clip_rng(seed: int, speaker: Speaker, word: str, rep: int) -> np.random.Generator:
@@ -108,7 +202,7 @@ def _make_one(path: Path, word: str, speaker: Speaker, rep: int, seed: int) -> b
             speed=int(speaker.speed + rng.integers(-8, 9)),
             amplitude=int(np.clip(speaker.amplitude + rng.integers(-10, 11), 0, 200)),
         )
-    _write_wav(path, synthesize_clip(word, speaker, rng), SAMPLE_RATE)
+    write_clip(path, synthesize_clip(word, speaker, rng), SAMPLE_RATE)
     return True
 
 
@@ -181,14 +275,14 @@ def make_dataset(
     out = Path(out)
     spk_list = make_speakers(speakers, seed)
 
-    noise_dir = out / BACKGROUND_DIR
+    noise_dir = out / BACKGROUND_NOISE
     noise_dir.mkdir(parents=True, exist_ok=True)
     noise_files = []
     for i, kind in enumerate(NOISE_KINDS):
         path = noise_dir / NOISE_FILES[kind]
         if not path.exists():
             rng = np.random.default_rng([seed, 0xB6, i])
-            _write_wav(path, make_noise(kind, noise_seconds, SAMPLE_RATE, rng), SAMPLE_RATE)
+            write_clip(path, make_noise(kind, noise_seconds, SAMPLE_RATE, rng), SAMPLE_RATE)
         noise_files.append(path.name)
 
     tasks = []

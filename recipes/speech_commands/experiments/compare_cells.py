@@ -6,7 +6,7 @@ interrupted comparison picks up where it stopped; seed by seed, so the first see
 cell is done first), measures training throughput and one-clip inference latency on this
 machine, and prints a Markdown table::
 
-    python tools/compare_cells.py --data-root data/test_v0.02 \\
+    python recipes/speech_commands/experiments/compare_cells.py --data-root data/test_v0.02 \\
         --cells gru lstm rnn --seeds 0 1 2 --out runs/compare
 
 Every cell gets the same recipe (``conf/folder.yaml``); the GRU has ``--hidden`` units
@@ -27,13 +27,9 @@ from pathlib import Path
 
 import torch
 
-try:
-    from tools.bench_infer import median_ms
-except ImportError:  # run as a script: tools/ itself is on sys.path
-    from bench_infer import median_ms  # type: ignore[no-redef]
-
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "recipes" / "speech_commands" / "conf" / "folder.yaml"
+RECIPE = Path(__file__).resolve().parents[1]
+ROOT = RECIPE.parents[1]
+CONFIG = RECIPE / "conf" / "folder.yaml"
 
 
 def parameters(cell: str, hidden: int, config: Path) -> int:
@@ -68,7 +64,7 @@ def train(cell: str, hidden: int, seed: int, args: argparse.Namespace) -> dict:
     results = run_dir / "results.json"
     if not results.is_file():
         command = [
-            sys.executable, str(ROOT / "recipes" / "speech_commands" / "train.py"), "fit",
+            sys.executable, str(RECIPE / "train.py"), "fit",
             "--config", str(args.config), "--data.root", str(args.data_root),
             "--run_dir", str(run_dir), "--seed_everything", str(seed),
             "--trainer.enable_progress_bar", "false", *model_args(cell, hidden), *args.extra,
@@ -88,8 +84,11 @@ def speed(cell: str, hidden: int, steps: int, batch: int, config: Path) -> dict:
     recipe config describes."""
     import yaml
 
+    if str(ROOT) not in sys.path:  # tools/ is not installed: the benchmarks' timer, from the tree
+        sys.path.insert(0, str(ROOT))
     from speech_gru.core.model import nest_config
     from speech_gru.train.lit import KeywordSpotter
+    from tools.bench_infer import median_ms
 
     settings = nest_config(yaml.safe_load(Path(config).read_text()).get("model") or {})
     architecture = settings.get("architecture", {}) | {"cell": cell, "hidden_size": hidden}
