@@ -11,19 +11,15 @@ import pytest
 import soundfile as sf
 
 from speech_gru.analysis.calibrate import (
-    GAP_S,
     GRID,
     CalibrationError,
-    ClipStream,
-    Recording,
-    Stream,
     calibrate,
     count_events,
-    dataset_split,
     grid_above,
     lowest_threshold,
-    record,
 )
+from speech_gru.analysis.negatives import GAP_S, ClipStream, dataset_split
+from speech_gru.analysis.streaming.scores import ScoredStream, Stream, record
 from speech_gru.runtime.detector import DetectorConfig, StreamingDetector, moving_mean
 
 SR = 16000
@@ -67,7 +63,7 @@ def events(table: np.ndarray, config: DetectorConfig) -> int:
     )
 
 
-def recorded(table: np.ndarray, config: DetectorConfig) -> list[Recording]:
+def recorded(table: np.ndarray, config: DetectorConfig) -> list[ScoredStream]:
     wave = marker_audio(len(table))
     stream = Stream("negatives", lambda: iter(np.array_split(wave, 7)))  # any chunking
     return record(table_scorer(table), LABELS, [stream], config)

@@ -1,4 +1,4 @@
-"""speech_gru/analysis/stream_eval.py, ``speech-gru evaluate-stream`` and tools/bench_stream.py:
+"""speech_gru/analysis/streaming/, ``speech-gru evaluate-stream`` and tools/bench_stream.py:
 matching, recordings, truth files, decision rules, DET curves, smoke runs."""
 
 from __future__ import annotations
@@ -9,17 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speech_gru.analysis.stream_eval import (
-    Truth,
-    build_recording,
-    det_curve,
-    folder_pool,
-    match_events,
-    plot_trace,
-    replay,
-    speech_span,
-    stream,
-)
+from speech_gru.analysis.streaming.decisions import det_curve, replay
+from speech_gru.analysis.streaming.matching import match_events
+from speech_gru.analysis.streaming.recordings import build_recording, folder_pool, speech_span
+from speech_gru.analysis.streaming.report import plot_trace
+from speech_gru.analysis.streaming.scores import stream
+from speech_gru.analysis.streaming.truth import Truth
 from speech_gru.core.audio import SAMPLE_RATE, write_wav
 from speech_gru.runtime.detector import DetectorConfig, Event, RecordingScorer
 from speech_gru.train.corpus import speaker_of, which_set
@@ -259,7 +254,7 @@ def test_evaluate_stream_cli(
 ) -> None:
     import json
 
-    from speech_gru.analysis.stream_eval import DECISIONS, DET_THRESHOLDS
+    from speech_gru.analysis.streaming.decisions import DECISIONS, DET_THRESHOLDS
     from speech_gru.cli.main import main
 
     det, report, wav = tmp_path / "det.png", tmp_path / "stream.json", tmp_path / "rec.wav"

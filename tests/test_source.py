@@ -199,7 +199,7 @@ def test_every_option_with_a_default_shows_it_in_the_help() -> None:
 def test_calibration_streams_the_users_recordings_through_the_same_opener(
     tmp_path: Path,
 ) -> None:
-    from speech_gru.analysis.calibrate import from_files
+    from speech_gru.analysis.negatives import from_files
     from speech_gru.core.audio import load_audio
 
     wave = burst_wave(25.0, 3.0)

@@ -293,7 +293,8 @@ def test_calibration_streams_each_recording_from_zero_state(
     forward_checkpoints: dict[str, Path], tmp_path: Path
 ) -> None:
     """``calibrate`` records several streams through one scorer: each starts afresh."""
-    from speech_gru.analysis.calibrate import file_streams, record
+    from speech_gru.analysis.negatives import file_streams
+    from speech_gru.analysis.streaming.scores import record
     from speech_gru.core.audio import write_wav
 
     classifier = load_classifier(forward_checkpoints["gru"])

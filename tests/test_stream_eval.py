@@ -1,4 +1,4 @@
-"""speech_gru/analysis/stream_eval.py on hand-made data: false-alarm causes, truth files, per-word
+"""speech_gru/analysis/streaming/ on hand-made data: false-alarm causes, truth files, per-word
 SNR, decision rules (the detector's own replayed exactly) and DET curves."""
 
 from __future__ import annotations
@@ -10,24 +10,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speech_gru.analysis.stream_eval import (
+from speech_gru.analysis.streaming.decisions import (
     DECISIONS,
     DET_THRESHOLDS,
-    ClipItem,
-    ClipPool,
-    Truth,
-    TruthError,
-    build_recording,
     consecutive_windows,
     det_curve,
-    match_events,
+    lowest_miss_within,
     mean_miss_rate,
     mean_then_threshold,
-    operating_point,
     peak_picking,
-    read_truth,
     replay,
+)
+from speech_gru.analysis.streaming.matching import match_events
+from speech_gru.analysis.streaming.recordings import ClipItem, ClipPool, build_recording
+from speech_gru.analysis.streaming.truth import (
+    Truth,
+    TruthError,
+    read_truth,
     split_truth,
+    write_truth,
 )
 from speech_gru.core.audio import SAMPLE_RATE
 from speech_gru.runtime.detector import DetectorConfig, Event, StreamingDetector
@@ -142,6 +143,20 @@ def test_read_truth_rejects_malformed_files(
     message = str(err.value)
     assert message.startswith(f"{path}: ") and "\n" not in message
     assert problem in message
+
+
+def test_write_truth_reads_back(tmp_path: Path) -> None:
+    """The ``--save-wav`` sidecar: every field of each word, and read back in time order."""
+    keyword = Truth("yes", 4.0, 4.4, 3.8, 4.8, "a.wav", "yes", 12.5)
+    other = Truth("_unknown_", 1.0, 1.3, 0.9, 1.9, "b.wav", "cat", 7.0)
+    path = tmp_path / "saved.json"
+    write_truth(path, [keyword], [other], 6.0, "clips")
+    data = json.loads(path.read_text())
+    assert data["sample_rate"] == 16000 and data["duration_s"] == 6.0
+    assert data["keywords"] == [keyword.to_dict()] and data["distractors"] == [other.to_dict()]
+    assert [(t.label, t.word, t.start_s) for t in read_truth(path, 6.0)] == [
+        ("_unknown_", "cat", 1.0), ("yes", "yes", 4.0),
+    ]  # fmt: skip
 
 
 def test_read_truth_missing_file(tmp_path: Path) -> None:
@@ -301,10 +316,10 @@ def test_det_curve_on_hand_made_posteriors() -> None:
         assert row == {"threshold": threshold, "events": len(events), **expected}
     # operating points and the area: none within 1 FA/h costs half the words; one
     # false alarm (87.8 / h) buys another word
-    assert operating_point(rows, 1.0)["threshold"] == 0.85
-    assert operating_point(rows, 1.0)["miss_rate"] == 0.5
-    assert operating_point(rows, 100.0)["miss_rate"] == 0.25
-    assert operating_point(rows[-1:], 1.0)["miss_rate"] == 1.0
+    assert lowest_miss_within(rows, 1.0)["threshold"] == 0.85
+    assert lowest_miss_within(rows, 1.0)["miss_rate"] == 0.5
+    assert lowest_miss_within(rows, 100.0)["miss_rate"] == 0.25
+    assert lowest_miss_within(rows[-1:], 1.0)["miss_rate"] == 1.0
     assert mean_miss_rate(rows) == pytest.approx((39 * 0.5 + 2 * 0.25) / 41)
     for rule in DECISIONS.values():  # every rule finds every word at a low threshold
         low = det_curve(posteriors, LABELS, config, keywords, 1.0, DURATION_S, others, rule, [0.3])

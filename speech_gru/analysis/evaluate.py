@@ -25,6 +25,7 @@ from torchmetrics.functional.classification import (
 
 from speech_gru.core.audio import AudioError, info, load_audio, loudest_window, printable
 from speech_gru.core.labels import is_keyword
+from speech_gru.core.plots import pyplot, save_figure
 from speech_gru.runtime.classifier import Classifier
 from speech_gru.train.corpus import CLIP_SAMPLES, scan_folder, split_rule
 
@@ -198,10 +199,7 @@ def _read_clip(path: Path) -> np.ndarray:
 
 def plot_confusion(report: Report, path: Path, title: str = "") -> Path:
     """Draw the row-normalised confusion matrix with counts to a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     counts = report.confusion
     rates = counts / np.maximum(counts.sum(1, keepdims=True), 1)
@@ -219,10 +217,7 @@ def plot_confusion(report: Report, path: Path, title: str = "") -> Path:
                 ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7, color=color)
     ax.set_title(title or f"accuracy {report.accuracy:.4f} on {report.total} clips")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def write_report(report: Report, out_dir: Path, source: str) -> tuple[Path, Path]:

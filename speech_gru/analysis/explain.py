@@ -28,6 +28,7 @@ from speech_gru.core.audio import fit_length, load_audio, loudest_start
 from speech_gru.core.explicit_gru import DIRECTIONS, ExplicitGRU
 from speech_gru.core.labels import is_keyword
 from speech_gru.core.model import KeywordModel, window_max
+from speech_gru.core.plots import pyplot, save_figure
 from speech_gru.train.corpus import CLIP_SAMPLES  # the model is trained on 1 s clips
 
 if TYPE_CHECKING:
@@ -303,10 +304,7 @@ def plot_explanation(explanation: Explanation, path: str | Path, dpi: int = 100)
     One gate panel per GRU layer: mean z (solid) and r (dashed) over the units, forward
     (blue) and backward (orange) direction.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     e = explanation
     layers = sorted({g.layer for g in e.gates})
@@ -370,17 +368,4 @@ def plot_explanation(explanation: Explanation, path: str | Path, dpi: int = 100)
     fig.suptitle(f"{title}\n{subtitle}" if subtitle else title, fontsize=11)
     fig.align_ylabels(axes)
     fig.tight_layout()
-    return save_png(fig, path, dpi)
-
-
-def save_png(fig, path: str | Path, dpi: int = 100) -> Path:  # noqa: ANN001 - a Figure
-    """Write a matplotlib figure as PNG to exactly ``path`` (folders made), and close it."""
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=dpi, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi)

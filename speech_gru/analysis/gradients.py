@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from speech_gru.analysis.explain import save_png
 from speech_gru.core.model import KeywordModel, frame_mask
+from speech_gru.core.plots import pyplot, save_figure
 
 
 def input_gradient_norms(
@@ -165,10 +165,7 @@ def gradient_flow(
 def plot_gradients(gradients: ClipGradients, path: str | Path) -> Path:
     """The waveform and, under it on the same time axis, the gradient norm per frame
     (log scale), to a PNG at exactly ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     g = gradients
     fig, (wave_ax, grad_ax) = plt.subplots(
@@ -186,7 +183,7 @@ def plot_gradients(gradients: ClipGradients, path: str | Path) -> Path:
         fontsize=10,
     )
     fig.tight_layout()
-    return save_png(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_flow(
@@ -194,10 +191,7 @@ def plot_flow(
 ) -> Path:
     """Curves of mean gradient norm per frame, one panel per set of clips, one curve per
     model (name -> (T,) curve), log scale, to a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False)
     colors = {"gru": "tab:blue", "lstm": "tab:orange", "rnn": "tab:red"}
@@ -212,4 +206,4 @@ def plot_flow(
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel("mean ||dL/dx_t|| (log scale)")
     fig.tight_layout()
-    return save_png(fig, path)
+    return save_figure(fig, path)

@@ -990,7 +990,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "folder's list files); default all")  # fmt: skip
     p.set_defaults(func=cmd_evaluate)
 
-    from speech_gru.analysis.stream_eval import SPLIT_CHOICES
+    from speech_gru.analysis.streaming.recordings import SPLIT_CHOICES
 
     p = sub.add_parser(
         "evaluate-stream",
