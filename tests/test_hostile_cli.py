@@ -530,12 +530,12 @@ def test_transcribe_sets_threads_before_loading_the_model(
 ) -> None:  # fmt: skip
     import torch
 
-    import speech_gru.runtime.classifier as infer
+    import speech_gru.runtime.factory as factory
 
     seen: list[int] = []
-    real = infer.load_classifier
+    real = factory.load_model
     monkeypatch.setattr(
-        infer, "load_classifier", lambda p: seen.append(torch.get_num_threads()) or real(p)
+        factory, "load_model", lambda p: seen.append(torch.get_num_threads()) or real(p)
     )
     before = torch.get_num_threads()
     try:
