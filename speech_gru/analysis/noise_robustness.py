@@ -5,25 +5,73 @@ mixed with a random piece of the folder's own background noise so that its speec
 span ``stream_eval.speech_span`` finds) stands ``SNR`` dB above the noise, the rule
 ``speech-gru evaluate-stream`` inserts words by, and is classified on its own. A keyword
 the model gets wrong here, alone and centred, a stream at that SNR will miss at any
-threshold::
+threshold. ``speech-gru noise-robustness`` runs it::
 
-    python tools/noise_robustness.py --checkpoint runs/folder/checkpoints/best.ckpt \\
+    speech-gru noise-robustness --checkpoint runs/folder/checkpoints/best.ckpt \\
         --data data/test_v0.02 --snr 20 10 5
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from speech_gru.runtime.classifier import Classifier
+
+
+class NoiseRobustnessError(Exception):
+    """The folder has no clips of the split or no background noise; ``str()`` is one line."""
+
+
+@dataclass(frozen=True)
+class NoiseRobustness:
+    """Accuracy at each noise level.
+
+    Attributes:
+        root: the dataset folder.
+        split: the speakers scored.
+        clips: clips scored (``_silence_`` left out).
+        keywords: how many of them are keywords.
+        noise_source: where the background noise came from.
+        rows: ``{"snr_db", "accuracy", "keyword_accuracy"}`` per level, the clean clips
+            (``snr_db`` None) first.
+    """
+
+    root: Path
+    split: str
+    clips: int
+    keywords: int
+    noise_source: str
+    rows: list[dict]
+
+    def lines(self) -> list[str]:
+        """The report: what was scored, then one line per level."""
+        out = [
+            f"{self.clips} {self.split} clips ({self.keywords} keywords) of {self.root}; "
+            f"noise: {self.noise_source}",
+            f"{'SNR':>7}  {'accuracy':>8}  {'keywords right':>14}",
+        ]
+        for row in self.rows:
+            name = "clean" if row["snr_db"] is None else f"{row['snr_db']:g} dB"
+            out.append(f"{name:>7}  {row['accuracy']:>8.1%}  {row['keyword_accuracy']:>14.1%}")
+        return out
+
 
 def mix(clip: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.random.Generator):  # noqa: ANN201
-    """``clip`` over a random piece of ``noise`` at ``snr_db`` (speech span RMS to noise RMS)."""
+    """``clip`` over a random piece of ``noise`` at ``snr_db`` (speech span RMS to noise RMS).
+
+    Args:
+        clip: (N,) float32 waveform.
+        noise: (M,) background noise, any length (repeated when shorter than the clip).
+        snr_db: speech-to-noise ratio.
+        rng: chooses the piece.
+
+    Returns:
+        (N,) float32; ``clip`` itself when it or the piece is silent.
+    """
     from speech_gru.analysis.stream_eval import speech_span
 
     start, end = speech_span(clip)
@@ -37,21 +85,31 @@ def mix(clip: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.random.Gener
     return (clip + gain * piece).astype(np.float32)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="checkpoint (.ckpt) or exported model")
-    p.add_argument("--data", required=True, help="dataset-layout folder")
-    p.add_argument("--split", default="testing", help="speakers scored (default testing)")
-    p.add_argument("--snr", type=float, nargs="+", default=[20.0, 10.0, 5.0],
-                   help="SNRs in dB (default 20 10 5); clean clips are always scored")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="noise pieces (default 0)")
-    p.add_argument("--json", help="write the figures here")
-    args = p.parse_args(argv)
+def noise_robustness(
+    classifier: Classifier,
+    root: str | Path,
+    split: str = "testing",
+    snrs: Sequence[float] = (20.0, 10.0, 5.0),
+    seed: int = 0,
+) -> NoiseRobustness:
+    """Classify the split's clips of ``root`` clean and at each SNR.
 
-    import torch
+    Every level draws the same noise pieces (one generator per level, from ``seed``).
 
+    Args:
+        classifier: the model; a checkpoint's data settings say how the speakers were
+            split (``corpus.split_rule``).
+        root: a dataset-layout folder with background noise (``_background_noise_``, else
+            the split's ``_silence_`` clips).
+        split: the speakers scored.
+        snrs: speech-to-noise ratios, dB.
+        seed: the noise pieces.
+
+    Raises:
+        NoiseRobustnessError: no clips of the split, or no background noise.
+        AudioError: a clip that cannot be read.
+    """
     from speech_gru.core.audio import fit_length, load_audio
-    from speech_gru.runtime.classifier import load_classifier
     from speech_gru.train.corpus import (
         CLIP_SAMPLES,
         audio_files,
@@ -60,43 +118,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         split_rule,
     )
 
-    torch.set_num_threads(1)
-    classifier = load_classifier(args.checkpoint)
     labels = classifier.labels
     hparams = classifier.metadata.get("datamodule_hyper_parameters")  # checkpoints only
-    root = Path(args.data)
+    root = Path(root)
     split_of = split_rule(root, hparams)
-    items = [(path, label) for path, label in scan_folder(root, labels)
-             if label != "_silence_" and split_of(path) == args.split]  # fmt: skip
-    silence = [p for p in audio_files(root / "_silence_") if split_of(p) == args.split]
+    items = [
+        (path, label)
+        for path, label in scan_folder(root, labels)
+        if label != "_silence_" and split_of(path) == split
+    ]
+    silence = [p for p in audio_files(root / "_silence_") if split_of(p) == split]
     noise, source = background_noise(root, silence=silence, synthetic=False)
     if not items or not noise:
-        sys.exit(f"error: {root}: no {args.split} clips or no background noise")
+        raise NoiseRobustnessError(f"{root}: no {split} clips or no background noise")
     noise = np.concatenate(noise)
     clips = [fit_length(load_audio(path), CLIP_SAMPLES) for path, _ in items]
     truth = np.array([labels.index(label) for _, label in items])
     keyword = np.array([not label.startswith("_") for _, label in items])
     rows = []
-    for snr in [None, *args.snr]:
-        rng = np.random.default_rng(args.seed)
+    for snr in [None, *snrs]:
+        rng = np.random.default_rng(seed)
         waves = clips if snr is None else [mix(c, noise, snr, rng) for c in clips]
         guess = classifier.predict(waves).numpy().argmax(1)
         right = guess == truth
-        rows.append({
-            "snr_db": snr,
-            "accuracy": float(right.mean()),
-            "keyword_accuracy": float(right[keyword].mean()),
-        })  # fmt: skip
-    print(f"{len(items)} {args.split} clips ({int(keyword.sum())} keywords) of {root}; "
-          f"noise: {source}")  # fmt: skip
-    print(f"{'SNR':>7}  {'accuracy':>8}  {'keywords right':>14}")
-    for row in rows:
-        name = "clean" if row["snr_db"] is None else f"{row['snr_db']:g} dB"
-        print(f"{name:>7}  {row['accuracy']:>8.1%}  {row['keyword_accuracy']:>14.1%}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"checkpoint": args.checkpoint, "rows": rows}))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        rows.append(
+            {
+                "snr_db": snr,
+                "accuracy": float(right.mean()),
+                "keyword_accuracy": float(right[keyword].mean()),
+            }
+        )
+    return NoiseRobustness(root, split, len(items), int(keyword.sum()), source, rows)

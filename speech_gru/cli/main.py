@@ -8,12 +8,14 @@ Sub-commands:
     serve        a local web page that listens to the browser's microphone (and takes uploads)
     evaluate     score a labelled folder (canonical test-archive layout)
     evaluate-stream  hit rate, false alarms per hour and DET curve on a long recording
+    noise-robustness  clip accuracy as background noise rises
     export       write a self-contained TorchScript or ONNX model
     calibrate    choose the detector's operating point for a target false-alarm rate
     explain      plot what a GRU checkpoint attends to and how its gates move, on one file
     info         print a model card: labels, features, architecture, parameters, test accuracy
     record       record takes of your own word from the microphone, checked and named
     synth        write a dataset of synthetic voices saying your words, and other words
+    vocabulary   a dataset of new keywords cut from a test archive's _unknown_ words
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ from speech_gru.cli.commands import (
     explain,
     export,
     info,
+    noise_robustness,
     record,
     serve,
     stream,
     synth,
     transcribe,
+    vocabulary,
 )
 from speech_gru.cli.options import CliError, DefaultsFormatter, fail
 
@@ -48,10 +52,12 @@ COMMANDS = (
     calibrate,
     evaluate,
     evaluate_stream,
+    noise_robustness,
     explain,
     info,
     record,
     synth,
+    vocabulary,
 )
 """The command modules, in the order ``--help`` lists them."""
 
