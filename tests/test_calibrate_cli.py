@@ -17,7 +17,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from speech_gru.cli.main import build_parser, detector_config, main
+from speech_gru.cli.main import build_parser, main
+from speech_gru.cli.options import detector_config
 from speech_gru.runtime.classifier import ModelLoadError, load_classifier
 from speech_gru.runtime.detector import DetectorConfig, OperatingPoint
 from tests.helpers import LABELS

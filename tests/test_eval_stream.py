@@ -324,13 +324,6 @@ def test_evaluate_stream_bad_input_is_one_line(
     assert err.startswith("error: ") and err.count("\n") == 1 and named in err
 
 
-def test_eval_stream_tool_is_the_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from tools.eval_stream import main
-
-    assert main(["--checkpoint", "x.ckpt", "--clips", str(tmp_path / "nowhere")]) == 2
-    assert "nowhere: dataset folder not found" in capsys.readouterr().err
-
-
 def test_bench_stream_smoke(tmp_path: Path) -> None:
     import json
 

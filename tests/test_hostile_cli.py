@@ -23,7 +23,8 @@ import pytest
 import soundfile as sf
 
 from speech_gru.analysis.evaluate import Report
-from speech_gru.cli.main import format_event, main
+from speech_gru.cli.commands.stream import format_event
+from speech_gru.cli.main import main
 from speech_gru.core import audio
 from speech_gru.core.audio import SAMPLE_RATE, AudioError, printable
 from speech_gru.runtime.detector import Event
@@ -121,7 +122,8 @@ def test_help_still_works_and_defaults_are_kept(capsys: pytest.CaptureFixture) -
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--threads" in help_text
     assert "default: the model's calibrated point, else 0.7)" in help_text
-    from speech_gru.cli.main import build_parser, detector_config
+    from speech_gru.cli.main import build_parser
+    from speech_gru.cli.options import detector_config
 
     args = build_parser().parse_args(PARSE["transcribe"])
     assert (args.batch_size, args.top_k, args.jobs, args.threads) == (64, 1, 4, 1)
@@ -528,12 +530,12 @@ def test_transcribe_sets_threads_before_loading_the_model(
 ) -> None:  # fmt: skip
     import torch
 
-    import speech_gru.runtime.classifier as infer
+    import speech_gru.runtime.factory as factory
 
     seen: list[int] = []
-    real = infer.load_classifier
+    real = factory.load_model
     monkeypatch.setattr(
-        infer, "load_classifier", lambda p: seen.append(torch.get_num_threads()) or real(p)
+        factory, "load_model", lambda p: seen.append(torch.get_num_threads()) or real(p)
     )
     before = torch.get_num_threads()
     try:

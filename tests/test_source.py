@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speech_gru.cli.main import build_parser, detector_config
+from speech_gru.cli.main import build_parser
+from speech_gru.cli.options import detector_config
 from speech_gru.core.audio import SAMPLE_RATE, AudioError, write_wav
 from speech_gru.runtime.detector import DetectorConfig, StreamingDetector
 from speech_gru.runtime.source import array_chunks, open_source, paced

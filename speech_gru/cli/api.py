@@ -13,13 +13,13 @@
 ``classify`` labels one clip as ``speech-gru transcribe`` labels a short one: its loudest
 second (``audio.loudest_window``). ``events`` runs the loop of ``speech-gru stream``:
 ``source.open_source`` for a file or the microphone, ``StreamingDetector.events``, and the
-settings ``DetectorConfig.resolve`` gives (each one given here, else the model's
-calibrated operating point, else ``DetectorConfig``'s default).
+settings ``factory.detector_config`` gives (each one given here, else the model's
+calibrated operating point, else ``DetectorConfig``'s default), with a detector from the
+same factory as the command's.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,16 +28,19 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from speech_gru.core.audio import SAMPLE_RATE, AudioError, load_audio, loudest_window, printable
-from speech_gru.runtime.classifier import Classifier, load_classifier
+from speech_gru.runtime.classifier import Classifier
 from speech_gru.runtime.detector import DetectorConfig, Event, OperatingPoint, StreamingDetector
+from speech_gru.runtime.factory import (
+    FILE_BATCH_WINDOWS,
+    LIVE_BATCH_WINDOWS,
+    detector_config,
+    load_model,
+    new_detector,
+)
 from speech_gru.runtime.source import Source, array_chunks, open_source
 
 MICROPHONE = "mic"
 """The ``source`` of ``Spotter.events`` that means the microphone, as ``None`` does."""
-
-FILE_BATCH_WINDOWS = 32
-"""Windows per model call for files and arrays (as ``speech-gru stream`` on a file); the
-microphone scores each window as soon as its audio arrives."""
 
 AudioInput = str | os.PathLike | np.ndarray
 """A file path (any format ``audio.load_audio`` reads) or a 1-D float waveform at 16 kHz."""
@@ -70,7 +73,7 @@ class Spotter:
         Raises:
             ModelLoadError: a missing or unreadable file, in one line naming it.
         """
-        return cls(load_classifier(path))
+        return cls(load_model(path))
 
     @property
     def labels(self) -> list[str]:
@@ -133,19 +136,11 @@ class Spotter:
 
         Raises:
             TypeError: a name that is not such a field.
-            ValueError: a value ``DetectorConfig`` refuses.
+            ValueError: a value ``DetectorConfig`` refuses, or a hop that would skip audio
+                for a model that carries its state (``factory.SettingError``).
         """
-        names = {f.name for f in dataclasses.fields(DetectorConfig)} - {"sample_rate"}
-        unknown = sorted(set(settings) - names)
-        if unknown:
-            raise TypeError(
-                f"unknown detector setting {unknown[0]!r}; choose from {', '.join(sorted(names))}"
-            )
-        flags = {f.name for f in DetectorConfig.flags()}
-        given = {k: v for k, v in settings.items() if k in flags}
-        point = self.classifier.operating_point
-        config = DetectorConfig.resolve(point, given, 1 if live else FILE_BATCH_WINDOWS)
-        return dataclasses.replace(config, **{k: v for k, v in settings.items() if k not in flags})
+        batch = LIVE_BATCH_WINDOWS if live else FILE_BATCH_WINDOWS
+        return detector_config(self.classifier, settings, batch)
 
     def events(
         self,
@@ -187,8 +182,7 @@ class Spotter:
             opened = open_source(source, block / SAMPLE_RATE)
         else:
             opened = Source("waveform", array_chunks(_waveform(source), block))
-        detector = StreamingDetector(self.classifier.scorer(config), self.classifier.labels, config)
-        return _run(detector, opened)
+        return _run(new_detector(self.classifier, config), opened)
 
 
 def _run(detector: StreamingDetector, source: Source) -> Iterator[Event]:

@@ -380,9 +380,11 @@ def record(
             audio = _Samples(iter(source))
             audio.skip_block()  # wait until the device delivers; its first block predates prompts
             origin = "--speaker" if speaker is not None else "user name"
-            say(f'recording "{word}" into {printable(folder)} from {printable(source.name)} as '
+            say(
+                f'recording "{word}" into {printable(folder)} from {printable(source.name)} as '
                 f"speaker {who} ({origin} {printable(name)}), {seconds:g} s a take; "
-                "Ctrl-C to stop")  # fmt: skip
+                "Ctrl-C to stop"
+            )
             for take in range(1, count + 1):
                 wave = _accepted_take(
                     audio, word, f"{take}/{count}", seconds, countdown, tries, say
@@ -440,7 +442,9 @@ def _clip_of(wave: np.ndarray, word: str, say: Callable[[str], None]) -> np.ndar
         return wave[(wave.size - CLIP_SAMPLES) // 2 :][:CLIP_SAMPLES]
     start, end = measure(wave).span
     if end - start > CLIP_SAMPLES:
-        say(f"the word is {(end - start) / SAMPLE_RATE:.2f} s long (over 1 s): "
-            "kept its loudest second")  # fmt: skip
+        say(
+            f"the word is {(end - start) / SAMPLE_RATE:.2f} s long (over 1 s): "
+            "kept its loudest second"
+        )
     say(f"ok: {(end - start) / SAMPLE_RATE:.2f} s of speech")
     return cut_clip(wave, (start, end))

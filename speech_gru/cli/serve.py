@@ -2,11 +2,12 @@
 
 The page (plain HTML, JavaScript and CSS in ``speech_gru/cli/web``, no build step) captures
 the microphone with ``getUserMedia``, resamples it to 16 kHz in an AudioWorklet and sends
-PCM frames over a WebSocket. Each connection gets its own ``StreamingDetector``, built
-like ``speech-gru stream``'s (same settings, same operating point), whose ``push`` runs
-in a thread pool so that one client's model runs never hold up another's messages. The
-page draws each keyword's averaged score against the threshold, lists the events, sets
-the threshold, and uploads files to ``Transcriber`` (``speech-gru transcribe``).
+PCM frames over a WebSocket. Each connection gets its own ``StreamingDetector``
+(``factory.new_detector``, at the settings and operating point of ``speech-gru stream``),
+whose ``push`` runs in a thread pool so that one client's model runs never hold up
+another's messages. The page draws each keyword's averaged score against the threshold,
+lists the events, sets the threshold, and uploads files to ``Transcriber`` (``speech-gru
+transcribe``).
 
 Every client's audio is scored by one ``Batcher``: while the model runs, the requests of
 other clients queue up, and the next model call takes all of them as one batch (windows of
@@ -46,7 +47,7 @@ import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -70,6 +71,7 @@ from speech_gru.runtime.detector import (
     Stepper,
     StreamingDetector,
 )
+from speech_gru.runtime.factory import file_config, new_detector
 from speech_gru.runtime.transcribe import ClipResult, EventResult, Failure, Transcriber
 
 WEB = Path(__file__).resolve().parent / "web"
@@ -206,7 +208,7 @@ def create_app(settings: Settings) -> Starlette:
             return _http_error(400, "send the audio file as the form field 'file'")
         name = printable(Path(upload.filename or "upload").name)
         try:
-            config = replace(settings.config, batch_windows=32)  # as transcribe runs files
+            config = file_config(settings.config)  # as transcribe runs files
             if form.get("threshold"):
                 config = config.with_threshold(_threshold(form.get("threshold")))
         except MessageError as err:
@@ -388,9 +390,8 @@ class _Client:
                     f"sample rate {rate!r}: send {settings.config.sample_rate} Hz mono audio"
                 )
             self.dtype = FORMATS[fmt]
-            model = settings.classifier
-            self.detector = StreamingDetector(
-                scorer(settings.config), model.labels, settings.config, keep_trace=True
+            self.detector = new_detector(
+                settings.classifier, settings.config, scorer(settings.config), keep_trace=True
             )
             return "ready"
         if kind == "threshold":

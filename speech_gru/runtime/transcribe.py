@@ -29,7 +29,8 @@ from speech_gru.core.audio import (
     printable,
 )
 from speech_gru.runtime.classifier import Classifier
-from speech_gru.runtime.detector import DetectorConfig, Event, StreamingDetector
+from speech_gru.runtime.detector import DetectorConfig, Event
+from speech_gru.runtime.factory import FILE_BATCH_WINDOWS, new_detector
 from speech_gru.runtime.source import open_source
 
 LONG_AFTER_S = 1.25
@@ -126,7 +127,8 @@ class Transcriber:
         top_k: labels reported per short clip.
         batch_size: clips per forward pass.
         jobs: decoding threads.
-        detector: streaming settings for long recordings (batched windows).
+        detector: streaming settings for long recordings (default: ``DetectorConfig``'s,
+            ``FILE_BATCH_WINDOWS`` at a time).
     """
 
     def __init__(
@@ -141,7 +143,7 @@ class Transcriber:
         self.top_k = max(1, min(top_k, len(classifier.labels)))
         self.batch_size = batch_size
         self.jobs = max(1, jobs)
-        self.detector = detector or DetectorConfig(batch_windows=32)
+        self.detector = detector or DetectorConfig(batch_windows=FILE_BATCH_WINDOWS)
         self.summary = Summary()
 
     def _classify(self, batch: list[tuple[Path, np.ndarray]]) -> Iterator[ClipResult]:
@@ -153,9 +155,7 @@ class Transcriber:
 
     def scan(self, path: Path, on_audio=None) -> Iterator[EventResult | Failure]:  # noqa: ANN001
         """Keywords of a long recording, streamed block by block."""
-        detector = StreamingDetector(
-            self.classifier.scorer(self.detector), self.classifier.labels, self.detector
-        )
+        detector = new_detector(self.classifier, self.detector)
 
         def scanned(seconds: float) -> None:
             self.summary.audio_s += seconds

@@ -7,7 +7,7 @@ Given a folder in the layout of the Speech Commands v0.02 test archive (keyword 
 (c) the 12-class recipe trained on ``speech-gru synth`` voices only, scored on every real
     clip of the folder;
 (a) a ten-digit vocabulary (plus ``_unknown_``, ``_silence_``) trained on synthetic voices
-    only, scored on every real digit clip (``tools/vocabulary_from_unknown.py``);
+    only, scored on every real digit clip (``speech-gru vocabulary``);
 (b) the same vocabulary trained on synthetic voices plus the real clips of other speakers,
     starting from a 12-class recipe model (``--model.init_from``), by speaker-disjoint
     3-fold cross-validation: fold i's digit model and its 12-class starting point never
@@ -110,8 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     real_digits, synth_digits = out / "real_digits", out / "synth_digits"
     if {"a", "b"} & set(args.only):
         if not real_digits.is_dir():
-            run(sys.executable, ROOT / "tools" / "vocabulary_from_unknown.py", args.dev,
-                real_digits)  # fmt: skip
+            speech_gru("vocabulary", args.dev, real_digits)
         synth(DIGITS, synth_digits, args.speakers, seed=1)
     if "a" in args.only:
         best = train(synth_digits, out / "a", epochs, "--data.labels", DIGIT_LABELS)
