@@ -10,8 +10,9 @@ frame, one clip at a time (summed over the batch, so each clip's gradient is its
 Padded frames get none.
 
 ``gradient_flow`` averages it over clips; ``plot_gradients`` (``speech-gru explain
---gradients``) draws it for one clip, and ``plot_flow`` (``tools/gradient_flow.py``) the
-curves of several checkpoints on one axis.
+--gradients``) draws it for one clip, and ``plot_flow``
+(``recipes/speech_commands/experiments/gradient_flow.py``) the curves of several checkpoints
+on one axis.
 """
 
 from __future__ import annotations
