@@ -18,8 +18,9 @@ import soundfile as sf
 import torch
 
 from speech_gru.cli.main import build_parser, detector_config, main
+from speech_gru.runtime.checkpoint import OperatingPoint
 from speech_gru.runtime.classifier import ModelLoadError, load_classifier
-from speech_gru.runtime.detector import DetectorConfig, OperatingPoint
+from speech_gru.runtime.detector import DetectorConfig
 from tests.helpers import LABELS
 
 pytestmark = pytest.mark.slow  # every test here uses the session's trained model

@@ -14,13 +14,9 @@ import pytest
 import torch
 
 from speech_gru.runtime.classifier import ModelStepper, load_classifier
-from speech_gru.runtime.detector import (
-    DetectorConfig,
-    RecordingScorer,
-    StatefulScorer,
-    StreamingDetector,
-)
+from speech_gru.runtime.detector import DetectorConfig, RecordingScorer, StreamingDetector
 from speech_gru.runtime.export import export
+from speech_gru.runtime.stateful import StatefulScorer
 from tests.helpers import (
     SEQUENCE,
     TINY_LABELS,

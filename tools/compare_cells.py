@@ -40,10 +40,9 @@ def parameters(cell: str, hidden: int, config: Path) -> int:
     """Parameters of the recipe's model with this cell and hidden size."""
     import yaml
 
-    from speech_gru.core.model import nest_config
     from speech_gru.train.lit import KeywordSpotter
 
-    settings = nest_config(yaml.safe_load(Path(config).read_text()).get("model") or {})
+    settings = yaml.safe_load(Path(config).read_text()).get("model") or {}
     architecture = settings.get("architecture", {}) | {"cell": cell, "hidden_size": hidden}
     return KeywordSpotter(**(settings | {"architecture": architecture})).model.num_parameters()
 
@@ -88,10 +87,9 @@ def speed(cell: str, hidden: int, steps: int, batch: int, config: Path) -> dict:
     recipe config describes."""
     import yaml
 
-    from speech_gru.core.model import nest_config
     from speech_gru.train.lit import KeywordSpotter
 
-    settings = nest_config(yaml.safe_load(Path(config).read_text()).get("model") or {})
+    settings = yaml.safe_load(Path(config).read_text()).get("model") or {}
     architecture = settings.get("architecture", {}) | {"cell": cell, "hidden_size": hidden}
     module = KeywordSpotter(**(settings | {"architecture": architecture}))
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime
 import math
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,9 +33,9 @@ import numpy as np
 
 from speech_gru.core.audio import SAMPLE_RATE, AudioError, fit_length, load_audio
 from speech_gru.core.labels import BACKGROUND_NOISE, is_keyword
+from speech_gru.runtime.checkpoint import OperatingPoint, save_operating_point
 from speech_gru.runtime.detector import (
     DetectorConfig,
-    OperatingPoint,
     RecordingScorer,
     Scorer,
     StreamingDetector,
@@ -613,13 +612,9 @@ def _checked(
 def save_point(checkpoint: dict, point: OperatingPoint, out: str | Path) -> None:
     """Write ``checkpoint`` with ``point`` as its ``operating_point`` to ``out``, atomically
     (a failed write leaves the file as it was); weights and training state are untouched.
+    The checkpoint format is ``speech_gru.runtime.checkpoint``'s.
 
     Raises:
         OSError: ``out`` cannot be written.
     """
-    import torch
-
-    from speech_gru.core.atomic import write_atomic
-
-    checkpoint["operating_point"] = point.to_dict()
-    write_atomic(os.path.realpath(out), lambda f: torch.save(checkpoint, f))
+    save_operating_point(checkpoint, point, out)

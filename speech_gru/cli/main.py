@@ -38,7 +38,9 @@ from speech_gru.core.audio import (
     AudioError,
     printable,
 )
-from speech_gru.runtime.detector import DetectorConfig, StatefulScorer, duration_text, settings_text
+from speech_gru.runtime.checkpoint import duration_text, settings_text
+from speech_gru.runtime.detector import DetectorConfig
+from speech_gru.runtime.stateful import StatefulScorer
 
 
 class CliError(Exception):

@@ -13,9 +13,6 @@ launch the same command. This module adds only what every recipe run needs:
   ``fit --ckpt_path last`` continues exactly where it stopped;
 * the label list linked from the data into the model, the per-device batch size into the
   learning-rate scaling, and ``seed_everything`` into the data's seed;
-* configs, flags and checkpoints of the flat form, from before the model's settings moved
-  under ``model.architecture`` and ``model.features``, read as the nested form (with a
-  one-line deprecation warning for configs and flags);
 * early stopping on ``val/acc`` (``--early_stopping_patience N``, off by default);
 * one run at a time in a run folder (a lock held by global rank 0, naming its PID), a
   refusal to start a new ``fit`` over an earlier run's checkpoints or to resume one that
@@ -48,8 +45,6 @@ from typing import IO, Any
 
 import lightning as L
 import torch
-import yaml
-from jsonargparse import Namespace, get_loader, set_loader
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -59,29 +54,23 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from speech_gru import __version__
 from speech_gru.core.atomic import TEMP_SUFFIX, write_atomic
-from speech_gru.core.model import flat_keys, nest_config, section_of
+from speech_gru.runtime.checkpoint import (
+    CheckpointError,
+    read_checkpoint,
+    record_test_metrics,
+    stored_hyper_parameters,
+    write_checkpoint,
+)
 from speech_gru.train.data import DataError, SpeechCommandsDataModule
 from speech_gru.train.download import DownloadError
-from speech_gru.train.lit import CheckpointError, KeywordSpotter, init_checkpoint_config, refused
+from speech_gru.train.lit import KeywordSpotter, init_checkpoint_config
 
 log = logging.getLogger(__name__)
 
-CONFIG_MODE = "speech_gru"
-"""The recipe's jsonargparse parser mode: YAML, with flat ``model:`` sections nested."""
-_load_yaml = get_loader("yaml")
-
-
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` that never leaves a half-written file under ``path`` (see
-    ``speech_gru.core.atomic``); missing folders are created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda f: torch.save(obj, f))
-
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint I/O: saves through ``atomic_save``; loads local files only,
-    weights-only.
+    """Lightning checkpoint I/O through ``speech_gru.runtime.checkpoint``: saves atomically;
+    loads local files only, weights-only.
 
     Every checkpoint the trainer reads (``--ckpt_path`` of fit, validate, test) comes
     through here. Lightning would fetch a URL and unpickle it in full, which runs any code
@@ -92,22 +81,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
     ) -> None:
-        atomic_save(checkpoint, path)
+        write_checkpoint(checkpoint, path)
 
     def load_checkpoint(
         self, path: str | os.PathLike, map_location: Any = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
-        if "://" in str(path):
-            raise CheckpointError(
-                f"{path}: remote checkpoints are not loaded; download the file and pass its "
-                "local path"
-            )
-        if not Path(path).is_file():
-            raise CheckpointError(f"{path}: checkpoint file not found")
-        try:
-            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - unpickling fails in many ways
-            raise refused(path, err) from None
+        return read_checkpoint(path, map_location)
 
 
 class LastCheckpoint(Callback):
@@ -371,42 +350,18 @@ class SpeechGruCLI(LightningCLI):
                 self._lock.close()
                 self._lock = None
 
-    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
-        kwargs.setdefault("parser_mode", CONFIG_MODE)  # the main and subcommand parsers
-        return super().init_parser(**kwargs)
-
-    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        if not isinstance(args, (dict, Namespace)):
-            given = sys.argv[1:] if args is None else list(args)
-            nested, renamed = nest_flags(given)
-            if renamed:
-                log.warning(
-                    "%s: flat model flags are deprecated, read as --model.architecture.* "
-                    "and --model.features.*",
-                    ", ".join(renamed),
-                )  # fmt: skip
-                self.config = parser.parse_args(nested)
-                return
-        super().parse_arguments(parser, args)
-
     def _parse_ckpt_path(self) -> None:
-        # LightningCLI's own step, with hyper-parameters of the flat form nested: before any
-        # hook runs, --ckpt_path's hyper-parameters (read weights-only) set the model's
-        # config. A file it refuses ends as the same one line as the trainer's.
+        # LightningCLI's own step, through the one checkpoint reader: before any hook runs,
+        # --ckpt_path's hyper-parameters set the model's config. A file it refuses (or one
+        # of the flat form) ends as one line, as the trainer's own read would.
         subcommand = self.config.get("subcommand")
         self._adopt_init_from(subcommand)
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not path or not Path(path).is_file():
             return
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - torch.load fails in many ways
-            raise refused(path, err) from None
-        stored = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-        hparams = dict(stored or {})
-        hparams.pop("_instantiator", None)
+        hparams = stored_hyper_parameters(path, read_checkpoint(path))
         if hparams:
-            model = {subcommand: {"model": nest_config(hparams)}}
+            model = {subcommand: {"model": hparams}}
             self.config = self.parser.parse_object(model, self.config)
 
     def _adopt_init_from(self, subcommand: str | None) -> None:
@@ -584,41 +539,6 @@ class SpeechGruCLI(LightningCLI):
         print(f"test accuracy: {metrics.get('test/acc', float('nan')):.4f}  ({checkpoint})")
 
 
-def load_config_text(text: str, path: str | os.PathLike = "") -> Any:
-    """A config (or a value) as jsonargparse's YAML loader reads it, with a flat ``model:``
-    section (``hidden_size``, ``n_fft``, ... beside ``lr``: the form before the model's
-    settings moved under ``model.architecture`` and ``model.features``) nested."""
-    value = _load_yaml(text)
-    model = value.get("model") if isinstance(value, dict) else None
-    keys = flat_keys(model) if isinstance(model, dict) else []
-    if keys:
-        log.warning(
-            "%s: model.%s: flat model settings are deprecated, read as model.architecture.* "
-            "and model.features.*",
-            path or "config", ", model.".join(keys),
-        )  # fmt: skip
-        value = {**value, "model": nest_config(model)}
-    return value
-
-
-set_loader(CONFIG_MODE, load_config_text, (yaml.YAMLError,))
-
-
-def nest_flags(args: list[str]) -> tuple[list[str], list[str]]:
-    """Command-line arguments with flat model flags (``--model.hidden_size 64``) renamed to
-    the nested ones (``--model.architecture.hidden_size 64``), and the flags renamed."""
-    out, renamed = [], []
-    for arg in args:
-        flag, equals, value = arg.partition("=")
-        key = flag.removeprefix("--model.")
-        section = section_of(key) if flag.startswith("--model.") else None
-        if section is not None:
-            arg = f"--model.{section}.{key}{equals}{value}"
-            renamed.append(flag)
-        out.append(arg)
-    return out, renamed
-
-
 def checkpoint_dir(run_dir: str) -> str:
     return str(Path(run_dir) / "checkpoints")
 
@@ -683,13 +603,6 @@ def write_run_info(run_dir: Path, trainer: L.Trainer, datamodule: SpeechCommands
         "speakers": datamodule.speaker_counts(),
     }
     (run_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
-
-
-def record_test_metrics(path: Path, metrics: dict[str, float]) -> None:
-    """Store test metrics inside a checkpoint (for ``speech-gru info``), atomically."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    checkpoint["test_metrics"] = metrics
-    atomic_save(checkpoint, path)
 
 
 def main(args: list[str] | None = None) -> SpeechGruCLI:
