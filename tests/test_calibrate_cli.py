@@ -62,7 +62,7 @@ def same(a: object, b: object) -> bool:
 
 
 def test_calibrate_adds_only_the_operating_point(checkpoint: Path, calibrated) -> None:
-    from speech_gru.train.training import AtomicCheckpointIO
+    from speech_gru.train.callbacks import AtomicCheckpointIO
 
     path, printed = calibrated
     before = torch.load(checkpoint, map_location="cpu", weights_only=True)
