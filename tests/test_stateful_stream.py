@@ -155,6 +155,23 @@ def test_a_bidirectional_model_does_not_export_for_streaming(tmp_path: Path) -> 
     assert main  # the same entry point as the installed command
 
 
+@pytest.mark.parametrize(
+    ("module", "absent"),
+    [
+        ("speech_gru.runtime.classifier", ["speech_gru.runtime.detector"]),
+        ("speech_gru.runtime.detector", ["speech_gru.runtime.checkpoint", "torch"]),
+    ],
+    ids=["loading", "detector"],
+)
+def test_loading_and_the_detector_do_not_import_each_other(module: str, absent: list) -> None:
+    """Both take ``StatefulScorer`` from ``runtime.stateful``: loading a model never imports
+    the detector, and the detector knows nothing of model files (nor needs torch)."""
+    code = f"import sys, {module}\nprint([n for n in {absent!r} if n in sys.modules])\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"{module} imports {result.stdout.strip()}"
+
+
 # -- the commands, with a trained forward model ---------------------------------------------
 
 
