@@ -25,10 +25,10 @@ _EXPORTS = {
     "Prediction": "speech_gru.cli.api",
     "Event": "speech_gru.runtime.detector",
     "DetectorConfig": "speech_gru.runtime.detector",
-    "OperatingPoint": "speech_gru.runtime.detector",
+    "OperatingPoint": "speech_gru.runtime.checkpoint",
     "AudioError": "speech_gru.core.audio",
     "MicrophoneError": "speech_gru.runtime.mic",
-    "ModelLoadError": "speech_gru.runtime.classifier",
+    "ModelLoadError": "speech_gru.runtime.checkpoint",
 }
 
 __all__ = [
@@ -46,8 +46,8 @@ __all__ = [
 if TYPE_CHECKING:
     from speech_gru.cli.api import Prediction, Spotter
     from speech_gru.core.audio import AudioError
-    from speech_gru.runtime.classifier import ModelLoadError
-    from speech_gru.runtime.detector import DetectorConfig, Event, OperatingPoint
+    from speech_gru.runtime.checkpoint import ModelLoadError, OperatingPoint
+    from speech_gru.runtime.detector import DetectorConfig, Event
     from speech_gru.runtime.mic import MicrophoneError
 
 

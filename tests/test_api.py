@@ -17,8 +17,9 @@ import speech_gru
 from speech_gru import AudioError, MicrophoneError, ModelLoadError, Prediction, Spotter
 from speech_gru.analysis.calibrate import save_point
 from speech_gru.core.audio import SAMPLE_RATE, load_audio, write_wav
+from speech_gru.runtime.checkpoint import OperatingPoint
 from speech_gru.runtime.classifier import Classifier
-from speech_gru.runtime.detector import DetectorConfig, OperatingPoint, StreamingDetector
+from speech_gru.runtime.detector import DetectorConfig, StreamingDetector
 from speech_gru.runtime.export import export
 from speech_gru.runtime.source import array_chunks
 from tests.helpers import (

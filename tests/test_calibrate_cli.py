@@ -19,8 +19,9 @@ import torch
 
 from speech_gru.cli.main import build_parser, main
 from speech_gru.cli.options import detector_config
+from speech_gru.runtime.checkpoint import OperatingPoint
 from speech_gru.runtime.classifier import ModelLoadError, load_classifier
-from speech_gru.runtime.detector import DetectorConfig, OperatingPoint
+from speech_gru.runtime.detector import DetectorConfig
 from tests.helpers import LABELS
 
 pytestmark = pytest.mark.slow  # every test here uses the session's trained model
@@ -62,7 +63,7 @@ def same(a: object, b: object) -> bool:
 
 
 def test_calibrate_adds_only_the_operating_point(checkpoint: Path, calibrated) -> None:
-    from speech_gru.train.training import AtomicCheckpointIO
+    from speech_gru.train.callbacks import AtomicCheckpointIO
 
     path, printed = calibrated
     before = torch.load(checkpoint, map_location="cpu", weights_only=True)

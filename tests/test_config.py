@@ -1,32 +1,24 @@
 """Configuration once: the model's settings are ``ArchitectureConfig`` and ``FeatureConfig``,
 nested in configs and checkpoints; the flat form of older configs, flags and checkpoints
-still loads everywhere."""
+is refused in one line everywhere."""
 
 from __future__ import annotations
 
 import inspect
 import json
-import logging
 from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import pytest
 import torch
 import yaml
 
 from speech_gru.cli.main import main as cli_main
 from speech_gru.core.features import FeatureConfig
-from speech_gru.core.model import (
-    ARCHITECTURE_KEYS,
-    FEATURE_KEYS,
-    ArchitectureConfig,
-    ModelConfig,
-    flat_keys,
-    nest_config,
-)
-from speech_gru.runtime.classifier import load_checkpoint_model, load_classifier
+from speech_gru.core.model import ARCHITECTURE_KEYS, FEATURE_KEYS, ArchitectureConfig, ModelConfig
+from speech_gru.runtime.checkpoint import ModelLoadError, load_checkpoint_model
+from speech_gru.runtime.classifier import load_classifier
 from speech_gru.train.lit import KeywordSpotter
 from speech_gru.train.training import main as train_main
 from tests.helpers import LABELS as RECIPE_LABELS
@@ -90,10 +82,6 @@ def flat_checkpoint(request: pytest.FixtureRequest, checkpoint: Path, folder: Pa
     return write_flat(checkpoint, folder / f"flat-{request.param_index}.ckpt", request.param)
 
 
-def waves() -> torch.Tensor:
-    return 0.1 * torch.randn(3, 16000, generator=torch.Generator().manual_seed(1))
-
-
 # -- defined once -------------------------------------------------------------------------
 
 
@@ -117,25 +105,6 @@ def test_the_recipe_defaults_are_the_dataclasses(capsys: pytest.CaptureFixture) 
     printed = print_config(capsys, "--data.root", "x")
     assert printed["model"]["architecture"] == asdict(ArchitectureConfig())
     assert printed["model"]["features"] == asdict(FeatureConfig())
-
-
-def test_nest_config() -> None:
-    flat = {"hidden_size": 64, "n_fft": 640, "lr": 0.1, "labels": ["a"]}
-    nested = nest_config(flat)
-    assert nested == {
-        "lr": 0.1, "labels": ["a"], "architecture": {"hidden_size": 64},
-        "features": {"n_fft": 640},
-    }  # fmt: skip
-    assert flat_keys(flat) == ["hidden_size", "n_fft"] and flat_keys(nested) == []
-    assert nest_config(nested) == nested
-    both = {"architecture": {"hidden_size": 8, "cell": "lstm"}, "hidden_size": 64}
-    assert nest_config(both) == {"architecture": {"hidden_size": 64, "cell": "lstm"}}
-    assert nest_config({"lr": 1.0}) == {"lr": 1.0}
-
-
-def warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    """The recipe's own warnings (Lightning logs its own too)."""
-    return [r for r in caplog.records if r.name == "speech_gru.train.training"]
 
 
 # -- the recipe's YAML --------------------------------------------------------------------
@@ -168,7 +137,7 @@ def test_every_config_is_listed() -> None:
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_configs_parse_in_the_nested_form(name: str, capsys: pytest.CaptureFixture) -> None:
     model = yaml.safe_load((RECIPE_CONF / name).read_text()).get("model") or {}
-    assert flat_keys(model) == []
+    ModelConfig.check_nested(model)
     args = [a for conf in CONFIGS[name] for a in ("--config", str(RECIPE_CONF / conf))]
     printed = print_config(capsys, *args, "--data.root", "x")["model"]
     ArchitectureConfig(**printed["architecture"])
@@ -178,105 +147,56 @@ def test_configs_parse_in_the_nested_form(name: str, capsys: pytest.CaptureFixtu
         assert printed["features"]["hop_length"] == 320  # from folder.yaml
 
 
-def test_flat_configs_and_flags_still_parse(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture
-) -> None:
-    """A config of the flat form (as the recipe's were) reads as its nested twin, with a
-    one-line deprecation warning; so do flat flags."""
+def refusal(capsys: pytest.CaptureFixture, *args: str) -> str:
+    """The last line the recipe prints when it refuses ``fit`` with these arguments."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["fit", *args, "--print_config"])
+    assert exit_info.value.code not in (0, None)
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_flat_configs_and_flags_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A config of the flat form (as the recipe's were before the nesting) or a flat flag
+    ends in one error line naming the setting."""
     nested = RECIPE_CONF / "folder.yaml"
     config = yaml.safe_load(nested.read_text())
     config["model"] = {**config["model"].pop("architecture"), **config["model"].pop("features"),
                        **config["model"]}  # fmt: skip
     flat = tmp_path / "flat_folder.yaml"
     flat.write_text(yaml.safe_dump(config))
-    expected = print_config(capsys, "--config", str(nested), "--data.root", "x")
-    with caplog.at_level(logging.WARNING, logger="speech_gru.train.training"):
-        assert print_config(capsys, "--config", str(flat), "--data.root", "x") == expected
-    [record] = warnings(caplog)
-    message = record.getMessage()
-    assert flat.name in message and "model.hidden_size" in message and "deprecated" in message
-    assert "\n" not in message
-    caplog.clear()
+    line = refusal(capsys, "--config", str(flat), "--data.root", "x")
+    assert line == "error: Group 'model' does not accept option 'cell'", line
 
-    with caplog.at_level(logging.WARNING, logger="speech_gru.train.training"):
-        printed = print_config(
-            capsys, "--config", str(nested), "--data.root", "x",
-            "--model.hidden_size", "96", "--model.f_max=4000", "--model.lr", "0.01",
-        )  # fmt: skip
-    [record] = warnings(caplog)
-    assert "--model.hidden_size, --model.f_max: flat model flags are deprecated" in (
-        record.getMessage()
-    )
-    model = printed["model"]
-    assert model["architecture"]["hidden_size"] == 96 and model["features"]["f_max"] == 4000
-    assert model["lr"] == 0.01 and model["features"]["n_fft"] == 640
+    line = refusal(capsys, "--config", str(nested), "--data.root", "x", "--model.hidden_size", "96")
+    assert line == "error: unrecognized arguments: --model.hidden_size 96", line
 
 
 # -- old checkpoints ----------------------------------------------------------------------
 
 
-def test_a_flat_checkpoint_loads_and_predicts_as_before(
-    checkpoint: Path, flat_checkpoint: Path
+def flat_message(path: Path) -> str:
+    return f"{path}: model settings of the old flat form (cell, hidden_size, num_layers, "
+
+
+def test_a_flat_checkpoint_is_refused_in_one_line(
+    flat_checkpoint: Path, capsys: pytest.CaptureFixture
 ) -> None:
     stored = torch.load(flat_checkpoint, weights_only=True)["hyper_parameters"]
     assert "architecture" not in stored and stored["n_fft"] == 640  # really the old form
-    before = KeywordSpotter.load_from_checkpoint(checkpoint, map_location="cpu").eval()
-    after = KeywordSpotter.load_from_checkpoint(flat_checkpoint, map_location="cpu").eval()
-    assert after.model.config == before.model.config
-    assert after.model.config.architecture == ARCHITECTURE
-    assert after.model.config.features == FEATURES
-    assert after.labels == LABELS
-    assert dict(after.hparams) == {k: v for k, v in before.hparams.items()}
-    with torch.no_grad():
-        torch.testing.assert_close(after(waves()), before(waves()))
+    for load in (load_checkpoint_model, load_classifier):
+        with pytest.raises(ModelLoadError) as caught:
+            load(flat_checkpoint)
+        message = str(caught.value)
+        assert message.startswith(flat_message(flat_checkpoint)) and "\n" not in message
+        assert "model.architecture.cell" in message, message
+    with pytest.raises(ValueError, match="old flat form"):
+        ModelConfig.from_hparams(stored, len(LABELS))
 
-    model, labels, _ = load_checkpoint_model(flat_checkpoint)
-    assert labels == LABELS and model.config == before.model.config
-    with torch.no_grad():
-        torch.testing.assert_close(model(waves()).softmax(-1), before(waves()))
-    probabilities = load_classifier(flat_checkpoint).predict(waves())
-    torch.testing.assert_close(probabilities, load_classifier(checkpoint).predict(waves()))
-
-
-def test_cli_commands_take_a_flat_checkpoint(
-    checkpoint: Path, flat_checkpoint: Path, folder: Path, capsys: pytest.CaptureFixture
-) -> None:
-    def info(path: Path) -> dict:
-        assert cli_main(["info", "--checkpoint", str(path), "--json"]) == 0
-        card = json.loads(capsys.readouterr().out)
-        del card["file"]
-        return card
-
-    assert info(flat_checkpoint) == info(checkpoint)
-
-    export = folder / f"{flat_checkpoint.stem}.pt"
-    assert cli_main(["export", "--checkpoint", str(flat_checkpoint), "--format", "torchscript",
-                     "--out", str(export)]) == 0  # fmt: skip
     capsys.readouterr()
-    exported = info(export)  # its metadata holds the flat hyper-parameters
-    assert exported["parameters"] == info(checkpoint)["parameters"]
-    assert exported["features"]["n_fft"] == 640
-    torch.testing.assert_close(
-        load_classifier(export).predict(waves()), load_classifier(checkpoint).predict(waves()),
-        atol=1e-5, rtol=1e-4,
-    )  # fmt: skip
-
-    from speech_gru.core.audio import write_wav
-
-    clip = folder / "clip.wav"
-    write_wav(clip, waves()[0].numpy())
-    records = []
-    for path in (checkpoint, flat_checkpoint):
-        out = folder / f"explain-{path.stem}.json"
-        args = ["explain", "--checkpoint", str(path), str(clip), "--out", str(out) + ".png"]
-        assert cli_main([*args, "--json", str(out)]) == 0
-        records.append(json.loads(out.read_text()))
-    assert records[0] == {**records[1], "file": records[0]["file"]}
-    assert len(records[0]["times"]) == 1 + (16000 - 640) // 320
-    np.testing.assert_allclose(sum(records[1]["attention"]), 1.0, atol=1e-4)
-
-
-# -- resume -------------------------------------------------------------------------------
+    assert cli_main(["info", "--checkpoint", str(flat_checkpoint)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {flat_message(flat_checkpoint)}") and "\n" not in err, err
 
 
 def fit_args(commands_dir: Path, run_dir: Path, *extra: str) -> list[str]:
@@ -300,33 +220,35 @@ def fit_args(commands_dir: Path, run_dir: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def test_resume_from_a_flat_checkpoint_with_a_flat_config(
-    commands_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("flag", ["--ckpt_path", "--model.init_from"])
+def test_training_from_a_flat_checkpoint_is_refused(
+    commands_dir: Path, tmp_path: Path, flat_checkpoint: Path, flag: str
 ) -> None:
-    """A run made before the nesting (flat config, flat flags, flat checkpoints) resumes."""
-    model = yaml.safe_load((RECIPE_CONF / "demo.yaml").read_text())["model"]
-    flat = tmp_path / "flat_model.yaml"  # demo.yaml's model section, flat
-    flat.write_text(yaml.safe_dump({"model": {**model.pop("architecture"), **model}}))
+    """Resuming from a checkpoint of the flat form, or starting from its encoder, ends in
+    one line before anything is trained."""
     run_dir = tmp_path / "run"
-    small = ["--model.hidden_size", "16", "--model.num_layers", "1", "--model.n_fft", "640",
-             "--model.hop_length", "320"]  # fmt: skip
-    first = train_main(
-        fit_args(commands_dir, run_dir, "--config", str(flat), *small, "--trainer.max_epochs", "1")
-    )
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(fit_args(commands_dir, run_dir, flag, str(flat_checkpoint)))
+    message = str(exit_info.value.code)
+    assert message.startswith(f"error: {flat_message(flat_checkpoint)}"), message
+    assert "\n" not in message
+    assert not (run_dir / "checkpoints").exists()
+
+
+def test_resume_takes_the_checkpoints_model_settings(commands_dir: Path, tmp_path: Path) -> None:
+    """A checkpoint given by its path sets the model's settings (LightningCLI reads its
+    hyper-parameters), over the config's."""
+    run_dir = tmp_path / "run"
+    small = ["--model.architecture.hidden_size", "16", "--model.architecture.num_layers", "1",
+             "--model.features.n_fft", "640", "--model.features.hop_length", "320"]  # fmt: skip
+    first = train_main(fit_args(commands_dir, run_dir, *small, "--trainer.max_epochs", "1"))
     assert first.trainer.global_step == 2
     assert first.model.model.config.hidden_size == 16
     last = run_dir / "checkpoints" / "last.ckpt"
-    write_flat(last, last)
-    assert "architecture" not in torch.load(last, weights_only=True)["hyper_parameters"]
-
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="speech_gru.train.training"):
-        # The nested demo.yaml says 128 units: a checkpoint given by its path sets the
-        # model's settings (LightningCLI reads its hyper-parameters), flat ones too.
-        resumed = train_main(
-            fit_args(commands_dir, run_dir, "--ckpt_path", str(last), "--trainer.max_epochs", "2")
-        )
-    assert not warnings(caplog)  # nothing flat was given this time
+    # The demo.yaml of fit_args says 128 units: the checkpoint's 16 win.
+    resumed = train_main(
+        fit_args(commands_dir, run_dir, "--ckpt_path", str(last), "--trainer.max_epochs", "2")
+    )
     assert resumed.trainer.global_step == 4 and resumed.trainer.current_epoch == 2
     config = resumed.model.model.config
     assert (config.hidden_size, config.num_layers, config.features.n_fft) == (16, 1, 640)

@@ -142,18 +142,18 @@ def test_killed_run_resumes_to_the_same_result(commands_dir: Path, tmp_path: Pat
 
 
 def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path: Path, monkeypatch) -> None:
-    from speech_gru.train import training
+    from speech_gru.runtime import checkpoint
 
     path = tmp_path / "last.ckpt"
-    training.atomic_save({"step": 1}, path)
+    checkpoint.write_checkpoint({"step": 1}, path)
     before = path.read_bytes()
 
     def crash(obj, f) -> None:  # noqa: ANN001 - torch.save's signature
         f.write(b"half a checkpoint")
         raise OSError("disk full")
 
-    monkeypatch.setattr(training.torch, "save", crash)
+    monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(OSError, match="disk full"):
-        training.atomic_save({"step": 2}, path)
+        checkpoint.write_checkpoint({"step": 2}, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary left

@@ -9,8 +9,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from speech_gru.runtime.checkpoint import OperatingPoint
 from speech_gru.runtime.classifier import ModelLoadError
-from speech_gru.runtime.detector import DetectorConfig, OperatingPoint, StatefulScorer
+from speech_gru.runtime.detector import DetectorConfig
 from speech_gru.runtime.factory import (
     FILE_BATCH_WINDOWS,
     LIVE_BATCH_WINDOWS,
@@ -21,6 +22,7 @@ from speech_gru.runtime.factory import (
     file_config,
     new_detector,
 )
+from speech_gru.runtime.stateful import StatefulScorer
 from tests.helpers import TINY_LABELS
 
 POINT = OperatingPoint(0.9, 0.8, 2.0, 0.1, thresholds={"yes": 0.6})

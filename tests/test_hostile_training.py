@@ -221,7 +221,7 @@ def test_a_second_run_into_a_busy_run_folder_is_refused(commands_dir: Path, tmp_
         first.kill()  # kill -9: the kernel drops the lock with the process
         first.communicate(timeout=60)
     # The folder is free again for the one who resumes it.
-    from speech_gru.train.training import lock_run_dir
+    from speech_gru.train.run_folder import lock_run_dir
 
     handle = lock_run_dir(run_dir)
     assert lock.read_text().strip() == str(os.getpid())

@@ -148,7 +148,7 @@ def test_detector_flags_come_from_the_config_with_its_defaults_in_the_help() -> 
 
 
 def test_a_given_flag_overrides_the_calibrated_point() -> None:
-    from speech_gru.runtime.detector import OperatingPoint
+    from speech_gru.runtime.checkpoint import OperatingPoint
 
     point = OperatingPoint(
         threshold=0.9,

@@ -14,13 +14,9 @@ import pytest
 import torch
 
 from speech_gru.runtime.classifier import ModelStepper, load_classifier
-from speech_gru.runtime.detector import (
-    DetectorConfig,
-    RecordingScorer,
-    StatefulScorer,
-    StreamingDetector,
-)
+from speech_gru.runtime.detector import DetectorConfig, RecordingScorer, StreamingDetector
 from speech_gru.runtime.export import export
+from speech_gru.runtime.stateful import StatefulScorer
 from tests.helpers import (
     SEQUENCE,
     TINY_LABELS,
@@ -157,6 +153,23 @@ def test_a_bidirectional_model_does_not_export_for_streaming(tmp_path: Path) -> 
     assert result.stderr.count("\n") == 1 and "cannot stream with state" in result.stderr
     assert str(checkpoint) in result.stderr and not out.exists()
     assert main  # the same entry point as the installed command
+
+
+@pytest.mark.parametrize(
+    ("module", "absent"),
+    [
+        ("speech_gru.runtime.classifier", ["speech_gru.runtime.detector"]),
+        ("speech_gru.runtime.detector", ["speech_gru.runtime.checkpoint", "torch"]),
+    ],
+    ids=["loading", "detector"],
+)
+def test_loading_and_the_detector_do_not_import_each_other(module: str, absent: list) -> None:
+    """Both take ``StatefulScorer`` from ``runtime.stateful``: loading a model never imports
+    the detector, and the detector knows nothing of model files (nor needs torch)."""
+    code = f"import sys, {module}\nprint([n for n in {absent!r} if n in sys.modules])\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"{module} imports {result.stdout.strip()}"
 
 
 # -- the commands, with a trained forward model ---------------------------------------------

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from speech_gru.core.model import KeywordModel, ModelConfig
+from speech_gru.runtime.checkpoint import OperatingPoint
 from speech_gru.runtime.detector import (
     DetectorConfig,
     Event,
-    OperatingPoint,
     RecordingScorer,
     StreamingDetector,
 )

@@ -1,5 +1,5 @@
-"""Training you can watch (speech_gru/train/training.py): ``curves.png``, one line per epoch in a
-log file, TensorBoard event files beside the CSV logs."""
+"""Training you can watch (speech_gru/train/: callbacks, run_folder, training): ``curves.png``,
+one line per epoch in a log file, TensorBoard event files beside the CSV logs."""
 
 from __future__ import annotations
 
@@ -13,14 +13,9 @@ import pytest
 import torch
 
 from speech_gru.train import training
-from speech_gru.train.training import (
-    EpochLines,
-    epoch_curves,
-    epoch_line,
-    main,
-    plot_curves,
-    tensorboard_logger,
-)
+from speech_gru.train.callbacks import EpochLines, epoch_line
+from speech_gru.train.run_folder import epoch_curves, plot_curves
+from speech_gru.train.training import main, tensorboard_logger
 from tests.helpers import recipe_args, tone_folder
 
 TONES = {"yes": 500.0, "no": 700.0, "up": 900.0, "down": 1100.0, "cat": 1400.0}

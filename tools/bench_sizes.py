@@ -35,9 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def build(model_config: dict, cell: str, hidden: int) -> torch.nn.Module:
     """An untrained 12-class KeywordModel of a config's ``model:`` section, at ``cell`` and
     ``hidden`` units."""
-    from speech_gru.core.model import KeywordModel, ModelConfig, nest_config
+    from speech_gru.core.model import KeywordModel, ModelConfig
 
-    section = nest_config(model_config)
+    section = dict(model_config)
     architecture = section.get("architecture", {}) | {"cell": cell, "hidden_size": hidden}
     config = ModelConfig.from_hparams(section | {"architecture": architecture}, num_classes=12)
     return KeywordModel(config).eval()
@@ -46,14 +46,15 @@ def build(model_config: dict, cell: str, hidden: int) -> torch.nn.Module:
 def onnx_ms(wrapper: torch.nn.Module, classes: int, clip: torch.Tensor, runs: int) -> float:
     """Median latency of ``wrapper`` exported as ``speech-gru export --format onnx`` does,
     in the ONNX Runtime session that ``load_classifier`` opens (on torch's thread count)."""
+    from speech_gru.runtime.checkpoint import export_metadata
     from speech_gru.runtime.classifier import load_classifier
-    from speech_gru.runtime.export import export_onnx, metadata
+    from speech_gru.runtime.export import export_onnx
 
     labels = [str(i) for i in range(classes)]  # an export needs a label list
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notices on GRU batch sizes
         path = Path(tmp) / "model.onnx"
-        path.write_bytes(export_onnx(wrapper, metadata(labels, {}), quantize=False))
+        path.write_bytes(export_onnx(wrapper, export_metadata(labels, {}), quantize=False))
         backend = load_classifier(path).backend
     batch = clip.numpy()
     return median_ms(lambda: backend(batch, None), runs)
@@ -72,9 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from speech_gru.core.model import nest_config
-
-    model_config = nest_config(yaml.safe_load(Path(args.config).read_text()).get("model") or {})
+    model_config = yaml.safe_load(Path(args.config).read_text()).get("model") or {}
     clip = torch.randn(1, 16000) * 0.1
 
     print(f"one 1-second clip, {args.threads} thread(s), median of {args.runs} runs")

@@ -157,7 +157,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
-    from speech_gru.core.model import nest_config
     from speech_gru.train.data import SpeechCommandsDataModule
     from speech_gru.train.lit import KeywordSpotter
 
@@ -175,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     dm = SpeechCommandsDataModule(**data_cfg, pack_dir=str(pack_dir))
     dm.pack(progress=False)
     dm.setup()
-    module = KeywordSpotter(labels=dm.labels, **nest_config(config.get("model", {}))).to(device)
+    module = KeywordSpotter(labels=dm.labels, **config.get("model", {})).to(device)
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
     module.log = lambda *a, **k: None  # no trainer attached
     batch_size = dm.hparams.batch_size

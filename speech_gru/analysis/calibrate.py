@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,7 +34,8 @@ from speech_gru.analysis.streaming.decisions import (
     replay,
 )
 from speech_gru.analysis.streaming.scores import ScoredStream
-from speech_gru.runtime.detector import DetectorConfig, OperatingPoint, after_refractory
+from speech_gru.runtime.checkpoint import OperatingPoint, save_operating_point
+from speech_gru.runtime.detector import DetectorConfig, after_refractory
 
 GRID = 1e-4
 """Threshold resolution: thresholds are multiples of it."""
@@ -317,13 +317,9 @@ def _checked(
 def save_point(checkpoint: dict, point: OperatingPoint, out: str | Path) -> None:
     """Write ``checkpoint`` with ``point`` as its ``operating_point`` to ``out``, atomically
     (a failed write leaves the file as it was); weights and training state are untouched.
+    The checkpoint format is ``speech_gru.runtime.checkpoint``'s.
 
     Raises:
         OSError: ``out`` cannot be written.
     """
-    import torch
-
-    from speech_gru.core.atomic import write_atomic
-
-    checkpoint["operating_point"] = point.to_dict()
-    write_atomic(os.path.realpath(out), lambda f: torch.save(checkpoint, f))
+    save_operating_point(checkpoint, point, out)

@@ -3,7 +3,8 @@
 ``model_card`` collects labels, feature settings, architecture, parameter counts, training
 data, test accuracy and the calibrated operating point, for ``speech-gru info``;
 ``format_card`` lays it out as text. The architecture is rebuilt from the stored config
-(nested, or the flat form of older checkpoints) as a plain ``KeywordModel``: no Lightning.
+as a plain ``KeywordModel``: no Lightning. What the files hold is read through
+``speech_gru.runtime.checkpoint``.
 """
 
 from __future__ import annotations
@@ -14,14 +15,19 @@ from pathlib import Path
 from speech_gru.core.audio import printable
 from speech_gru.core.labels import LABEL_SETS
 from speech_gru.core.model import KeywordModel, ModelConfig
-from speech_gru.runtime.classifier import (
+from speech_gru.runtime.checkpoint import (
+    DATA_SETTINGS,
+    HYPER_PARAMETERS,
+    OPERATING_POINT,
+    TEST_METRICS,
+    VERSION,
     ModelLoadError,
+    OperatingPoint,
     load_checkpoint_model,
-    load_classifier,
     model_kind,
-    operating_point,
+    read_operating_point,
 )
-from speech_gru.runtime.detector import OperatingPoint
+from speech_gru.runtime.classifier import load_classifier
 
 
 def label_set_name(labels: list[str], version: str | None = None) -> str:
@@ -76,30 +82,30 @@ def model_card(path: str | Path) -> dict:
     if model_kind(path) == "checkpoint":
         model, labels, checkpoint = load_checkpoint_model(path)
         card: dict = {"file": str(path), "kind": "checkpoint", "labels": labels}
-        data = checkpoint.get("datamodule_hyper_parameters")
+        data = checkpoint.get(DATA_SETTINGS)
         training = {"epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step")}
         if data:
             training = {"root": data.get("root"), "version": data.get("version"), **training}
         training["label_set"] = label_set_name(labels, (data or {}).get("version"))
         card["training"] = training
-        card["test_metrics"] = checkpoint.get("test_metrics") or None
-        point = operating_point(path, checkpoint.get("operating_point"), labels)
-        card["speech_gru_version"] = checkpoint.get("speech_gru_version")
+        card["test_metrics"] = checkpoint.get(TEST_METRICS) or None
+        point = read_operating_point(path, checkpoint.get(OPERATING_POINT), labels)
+        card["speech_gru_version"] = checkpoint.get(VERSION)
     else:
         classifier = load_classifier(path)
         card = {"file": str(path), "kind": classifier.kind, "labels": classifier.labels}
         meta = dict(classifier.metadata)
-        hparams = meta.get("hyper_parameters", "{}")
+        hparams = meta.get(HYPER_PARAMETERS, "{}")
         hparams = json.loads(hparams) if isinstance(hparams, str) else dict(hparams)
         model = export_model(path, hparams, len(classifier.labels))
         card["training"] = None
         card["test_metrics"] = None
         point = classifier.operating_point
-        card["speech_gru_version"] = meta.get("speech_gru_version")
+        card["speech_gru_version"] = meta.get(VERSION)
         card["metadata"] = {
             k: v
             for k, v in meta.items()
-            if k not in ("labels", "hyper_parameters", "speech_gru_version", "operating_point")
+            if k not in ("labels", HYPER_PARAMETERS, VERSION, OPERATING_POINT)
         }
     card["operating_point"] = point.to_dict() if point is not None else None
     card["features"], card["architecture"] = describe_model(model)

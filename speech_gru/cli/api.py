@@ -28,8 +28,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from speech_gru.core.audio import SAMPLE_RATE, AudioError, load_audio, loudest_window, printable
+from speech_gru.runtime.checkpoint import OperatingPoint
 from speech_gru.runtime.classifier import Classifier
-from speech_gru.runtime.detector import DetectorConfig, Event, OperatingPoint, StreamingDetector
+from speech_gru.runtime.detector import DetectorConfig, Event, StreamingDetector
 from speech_gru.runtime.factory import (
     FILE_BATCH_WINDOWS,
     LIVE_BATCH_WINDOWS,

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from speech_gru.core.audio import AUDIO_EXTENSIONS, MAX_FILE_RATE, MIN_FILE_RATE, printable
-from speech_gru.runtime.detector import DetectorConfig, settings_text
+from speech_gru.runtime.checkpoint import settings_text
+from speech_gru.runtime.detector import DetectorConfig
 
 
 class CliError(Exception):

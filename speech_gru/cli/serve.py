@@ -64,14 +64,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from speech_gru.core.audio import SAMPLE_RATE, printable
 from speech_gru.core.labels import is_keyword
 from speech_gru.runtime.classifier import Classifier
-from speech_gru.runtime.detector import (
-    DetectorConfig,
-    Scorer,
-    StatefulScorer,
-    Stepper,
-    StreamingDetector,
-)
+from speech_gru.runtime.detector import DetectorConfig, StreamingDetector
 from speech_gru.runtime.factory import file_config, new_detector
+from speech_gru.runtime.stateful import Scorer, StatefulScorer, Stepper
 from speech_gru.runtime.transcribe import ClipResult, EventResult, Failure, Transcriber
 
 WEB = Path(__file__).resolve().parent / "web"

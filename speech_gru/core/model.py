@@ -96,18 +96,38 @@ class ModelConfig(ArchitectureConfig):
     @classmethod
     def from_hparams(cls, hparams: Mapping[str, Any], num_classes: int) -> ModelConfig:
         """The config that stored hyper-parameters describe: a checkpoint's
-        ``hyper_parameters`` or an export's metadata, nested or in the old flat form (see
-        ``nest_config``); entries that are not about the model are ignored.
+        ``hyper_parameters`` or an export's metadata, with the model's settings under
+        ``architecture`` and ``features``; entries that are not about the model are ignored.
 
         Raises:
-            TypeError, ValueError: entries that do not make a model.
+            TypeError, ValueError: entries that do not make a model, or settings of the
+                flat form (see ``check_nested``).
         """
-        nested = nest_config(hparams)
+        cls.check_nested(hparams)
         return cls.build(
             num_classes,
-            ArchitectureConfig(**nested.get("architecture", {})),
-            FeatureConfig(**nested.get("features", {})),
+            ArchitectureConfig(**(hparams.get("architecture") or {})),
+            FeatureConfig(**(hparams.get("features") or {})),
         )
+
+    @staticmethod
+    def check_nested(section: Mapping[str, Any]) -> None:
+        """Refuse model settings written flat (``hidden_size``, ``n_fft``, ... beside ``lr``
+        in a checkpoint's hyper-parameters), the form from before they moved under
+        ``architecture`` and ``features``: it is no longer read, and ignoring it would
+        build a different model without a word.
+
+        Raises:
+            ValueError: one line naming the flat settings.
+        """
+        flat = [key for key in section if key in ARCHITECTURE_KEYS + FEATURE_KEYS]
+        if flat:
+            where = "architecture" if flat[0] in ARCHITECTURE_KEYS else "features"
+            raise ValueError(
+                f"model settings of the old flat form ({', '.join(flat)}) are no longer "
+                f"read; they belong under architecture and features (e.g. model.{where}."
+                f"{flat[0]} in a recipe config)"
+            )
 
     @property
     def architecture(self) -> ArchitectureConfig:
@@ -120,38 +140,6 @@ FEATURE_KEYS = tuple(f.name for f in fields(FeatureConfig))
 
 def architecture_fields(config: ArchitectureConfig) -> dict[str, Any]:
     return {name: getattr(config, name) for name in ARCHITECTURE_KEYS}
-
-
-SECTIONS = {"architecture": ARCHITECTURE_KEYS, "features": FEATURE_KEYS}
-"""Where each model setting is nested (``model.architecture.*``, ``model.features.*``)."""
-
-
-def section_of(key: str) -> str | None:
-    """The section a model setting belongs under (None: not an architecture or feature
-    setting, e.g. ``lr``)."""
-    return next((name for name, keys in SECTIONS.items() if key in keys), None)
-
-
-def flat_keys(section: Mapping[str, Any]) -> list[str]:
-    """The architecture and feature settings written flat in a model section (a
-    checkpoint's hyper-parameters or a config's ``model:``), as they were before they
-    moved under ``architecture`` and ``features``."""
-    return [key for key in section if section_of(key) is not None]
-
-
-def nest_config(section: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of a model section with its architecture and feature settings nested, as
-    ``KeywordSpotter`` takes them: ``hidden_size`` (and the rest of ``ArchitectureConfig``)
-    moves under ``architecture``, ``n_fft`` (and the rest of ``FeatureConfig``) under
-    ``features``; a flat entry wins over a nested one. Other entries stay as they are."""
-    flat = flat_keys(section)
-    nested = {key: value for key, value in section.items() if key not in flat}
-    for name, keys in SECTIONS.items():
-        inner = dict(nested.get(name) or {})
-        inner.update({key: section[key] for key in keys if key in section})
-        if inner or name in nested:
-            nested[name] = inner
-    return nested
 
 
 def frame_mask(frame_lengths: Tensor, num_frames: int) -> Tensor:

@@ -2,14 +2,15 @@
 
 ``load_classifier`` takes a training checkpoint (``.ckpt``), a TorchScript export or an
 ONNX export (see ``speech_gru.runtime.export``); every kind becomes a ``Classifier`` that maps
-waveforms of any lengths to class probabilities.
+waveforms of any lengths to class probabilities. What the files hold, and reading it, is
+``speech_gru.runtime.checkpoint``'s; this module runs what it reads. A forward model also
+gets a ``Stepper`` (``ModelStepper``, ``ExportStepper``) that ``Classifier.scorer`` wraps in a
+``StatefulScorer`` (``speech_gru.runtime.stateful``); loading never imports the detector.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,22 +20,26 @@ import torch
 from torch import Tensor
 
 from speech_gru.core.features import complete_frames
-from speech_gru.core.labels import resolve_labels
-from speech_gru.core.model import KeywordModel, ModelConfig, StreamState, window_max
-from speech_gru.runtime.detector import (
-    DetectorConfig,
+from speech_gru.core.model import KeywordModel, StreamState, window_max
+from speech_gru.runtime.checkpoint import (
+    DATA_SETTINGS,
+    HYPER_PARAMETERS,
+    OPERATING_POINT,
+    TEST_METRICS,
+    VERSION,
+    ModelLoadError,
     OperatingPoint,
-    Scorer,
-    StatefulScorer,
-    Stepper,
+    export_labels,
+    load_checkpoint_model,
+    model_kind,
+    read_export_metadata,
+    read_operating_point,
+    streaming_spec,
 )
+from speech_gru.runtime.stateful import Hops, Scorer, StatefulScorer, Stepper
 
 Backend = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
 """(B, N) float32 waveforms and optional (B,) lengths -> (B, C) probabilities."""
-
-
-class ModelLoadError(Exception):
-    """A model file could not be loaded; ``str()`` is one line naming the file."""
 
 
 @dataclass
@@ -66,8 +71,9 @@ class Classifier:
     operating_point: OperatingPoint | None = None
     stepper: Stepper | None = None
 
-    def scorer(self, config: DetectorConfig) -> Scorer:
-        """What a ``StreamingDetector`` with these settings scores windows with: a new
+    def scorer(self, config: Hops) -> Scorer:
+        """What a ``StreamingDetector`` with these settings (a ``DetectorConfig``) scores
+        windows with: a new
         ``StatefulScorer`` (one per stream) when the model carries its state, else
         ``score_windows``."""
         if self.stepper is None:
@@ -301,44 +307,6 @@ def onnx_backend(session) -> Backend:  # noqa: ANN001 - an onnxruntime.Inference
     return run
 
 
-def load_checkpoint_model(path: str | Path) -> tuple[KeywordModel, list[str], dict]:
-    """The KeywordModel (eval mode, CPU), labels and the whole checkpoint dict
-    (``hyper_parameters``, ``test_metrics``, ``epoch``, ...), from one read of the file.
-
-    The model is built from the stored config, nested or of the older flat form (see
-    ``ModelConfig.from_hparams``), without Lightning.
-
-    Raises:
-        ModelLoadError: missing file, or a file that is not a speech_gru checkpoint.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: model file not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
-        raise ModelLoadError(
-            f"{path}: not a checkpoint file (torch.load failed: {type(err).__name__})"
-        ) from None
-    if not isinstance(checkpoint, dict) or "hyper_parameters" not in checkpoint:
-        raise ModelLoadError(f"{path}: not a speech_gru checkpoint (no hyper-parameters)")
-    try:
-        hparams = checkpoint["hyper_parameters"]
-        labels = resolve_labels(hparams["labels"])
-        model = KeywordModel(ModelConfig.from_hparams(hparams, len(labels)))
-        prefix = "model."  # the KeywordSpotter's attribute
-        state = {
-            key.removeprefix(prefix): value
-            for key, value in checkpoint["state_dict"].items()
-            if key.startswith(prefix)
-        }
-        model.load_state_dict(state)
-    except Exception as err:  # noqa: BLE001 - a mismatched checkpoint fails in many ways
-        reason = " ".join(str(err).split())[:160]
-        raise ModelLoadError(f"{path}: not a speech_gru checkpoint ({reason})") from None
-    return model.eval(), labels, checkpoint
-
-
 def load_classifier(path: str | Path) -> Classifier:
     """Load a checkpoint, a TorchScript export or an ONNX export, by content.
 
@@ -353,15 +321,15 @@ def load_classifier(path: str | Path) -> Classifier:
         return _load_torchscript(path)
     model, labels, checkpoint = load_checkpoint_model(path)
     metadata = {
-        "hyper_parameters": dict(checkpoint["hyper_parameters"]),
-        "datamodule_hyper_parameters": dict(checkpoint.get("datamodule_hyper_parameters") or {}),
-        "test_metrics": checkpoint.get("test_metrics", {}),
+        HYPER_PARAMETERS: dict(checkpoint[HYPER_PARAMETERS]),
+        DATA_SETTINGS: dict(checkpoint.get(DATA_SETTINGS) or {}),
+        TEST_METRICS: checkpoint.get(TEST_METRICS, {}),
         "epoch": checkpoint.get("epoch"),
-        "version": checkpoint.get("speech_gru_version"),
+        "version": checkpoint.get(VERSION),
     }
-    point = operating_point(path, checkpoint.get("operating_point"), labels)
+    point = read_operating_point(path, checkpoint.get(OPERATING_POINT), labels)
     if point is not None:
-        metadata["operating_point"] = point.to_dict()
+        metadata[OPERATING_POINT] = point.to_dict()
     return checkpoint_classifier(model, labels, path, metadata, point)
 
 
@@ -379,48 +347,6 @@ def checkpoint_classifier(
     return Classifier(backend, labels, path, "checkpoint", metadata or {}, True, point, stepper)
 
 
-def operating_point(path: Path, value: object, labels: Sequence[str]) -> OperatingPoint | None:
-    """The operating point a model file stores: a dict (checkpoints) or its JSON text
-    (exports); None when there is none.
-
-    Raises:
-        ModelLoadError: a malformed entry, with a one-line reason.
-    """
-    if value is None:
-        return None
-    data = _json(value) if isinstance(value, str | bytes) else value
-    if data is None:
-        raise ModelLoadError(f"{path}: operating_point metadata is not a JSON object")
-    try:
-        return OperatingPoint.from_dict(data, labels)
-    except ValueError as err:
-        reason = " ".join(str(err).split())[:160]
-        raise ModelLoadError(f"{path}: operating_point metadata is malformed ({reason})") from None
-
-
-def model_kind(path: str | Path) -> str:
-    """``"onnx"`` (by its suffix), ``"torchscript"`` (by content) or ``"checkpoint"``.
-
-    Raises:
-        ModelLoadError: the file does not exist.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: model file not found")
-    if path.suffix == ".onnx":
-        return "onnx"
-    return "torchscript" if _is_torchscript(path) else "checkpoint"
-
-
-def _is_torchscript(path: Path) -> bool:
-    """TorchScript archives hold compiled code; ``torch.save`` checkpoints do not."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return any(name.endswith("constants.pkl") for name in archive.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
-
-
 def _load_torchscript(path: Path) -> Classifier:
     extra = {"labels.json": "", "metadata.json": ""}
     try:
@@ -432,15 +358,12 @@ def _load_torchscript(path: Path) -> Classifier:
         raise ModelLoadError(f"{path}: not a readable TorchScript model ({reason})") from None
     if not extra["labels.json"]:
         raise ModelLoadError(f"{path}: TorchScript file without labels.json (not an export)")
-    meta = _json(extra["metadata.json"] or "{}")
-    if not isinstance(meta, dict):
-        raise ModelLoadError(f"{path}: metadata.json is not a JSON object")
-    _check_hyper_parameters(path, meta)
+    meta = read_export_metadata(path, extra["metadata.json"])
     module = module.eval()
     stepper = _stepper(path, meta, torchscript_step(module))
     backend = torchscript_backend(module) if stepper is None else stepper.classify
-    labels = _labels(path, extra["labels.json"], _output_size(path, backend))
-    point = operating_point(path, meta.get("operating_point"), labels)
+    labels = export_labels(path, extra["labels.json"], _output_size(path, backend))
+    point = read_operating_point(path, meta.get(OPERATING_POINT), labels)
     return Classifier(backend, labels, path, "torchscript", meta, False, point, stepper)
 
 
@@ -464,7 +387,7 @@ def _stepper(path: Path, meta: dict, run: StepFunction) -> ExportStepper | None:
     """The ExportStepper of a streaming export (None for a clip export)."""
     if "streaming" not in meta:
         return None
-    spec = _json(meta["streaming"]) if isinstance(meta["streaming"], str) else meta["streaming"]
+    spec = streaming_spec(meta)
     try:
         return ExportStepper(run, spec)
     except (TypeError, KeyError, ValueError):
@@ -488,44 +411,14 @@ def _load_onnx(path: Path) -> Classifier:
     meta = dict(session.get_modelmeta().custom_metadata_map)
     if "labels" not in meta:
         raise ModelLoadError(f"{path}: ONNX model without a labels entry (not an export)")
-    _check_hyper_parameters(path, meta)
+    meta = read_export_metadata(path, meta)
     stepper = _stepper(path, meta, onnx_step(session))
     backend = onnx_backend(session) if stepper is None else stepper.classify
     shape = session.get_outputs()[0].shape  # e.g. ["batch", 12]
     size = shape[-1] if shape and isinstance(shape[-1], int) else _output_size(path, backend)
-    labels = _labels(path, meta["labels"], size)
-    point = operating_point(path, meta.get("operating_point"), labels)
+    labels = export_labels(path, meta["labels"], size)
+    point = read_operating_point(path, meta.get(OPERATING_POINT), labels)
     return Classifier(backend, labels, path, "onnx", meta, False, point, stepper)
-
-
-def _json(text: str | bytes) -> object:
-    """Parsed JSON, or None when ``text`` is not JSON (or nested too deep to parse)."""
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        return None
-
-
-def _labels(path: Path, text: str | bytes, size: int) -> list[str]:
-    """The labels an export records, checked against its number of outputs.
-
-    They are model-provided text: any strings, control characters included (whoever
-    prints them escapes them).
-    """
-    labels = _json(text)
-    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
-        raise ModelLoadError(f"{path}: labels metadata is not a JSON list of strings")
-    if len(labels) != size:
-        raise ModelLoadError(
-            f"{path}: labels metadata has {len(labels)} entries for {size} model outputs"
-        )
-    return labels
-
-
-def _check_hyper_parameters(path: Path, meta: dict) -> None:
-    value = meta.get("hyper_parameters", "{}")
-    if not isinstance(_json(value) if isinstance(value, str) else value, dict):
-        raise ModelLoadError(f"{path}: hyper_parameters metadata is not a JSON object")
 
 
 def _output_size(path: Path, backend: Backend) -> int:

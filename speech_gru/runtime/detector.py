@@ -7,12 +7,12 @@ class, when it is a keyword whose averaged score reaches the threshold (its own,
 ``DetectorConfig.thresholds`` names it), becomes an event, and no further event is
 reported for the refractory time, so one utterance gives one event. ``_silence_`` and
 ``_unknown_`` are never reported. A forward model carries its state instead: its
-``StatefulScorer`` gives each window's scores from one step per new frame, and the
-detector around it is the same.
+``StatefulScorer`` (``speech_gru.runtime.stateful``) gives each window's scores from one
+step per new frame, and the detector around it is the same.
 
-An ``OperatingPoint`` is the setting a model is calibrated at (``speech_gru.analysis.calibrate``):
-threshold (optionally one per keyword), averaging span and refractory time, with how it
-was measured. It travels with the model, in checkpoints and exports, as a plain dict.
+The detector knows nothing of model files: it takes a scorer and labels, and
+``DetectorConfig.resolve`` takes the settings of a calibrated operating point
+(``speech_gru.runtime.checkpoint.OperatingPoint``, which travels with the model).
 
 Windows end at fixed sample positions (multiples of the hop, from the first full
 window on) and are scored in groups of ``batch_windows`` aligned to those positions, so
@@ -22,7 +22,6 @@ arrays in, events out.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import Field, asdict, dataclass, field, fields, replace
@@ -31,9 +30,16 @@ from typing import Any, Protocol
 import numpy as np
 
 from speech_gru.core.labels import is_keyword
+from speech_gru.runtime.stateful import Scorer
 
-Scorer = Callable[[np.ndarray], np.ndarray]
-"""Maps (B, window) float32 waveforms to (B, C) class probabilities."""
+
+class Calibrated(Protocol):
+    """What ``DetectorConfig.resolve`` reads of a calibrated operating point
+    (``speech_gru.runtime.checkpoint.OperatingPoint``): the settings it fixes."""
+
+    def detector_settings(self) -> dict:
+        """Keyword arguments of ``DetectorConfig`` (threshold, thresholds, average_s,
+        refractory_s)."""
 
 
 class RecordingScorer:
@@ -64,89 +70,6 @@ class RecordingScorer:
     def posteriors(self) -> np.ndarray:
         """(W, C) raw outputs of every window scored so far ((0, 0) before any)."""
         return np.concatenate(self.outputs) if self.outputs else np.zeros((0, 0))
-
-
-class Stepper(Protocol):
-    """A model that carries its state from frame to frame (a forward model: a checkpoint's
-    ``speech_gru.runtime.classifier.ModelStepper`` or a streaming export's ``ExportStepper``).
-
-    Frame ``j`` covers samples ``[j * frame_hop, j * frame_hop + n_fft)`` of the stream;
-    its output is the probabilities of the window of ``window`` samples ending with it
-    (softmax of each class's largest frame logit over the window's frames, as the model
-    was trained on clips).
-    """
-
-    frame_hop: int
-    n_fft: int
-
-    def start(self, batch: int = 1) -> Any:
-        """The state before any audio, for ``batch`` streams."""
-
-    def __call__(self, audio: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
-        """(B, n) new samples -> (B, k, C) probabilities of the k frames they complete,
-        and the next state."""
-
-
-class StatefulScorer:
-    """A ``Scorer`` for a model that carries its state: every window's probabilities
-    for one frame's cost per ``frame_hop`` of audio, instead of a whole window's.
-
-    ``StreamingDetector`` calls it with every window of one stream, in order, ``hop``
-    samples apart (from ``window`` on); it feeds the model the audio it has not seen
-    (the first window whole, then each window's last ``hop`` samples) and answers, for
-    each window, the output of the last frame that window completes. So one instance
-    serves one stream at a time; ``reset`` (which the detector calls when it resets)
-    starts a new one.
-
-    Args:
-        stepper: the model.
-        config: the detector's settings (``hop``, ``window``; ``hop`` at most ``window``,
-            so that no audio falls between windows).
-    """
-
-    def __init__(self, stepper: Stepper, config: DetectorConfig) -> None:
-        self.check(config)
-        self.stepper = stepper
-        self.hop = config.hop
-        self.window = config.window
-        self.frames_run = 0
-        self.reset()
-
-    @staticmethod
-    def check(config: DetectorConfig) -> None:
-        """Raise ValueError (one line) unless these settings let the model hear every
-        sample: a hop longer than the window would skip audio between windows."""
-        if config.hop > config.window:
-            raise ValueError(
-                f"a model that carries its state hears every sample: hop {config.hop_s:g} s "
-                f"must not exceed the {config.window_s:g} s window"
-            )
-
-    def reset(self) -> None:
-        """Forget the stream: zero state, no samples."""
-        self.state = self.stepper.start(1)
-        self.fed = 0  # samples given to the model
-        self.done = 0  # frames the model has completed
-        self.last: np.ndarray | None = None  # (C,) output of the last completed frame
-
-    def __call__(self, windows: np.ndarray) -> np.ndarray:
-        windows = np.asarray(windows, dtype=np.float32)  # (B, window)
-        first = windows[:1] if self.fed == 0 else windows[:1, -self.hop :]
-        audio = np.concatenate([first, windows[1:, -self.hop :].reshape(1, -1)], axis=1)
-        probs, self.state = self.stepper(audio, self.state)  # (1, k, C)
-        probs = probs[0]
-        done_before = self.done
-        self.fed += audio.shape[1]
-        self.done += len(probs)
-        self.frames_run += len(probs)
-        ends = self.fed - self.hop * np.arange(len(windows) - 1, -1, -1)  # (B,)
-        out = []
-        for end in ends:  # the last frame each window completes
-            frame = (int(end) - self.stepper.n_fft) // self.stepper.frame_hop
-            out.append(self.last if frame < done_before else probs[frame - done_before])
-        if len(probs):
-            self.last = probs[-1]
-        return np.stack(out)
 
 
 def moving_mean(posteriors: np.ndarray, count: int) -> np.ndarray:
@@ -250,7 +173,7 @@ class DetectorConfig:
 
     @classmethod
     def resolve(
-        cls, point: OperatingPoint | None, given: Mapping[str, Any], batch_windows: int
+        cls, point: Calibrated | None, given: Mapping[str, Any], batch_windows: int
     ) -> DetectorConfig:
         """The settings a detector runs at: each one ``given`` (flags, keyword arguments),
         else the calibrated operating ``point`` (when there is one), else the defaults. A
@@ -287,166 +210,6 @@ class DetectorConfig:
     @property
     def average_count(self) -> int:
         return max(1, round(self.average_s / self.hop_s))
-
-
-@dataclass(frozen=True)
-class OperatingPoint:
-    """The detector settings a model is calibrated at, and how they were measured.
-
-    Attributes:
-        threshold: averaged keyword score that triggers an event (the one used for a
-            keyword that ``thresholds`` does not list).
-        average_s: span of the posterior moving average.
-        refractory_s: time after an event during which no other event is reported.
-        hop_s: time between scored windows when it was measured.
-        thresholds: per-keyword thresholds (empty: ``threshold`` for every keyword).
-        target_fa_per_hour: the false-alarm rate it was chosen for.
-        negative_s: seconds of keyword-free audio it was measured on.
-        false_alarms: events on that audio at this point.
-        source: what that audio was (a dataset split, files).
-        created: when it was measured (ISO 8601, UTC).
-        hit_rate: share of keyword clips detected at this point, when measured (None if
-            not).
-    """
-
-    threshold: float
-    average_s: float
-    refractory_s: float
-    hop_s: float
-    thresholds: Mapping[str, float] = field(default_factory=dict)
-    target_fa_per_hour: float = 0.0
-    negative_s: float = 0.0
-    false_alarms: int = 0
-    source: str = ""
-    created: str = ""
-    hit_rate: float | None = None
-
-    @property
-    def fa_per_hour(self) -> float:
-        """Measured false alarms per hour of negative audio."""
-        return self.false_alarms * 3600 / self.negative_s if self.negative_s else 0.0
-
-    def detector_settings(self) -> dict:
-        """Keyword arguments of ``DetectorConfig`` that this point sets."""
-        return {
-            "threshold": self.threshold,
-            "average_s": self.average_s,
-            "refractory_s": self.refractory_s,
-            "thresholds": dict(self.thresholds),
-        }
-
-    def settings_text(self) -> str:
-        """``threshold 0.83, average 0.5 s, refractory 1.5 s``."""
-        return settings_text(self.threshold, self.thresholds, self.average_s, self.refractory_s)
-
-    def measured_text(self) -> str:
-        """``1 false alarm in 2.05 h of negative audio (0.488/h; target 1/h, hop 0.1 s)``,
-        and the hit rate when measured."""
-        alarms = f"{self.false_alarms} false alarm{'s' * (self.false_alarms != 1)}"
-        text = (
-            f"{alarms} in {duration_text(self.negative_s)} of negative audio "
-            f"({self.fa_per_hour:.3g}/h; target {self.target_fa_per_hour:g}/h, "
-            f"hop {self.hop_s:g} s)"
-        )
-        if self.hit_rate is not None:
-            text += f", keyword clips detected {self.hit_rate:.1%}"
-        return text
-
-    def provenance_text(self) -> str:
-        """``measured_text()``, the source of the negative audio and the date."""
-        parts = [self.measured_text(), self.source, self.created]
-        return "; ".join(part for part in parts if part)
-
-    def to_dict(self) -> dict:
-        """Plain floats, ints, strings and a dict of floats (checkpoints load it
-        weights-only; exports store it as JSON)."""
-        data = asdict(self)
-        data["thresholds"] = dict(self.thresholds)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: object, labels: Sequence[str] | None = None) -> OperatingPoint:
-        """Read and check a stored point.
-
-        Args:
-            data: what ``to_dict`` gave (unknown keys are ignored).
-            labels: the model's labels; when given, every per-keyword threshold must
-                name one of its keywords.
-
-        Raises:
-            ValueError: one line naming the first malformed entry.
-        """
-        if not isinstance(data, Mapping):
-            raise ValueError(f"not a mapping but {type(data).__name__}")
-        values: dict = {}
-        for name, low, high, need in (
-            ("threshold", 0.0, 1.0, True),
-            ("average_s", 0.0, math.inf, True),
-            ("refractory_s", 0.0, math.inf, True),
-            ("hop_s", 0.0, math.inf, True),
-            ("target_fa_per_hour", 0.0, math.inf, False),
-            ("negative_s", 0.0, math.inf, False),
-        ):
-            if name not in data:
-                if need:
-                    raise ValueError(f"no {name}")
-                continue
-            values[name] = _number(data[name], name, low, high)
-        if values["threshold"] == 0 or values["hop_s"] == 0:
-            raise ValueError("threshold and hop_s must be greater than 0")
-        thresholds = data.get("thresholds", {})
-        if not isinstance(thresholds, Mapping):
-            raise ValueError("thresholds is not a mapping of keyword to threshold")
-        values["thresholds"] = {}
-        for keyword, value in thresholds.items():
-            if not isinstance(keyword, str) or (labels is not None and keyword not in labels):
-                raise ValueError(f"threshold for {keyword!r}, which is not a label of the model")
-            if not is_keyword(keyword):
-                raise ValueError(f"threshold for {keyword!r}, which is not a keyword")
-            values["thresholds"][keyword] = _number(value, f"thresholds[{keyword!r}]", 0.0, 1.0)
-            if values["thresholds"][keyword] == 0:
-                raise ValueError(f"thresholds[{keyword!r}] must be greater than 0")
-        alarms = data.get("false_alarms", 0)
-        if isinstance(alarms, bool) or not isinstance(alarms, int) or alarms < 0:
-            raise ValueError(f"false_alarms must be a count, got {alarms!r}")
-        values["false_alarms"] = alarms
-        for name in ("source", "created"):
-            if not isinstance(data.get(name, ""), str):
-                raise ValueError(f"{name} must be a string")
-            values[name] = data.get(name, "")
-        if data.get("hit_rate") is not None:
-            values["hit_rate"] = _number(data["hit_rate"], "hit_rate", 0.0, 1.0)
-        return cls(**values)
-
-
-def settings_text(
-    threshold: float, thresholds: Mapping[str, float], average_s: float, refractory_s: float
-) -> str:
-    """Detector settings in words: ``threshold 0.83, average 0.5 s, refractory 1.5 s``
-    (per-keyword thresholds as ``thresholds 0.61-0.92 per keyword``)."""
-    if thresholds:
-        low, high = min(thresholds.values()), max(thresholds.values())
-        span = f"{low:.4g}" if low == high else f"{low:.4g}-{high:.4g}"
-        text = f"thresholds {span} per keyword"
-    else:
-        text = f"threshold {threshold:.4g}"
-    return f"{text}, average {average_s:g} s, refractory {refractory_s:g} s"
-
-
-def duration_text(seconds: float) -> str:
-    """``42.5 s``, ``12.3 min`` or ``2.05 h``."""
-    if seconds < 60:
-        return f"{seconds:.3g} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.3g} min"
-    return f"{seconds / 3600:.3g} h"
-
-
-def _number(value: object, name: str, low: float, high: float) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not (math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{name} must be a number from {low:g} to {high:g}, got {value!r}")
-    return float(value)
 
 
 class StreamingDetector:

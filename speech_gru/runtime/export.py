@@ -5,7 +5,8 @@ probabilities ``(B, C)`` out, MFCCs included. The label list travels with it (To
 the extra file ``labels.json``; ONNX: the metadata entry ``labels``), so it runs with plain
 ``torch.jit.load`` or ``onnxruntime`` and no ``speech_gru`` package. A checkpoint's
 calibrated operating point (``speech_gru.analysis.calibrate``) travels too, as JSON text: the entry
-``operating_point`` of TorchScript's ``metadata.json`` and of ONNX's metadata::
+``operating_point`` of TorchScript's ``metadata.json`` and of ONNX's metadata (every entry:
+``speech_gru.runtime.checkpoint.export_metadata``)::
 
     model = torch.jit.load("kws.pt", _extra_files=(extra := {"labels.json": ""}))
     labels = json.loads(extra["labels.json"])
@@ -25,7 +26,6 @@ import math
 import os
 import tempfile
 import warnings
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,12 +33,18 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from speech_gru import __version__
 from speech_gru.core.atomic import write_atomic
 from speech_gru.core.explicit_gru import gru_gates
 from speech_gru.core.features import MFCC, dft_basis
 from speech_gru.core.model import KeywordModel
-from speech_gru.runtime.detector import OperatingPoint
+from speech_gru.runtime.checkpoint import (
+    HYPER_PARAMETERS,
+    OPERATING_POINT,
+    export_metadata,
+    is_training_checkpoint,
+    load_checkpoint_model,
+    read_operating_point,
+)
 
 FORMATS = ("torchscript", "onnx")
 ONNX_OPSET = 17
@@ -274,38 +280,6 @@ def quantize_int8(module: nn.Module) -> nn.Module:
         )
 
 
-def metadata(
-    labels: list[str],
-    hyper_parameters: dict,
-    operating_point: OperatingPoint | None = None,
-    streaming: dict | None = None,
-) -> dict[str, str]:
-    """The text entries an export stores (``operating_point`` only when calibrated;
-    ``streaming``, the frame and state sizes, only for a ``StreamingStep``)."""
-    meta = {
-        "labels": json.dumps(labels),
-        "sample_rate": "16000",
-        "input": "waveform: float32 (batch, samples) at 16 kHz, mono, in [-1, 1]",
-        "output": "probabilities: float32 (batch, labels)",
-        "speech_gru_version": __version__,
-        "hyper_parameters": json.dumps(hyper_parameters, default=str),
-    }
-    if streaming is not None:
-        meta["input"] = (
-            "audio: float32 (batch, frame_hop) new samples at 16 kHz; samples (batch, n_fft "
-            "- frame_hop), hidden (layers, batch, H), past (batch, window_frames - 1, labels): "
-            "the state"
-        )
-        meta["output"] = (
-            "probabilities (batch, labels) of the window ending at this frame, logits "
-            "(batch, labels) of this frame, then the next samples, hidden and past"
-        )
-        meta["streaming"] = json.dumps(streaming)
-    if operating_point is not None:
-        meta["operating_point"] = json.dumps(operating_point.to_dict())
-    return meta
-
-
 def export_torchscript(wrapper: nn.Module, meta: dict[str, str], quantize: bool) -> bytes:
     """The TorchScript archive, in memory: ``torch.jit.save`` to a path aborts the whole
     process when the disk is full, where Python I/O raises an OSError."""
@@ -408,17 +382,6 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def is_training_checkpoint(path: Path) -> bool:
-    """A ``torch.save`` archive (pickled data, no compiled code as TorchScript has)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return False
-    pickled = any(name.endswith("data.pkl") for name in names)
-    return pickled and not any(name.endswith("constants.pkl") for name in names)
-
-
 def export(
     checkpoint: str | Path,
     out: str | Path,
@@ -448,8 +411,6 @@ def export(
         ExportError: ``out`` is refused or cannot be written, or ``streaming`` for a
             bidirectional model, with a one-line reason.
     """
-    from speech_gru.runtime.classifier import load_checkpoint_model, operating_point
-
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     model, labels, loaded = load_checkpoint_model(checkpoint)
@@ -458,7 +419,7 @@ def export(
             f"{checkpoint}: a bidirectional model cannot stream with state; --streaming "
             "needs a forward model (model.architecture.direction: forward)"
         )
-    point = operating_point(Path(checkpoint), loaded.get("operating_point"), labels)
+    point = read_operating_point(Path(checkpoint), loaded.get(OPERATING_POINT), labels)
     out = Path(out)
     try:
         check_output(out, Path(checkpoint))
@@ -471,7 +432,7 @@ def export(
             ) from None
         wrapper = StreamingStep(model).eval() if streaming else inference_module(model)
         spec = wrapper.spec if streaming else None
-        meta = metadata(labels, dict(loaded["hyper_parameters"]), point, spec)
+        meta = export_metadata(labels, dict(loaded[HYPER_PARAMETERS]), point, spec)
         with torch.no_grad():
             to_bytes = export_torchscript if fmt == "torchscript" else export_onnx
             data = to_bytes(wrapper, meta, quantize)

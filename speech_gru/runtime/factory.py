@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from speech_gru.runtime.classifier import Classifier, load_classifier
-from speech_gru.runtime.detector import DetectorConfig, Scorer, StatefulScorer, StreamingDetector
+from speech_gru.runtime.detector import DetectorConfig, StreamingDetector
+from speech_gru.runtime.stateful import Scorer, StatefulScorer
 
 FILE_BATCH_WINDOWS = 32
 """Windows per model call when the audio is all there (files, arrays, built recordings): a

@@ -13,10 +13,9 @@ from __future__ import annotations
 import logging
 import math
 import os
-import pickle
 from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import TypeVar
 
 import lightning as L
 import torch
@@ -27,12 +26,13 @@ from torchmetrics.classification import MulticlassAccuracy
 from speech_gru import __version__
 from speech_gru.core.features import FeatureConfig
 from speech_gru.core.labels import resolve_labels
-from speech_gru.core.model import (
-    ArchitectureConfig,
-    KeywordModel,
-    ModelConfig,
-    flat_keys,
-    nest_config,
+from speech_gru.core.model import ArchitectureConfig, KeywordModel, ModelConfig
+from speech_gru.runtime.checkpoint import (
+    VERSION,
+    CheckpointError,
+    model_state,
+    read_checkpoint,
+    stored_hyper_parameters,
 )
 from speech_gru.train.augment import mixup, spec_augment
 
@@ -49,24 +49,6 @@ Config = TypeVar("Config", ArchitectureConfig, FeatureConfig)
 def as_config(kind: type[Config], value: Config | dict) -> Config:
     """A config dataclass, from itself or from the dict a checkpoint stores."""
     return value if isinstance(value, kind) else kind(**value)
-
-
-class CheckpointError(Exception):
-    """A checkpoint that will not be loaded; ``str()`` is one line naming it."""
-
-
-def refused(path: str | os.PathLike, err: Exception) -> CheckpointError:
-    """The one-line error for a checkpoint file that ``torch.load`` would not read."""
-    text = str(err)
-    if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in text:
-        # torch's advice to load it unsafely is left out; its reason is kept.
-        paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()][1:]
-        ignore = ("Check the documentation", "Please file an issue")
-        detail = next((p for p in paragraphs if not p.startswith(ignore)), "")
-        reason = f"it holds objects other than tensors and plain data, not loaded: {detail}"
-    else:
-        reason = f"not a PyTorch checkpoint: {type(err).__name__}: {text}"
-    return CheckpointError(f"{path}: {' '.join(reason.split())[:240]}")
 
 
 class KeywordSpotter(L.LightningModule):
@@ -153,29 +135,6 @@ class KeywordSpotter(L.LightningModule):
             "test": (self.test_acc, self.test_clips),
         }
 
-    @classmethod
-    def load_from_checkpoint(  # type: ignore[override]
-        cls,
-        checkpoint_path: str | os.PathLike | IO,
-        map_location: Any = None,
-        hparams_file: str | os.PathLike | None = None,
-        strict: bool | None = None,
-        weights_only: bool | None = None,
-        **kwargs: Any,
-    ) -> KeywordSpotter:
-        """Lightning's ``load_from_checkpoint``, which also reads checkpoints written before
-        the model's settings were nested: their flat hyper-parameters (``hidden_size``,
-        ``n_fft``, ...) become ``architecture`` and ``features`` (see ``nest_config``)."""
-        stored = stored_hparams(checkpoint_path) if hparams_file is None else {}
-        if flat_keys(stored):
-            nested = nest_config(stored)
-            kwargs = {
-                key: nested[key] for key in ("architecture", "features") if key in nested
-            } | kwargs
-        return super().load_from_checkpoint(
-            checkpoint_path, map_location, hparams_file, strict, weights_only, **kwargs
-        )
-
     def setup(self, stage: str) -> None:
         # Before Lightning restores a resumed fit's checkpoint, which then replaces these.
         if stage == "fit" and self.hparams.init_from:
@@ -190,17 +149,8 @@ class KeywordSpotter(L.LightningModule):
         """
         if not Path(path).is_file():
             raise CheckpointError(f"{path}: checkpoint file not found (model.init_from)")
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-            state = checkpoint["state_dict"]
-        except Exception as err:  # noqa: BLE001 - reading fails in many ways
-            raise refused(path, err) from None
-        prefix = "model."
-        shared = {
-            key[len(prefix) :]: value
-            for key, value in state.items()
-            if key.startswith(prefix) and not key.startswith(prefix + "head.")
-        }
+        state = model_state(read_checkpoint(path), path)
+        shared = {key: value for key, value in state.items() if not key.startswith("head.")}
         own = {k: v for k, v in self.model.state_dict().items() if not k.startswith("head.")}
         differ = sorted(
             key for key in own if key not in shared or shared[key].shape != own[key].shape
@@ -346,7 +296,7 @@ class KeywordSpotter(L.LightningModule):
         }
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["speech_gru_version"] = __version__
+        checkpoint[VERSION] = __version__
 
 
 def lr_factor(step: int, warmup: int, total: int, schedule: str, min_ratio: float) -> float:
@@ -359,26 +309,12 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str, min_ratio: floa
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def stored_hparams(checkpoint: str | os.PathLike | IO) -> dict:
-    """The hyper-parameters of a local checkpoint file or an open one; {} for what cannot be
-    read weights-only (a URL, another format: Lightning's own read then reports it)."""
-    try:
-        if isinstance(checkpoint, (str, os.PathLike)):
-            if not Path(checkpoint).is_file():
-                return {}
-            loaded = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-        else:
-            start = checkpoint.tell()
-            loaded = torch.load(checkpoint, map_location="cpu", weights_only=True)
-            checkpoint.seek(start)
-    except Exception:  # noqa: BLE001 - reading fails in many ways; Lightning's read reports it
-        return {}
-    hparams = loaded.get("hyper_parameters") if isinstance(loaded, dict) else None
-    return dict(hparams) if isinstance(hparams, dict) else {}
-
-
 def init_checkpoint_config(path: str | os.PathLike) -> dict[str, dict]:
     """The ``architecture`` and ``features`` a model needs to load ``path``'s encoder
-    (``KeywordSpotter.init_from``); {} when the file cannot be read (loading reports it)."""
-    stored = nest_config(stored_hparams(path))
+    (``KeywordSpotter.init_from``).
+
+    Raises:
+        CheckpointError: the file will not be read, or its settings are of the flat form.
+    """
+    stored = stored_hyper_parameters(path, read_checkpoint(path))
     return {key: stored[key] for key in ("architecture", "features") if key in stored}

@@ -2,340 +2,52 @@
 
 Config flows YAML -> LightningCLI -> typed ``__init__`` arguments; devices, nodes,
 strategy and precision are plain Trainer settings, so Lightning, torchrun and SLURM all
-launch the same command. This module adds only what every recipe run needs:
+launch the same command. ``SpeechGruCLI`` adds only what every recipe run needs:
 
-* a run folder (``--run_dir``): ``checkpoints/{best,last}.ckpt``, ``labels.txt``,
-  ``run_info.json`` (package version, git commit, world size), ``results.json``, and per
-  invocation ``logs/version_N/{config.yaml,metrics.csv}``;
-* checkpoints written atomically (a temporary file in the same folder, fsync, rename), a
-  fresh ``last.ckpt`` every ``--last_every_n_steps`` steps and when the process is asked
-  to stop (SIGTERM, or SIGUSR1 as SLURM sends before pre-emption), so
-  ``fit --ckpt_path last`` continues exactly where it stopped;
+* the run folder (``--run_dir``; ``speech_gru.train.run_folder``): held by one run at a
+  time, ``run_info.json`` before ``fit``, ``results.json`` and ``curves.png`` after;
+* the trainer's checkpoint I/O and callbacks (``speech_gru.train.callbacks``): atomic
+  checkpoints, read from local files only and weights-only, a fresh ``last.ckpt`` every
+  ``--last_every_n_steps`` steps and on SIGTERM/SIGUSR1, one plain line per epoch in a
+  log file; early stopping on ``val/acc`` (``--early_stopping_patience N``, off by default);
 * the label list linked from the data into the model, the per-device batch size into the
   learning-rate scaling, and ``seed_everything`` into the data's seed;
-* configs, flags and checkpoints of the flat form, from before the model's settings moved
-  under ``model.architecture`` and ``model.features``, read as the nested form (with a
-  one-line deprecation warning for configs and flags);
-* early stopping on ``val/acc`` (``--early_stopping_patience N``, off by default);
-* one run at a time in a run folder (a lock held by global rank 0, naming its PID), a
-  refusal to start a new ``fit`` over an earlier run's checkpoints or to resume one that
-  has none, and the removal of temporary files left by a save that was killed;
-* checkpoints read from local files only, weights-only (never unpickling code);
+* ``--ckpt_path``'s and ``--model.init_from``'s model settings read through the one
+  checkpoint reader (``speech_gru.runtime.checkpoint``), so the model is built to fit them;
 * a test of the best checkpoint right after ``fit``;
 * one-line errors, not tracebacks, for data and checkpoint set-up problems;
-* training you can watch: ``curves.png`` (loss and accuracy per epoch, from every
-  ``metrics.csv`` of the run) at the end of ``fit``, one plain line per epoch on stderr
-  when it is not a terminal (a log file; ``EpochLines``), and TensorBoard event files in
-  ``tensorboard/version_N`` beside the CSV logs when the ``tensorboard`` package is
-  installed (``--tensorboard``).
+* TensorBoard event files in ``tensorboard/version_N`` beside the CSV logs when the
+  ``tensorboard`` package is installed (``--tensorboard``).
 """
 
 from __future__ import annotations
 
-import csv
-import fcntl
 import importlib.util
-import json
-import logging
-import os
 import signal
-import subprocess
 import sys
-import time
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import lightning as L
 import torch
-import yaml
-from jsonargparse import Namespace, get_loader, set_loader
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from speech_gru import __version__
-from speech_gru.core.atomic import TEMP_SUFFIX, write_atomic
-from speech_gru.core.model import flat_keys, nest_config, section_of
+from speech_gru.runtime.checkpoint import CheckpointError, read_checkpoint, stored_hyper_parameters
+from speech_gru.train.callbacks import AtomicCheckpointIO, EpochLines, LastCheckpoint
 from speech_gru.train.data import DataError, SpeechCommandsDataModule
 from speech_gru.train.download import DownloadError
-from speech_gru.train.lit import CheckpointError, KeywordSpotter, init_checkpoint_config, refused
-
-log = logging.getLogger(__name__)
-
-CONFIG_MODE = "speech_gru"
-"""The recipe's jsonargparse parser mode: YAML, with flat ``model:`` sections nested."""
-_load_yaml = get_loader("yaml")
-
-
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` that never leaves a half-written file under ``path`` (see
-    ``speech_gru.core.atomic``); missing folders are created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda f: torch.save(obj, f))
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint I/O: saves through ``atomic_save``; loads local files only,
-    weights-only.
-
-    Every checkpoint the trainer reads (``--ckpt_path`` of fit, validate, test) comes
-    through here. Lightning would fetch a URL and unpickle it in full, which runs any code
-    the file carries; a recipe checkpoint holds only tensors and plain data, so it loads
-    weights-only, and a remote one must be downloaded (and so chosen) first.
-    """
-
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
-    ) -> None:
-        atomic_save(checkpoint, path)
-
-    def load_checkpoint(
-        self, path: str | os.PathLike, map_location: Any = None, weights_only: bool | None = None
-    ) -> dict[str, Any]:
-        if "://" in str(path):
-            raise CheckpointError(
-                f"{path}: remote checkpoints are not loaded; download the file and pass its "
-                "local path"
-            )
-        if not Path(path).is_file():
-            raise CheckpointError(f"{path}: checkpoint file not found")
-        try:
-            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - unpickling fails in many ways
-            raise refused(path, err) from None
-
-
-class LastCheckpoint(Callback):
-    """Keeps ``last.ckpt`` fresh during training and saves it when asked to stop.
-
-    At every epoch end and every ``every_n_steps`` optimizer steps the full training state
-    (weights, optimizer, scheduler, loop progress, loader position) goes to ``last.ckpt``.
-
-    SIGTERM and SIGUSR1 (what SLURM sends before pre-emption) only note the request. At
-    the end of every training batch all ranks agree, in one collective at that fixed
-    point, whether any rank was asked; if so every rank sets Lightning's SIGTERM flag, so
-    they all stop after that same batch, and this callback writes ``last.ckpt``. Lightning's
-    own handler broadcasts from inside the signal handler, which pairs with whatever
-    collective another rank is in at that instant and can hang a DDP run for good.
-
-    Args:
-        dirpath: checkpoint folder.
-        every_n_steps: steps between saves; 0 saves only at epoch ends and on signals.
-    """
-
-    SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGUSR1") if hasattr(signal, n))
-
-    def __init__(self, dirpath: str | os.PathLike, every_n_steps: int = 0) -> None:
-        self.path = Path(dirpath) / "last.ckpt"
-        self.every_n_steps = every_n_steps
-        self._previous: dict[int, Any] = {}
-        self._stop_requested = False
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._stop_requested = False
-        if _main_thread():  # after Lightning installed its handlers for the run
-            for signum in self.SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._request_stop)
-
-    def _request_stop(self, signum: int, frame: Any) -> None:
-        self._stop_requested = True
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._restore_handlers()
-
-    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
-            trainer.save_checkpoint(self.path, weights_only=False)
-        if trainer.strategy.reduce_boolean_decision(self._stop_requested, all=False):
-            # Every rank, after the same batch: the loop raises SIGTERMException next.
-            trainer._signal_connector.received_sigterm = True
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # After validation, so the best-model state is current. The full state (optimizer,
-        # loops, callbacks), said explicitly: Lightning logs a line per save otherwise.
-        trainer.save_checkpoint(self.path, weights_only=False)
-
-    def on_exception(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
-    ) -> None:
-        self._restore_handlers()
-        if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit":
-            trainer.save_checkpoint(self.path, weights_only=False)
-
-    def _restore_handlers(self) -> None:
-        if _main_thread():
-            for signum, handler in self._previous.items():
-                signal.signal(signum, handler)
-        self._previous = {}
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-CURVE_KEYS = ("train/loss", "val/loss", "train/acc", "val/acc")
-"""The per-epoch values of ``EpochLines`` and ``curves.png``, in that order."""
-
-
-class EpochLines(Callback):
-    """One plain line per training epoch, for log files, where a progress bar is noise::
-
-        epoch 3/30  train loss 0.8123  val loss 0.7441  train acc 0.7310  val acc 0.7702  41.2 s
-
-    Printed by global rank 0 when ``stream`` (default: stderr at that moment) is not a
-    terminal; on a terminal the progress bar says it all and nothing is printed. Train loss
-    is the mean over rank 0's batches, the accuracies those the LightningModule logs,
-    seconds the epoch's wall time with its validation; a value not logged shows as ``-``.
-
-    Every rank reads the logged metrics at the same points, as the epoch-end checkpoint
-    does, whether it prints or not. The module logs ``train/acc`` in its own
-    ``on_train_epoch_end``, which Lightning calls after this callback's, so an epoch's
-    line is printed when the next epoch starts, or when training ends.
-
-    Args:
-        stream: where to print (None: ``sys.stderr`` when printing).
-    """
-
-    def __init__(self, stream: IO[str] | None = None) -> None:
-        self.stream = stream
-        self._pending: dict[str, Any] | None = None
-        self._start = time.monotonic()
-        self._loss_sum: torch.Tensor | float = 0.0
-        self._batches = 0
-        self._val: dict[str, float] = {}
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._print_pending(trainer)
-        self._start = time.monotonic()
-        self._loss_sum, self._batches, self._val = 0.0, 0, {}
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, *args: Any
-    ) -> None:
-        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-        if isinstance(loss, torch.Tensor):  # summed on the device: no sync per batch
-            # Lightning divides the loss it returns by the gradient accumulation
-            self._loss_sum = self._loss_sum + loss.detach() * trainer.accumulate_grad_batches
-            self._batches += 1
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._val = _metrics(trainer, "val/loss", "val/acc")
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        loss = float(self._loss_sum) / self._batches if self._batches else None
-        self._pending = {
-            "epoch": trainer.current_epoch + 1,
-            "seconds": time.monotonic() - self._start,
-            "train/loss": loss,
-            **self._val,
-        }
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._print_pending(trainer)
-
-    def on_exception(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
-    ) -> None:
-        self._print_pending(trainer)
-
-    def _print_pending(self, trainer: L.Trainer) -> None:
-        pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        pending.update(_metrics(trainer, "train/acc"))
-        stream = self.stream or sys.stderr
-        if trainer.is_global_zero and not _is_terminal(stream):
-            print(epoch_line(pending, trainer.max_epochs), file=stream, flush=True)
-
-
-def _metrics(trainer: L.Trainer, *keys: str) -> dict[str, float]:
-    logged = trainer.callback_metrics
-    return {key: float(logged[key]) for key in keys if key in logged}
-
-
-def _is_terminal(stream: IO[str]) -> bool:
-    isatty = getattr(stream, "isatty", None)
-    try:
-        return bool(isatty and isatty())
-    except ValueError:  # closed
-        return False
-
-
-def epoch_line(values: Mapping[str, Any], max_epochs: int | None = None) -> str:
-    """``epoch 3/30  train loss 0.8123  val loss 0.7441  train acc 0.7310  val acc
-    0.7702  41.2 s`` from {``epoch`` (from 1), ``seconds``, ``train/loss``, ``val/loss``,
-    ``train/acc``, ``val/acc``}; a missing or None value shows as ``-``."""
-
-    def shown(key: str) -> str:
-        value = values.get(key)
-        return "-" if value is None else f"{value:.4f}"
-
-    total = f"/{max_epochs}" if max_epochs and max_epochs > 0 else ""
-    parts = [f"epoch {values['epoch']}{total}"]
-    parts += [f"{key.replace('/', ' ')} {shown(key)}" for key in CURVE_KEYS]
-    parts.append(f"{values.get('seconds', 0.0):.1f} s")
-    return "  ".join(parts)
-
-
-def epoch_curves(metrics_files: Iterable[Path]) -> dict[str, dict[int, float]]:
-    """Per-epoch values of ``CURVE_KEYS`` from CSVLogger ``metrics.csv`` files.
-
-    ``train/loss`` is logged per step: an epoch's value is the mean of its logged steps
-    (every ``trainer.log_every_n_steps``; none in an epoch shorter than that); the others
-    are logged once per epoch (their last value counts). Files are read in order, and a
-    later one's epochs replace an earlier one's: the logs of a resumed fit redo the epoch
-    that was cut short.
-
-    Returns:
-        {key: {epoch (from 1): value}}, each key present (possibly empty).
-    """
-    curves: dict[str, dict[int, float]] = {key: {} for key in CURVE_KEYS}
-    for path in metrics_files:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        found: dict[str, dict[int, list[float]]] = {key: {} for key in CURVE_KEYS}
-        for row in rows:
-            if not row.get("epoch"):
-                continue
-            epoch = int(float(row["epoch"])) + 1
-            for key in CURVE_KEYS:
-                if row.get(key):
-                    found[key].setdefault(epoch, []).append(float(row[key]))
-        for key, epochs in found.items():
-            for epoch, values in epochs.items():
-                mean = key == "train/loss"
-                curves[key][epoch] = sum(values) / len(values) if mean else values[-1]
-    return curves
-
-
-def plot_curves(curves: Mapping[str, Mapping[int, float]], path: Path) -> Path:
-    """Draw train and validation loss and accuracy per epoch (``epoch_curves``) to a PNG,
-    written atomically."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
-    from matplotlib.ticker import MaxNLocator
-
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    for ax, quantity in zip(fig.subplots(1, 2), ("loss", "acc"), strict=True):
-        for stage, style in (("train", "o-"), ("val", "s--")):
-            points = sorted(curves.get(f"{stage}/{quantity}", {}).items())
-            if points:
-                ax.plot(*zip(*points, strict=True), style, label=stage, markersize=3)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel("accuracy" if quantity == "acc" else "loss")
-        ax.grid(alpha=0.3)
-        if ax.has_data():
-            ax.legend()
-    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    return path
+from speech_gru.train.lit import KeywordSpotter, init_checkpoint_config
+from speech_gru.train.run_folder import (
+    checkpoint_dir,
+    draw_curves,
+    hold_run_dir,
+    write_results,
+    write_run_info,
+)
 
 
 def tensorboard_logger(run_dir: Path, wanted: bool | None) -> dict | None:
@@ -371,42 +83,18 @@ class SpeechGruCLI(LightningCLI):
                 self._lock.close()
                 self._lock = None
 
-    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
-        kwargs.setdefault("parser_mode", CONFIG_MODE)  # the main and subcommand parsers
-        return super().init_parser(**kwargs)
-
-    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        if not isinstance(args, (dict, Namespace)):
-            given = sys.argv[1:] if args is None else list(args)
-            nested, renamed = nest_flags(given)
-            if renamed:
-                log.warning(
-                    "%s: flat model flags are deprecated, read as --model.architecture.* "
-                    "and --model.features.*",
-                    ", ".join(renamed),
-                )  # fmt: skip
-                self.config = parser.parse_args(nested)
-                return
-        super().parse_arguments(parser, args)
-
     def _parse_ckpt_path(self) -> None:
-        # LightningCLI's own step, with hyper-parameters of the flat form nested: before any
-        # hook runs, --ckpt_path's hyper-parameters (read weights-only) set the model's
-        # config. A file it refuses ends as the same one line as the trainer's.
+        # LightningCLI's own step, through the one checkpoint reader: before any hook runs,
+        # --ckpt_path's hyper-parameters set the model's config. A file it refuses (or one
+        # of the flat form) ends as one line, as the trainer's own read would.
         subcommand = self.config.get("subcommand")
         self._adopt_init_from(subcommand)
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not path or not Path(path).is_file():
             return
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - torch.load fails in many ways
-            raise refused(path, err) from None
-        stored = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-        hparams = dict(stored or {})
-        hparams.pop("_instantiator", None)
+        hparams = stored_hyper_parameters(path, read_checkpoint(path))
         if hparams:
-            model = {subcommand: {"model": nest_config(hparams)}}
+            model = {subcommand: {"model": hparams}}
             self.config = self.parser.parse_object(model, self.config)
 
     def _adopt_init_from(self, subcommand: str | None) -> None:
@@ -498,32 +186,10 @@ class SpeechGruCLI(LightningCLI):
         return trainer
 
     def _hold_run_dir(self) -> None:
-        """Take the run folder for this run (global rank 0), check it holds what the
-        command needs, and clear what a killed save left behind: once the lock is held,
-        no other run can be writing there."""
-        if not self.trainer.is_global_zero:
-            return
-        config = self.config[self.subcommand]
-        run_dir = Path(config.run_dir)
-        self._lock = lock_run_dir(run_dir)
-        checkpoints = Path(checkpoint_dir(str(run_dir)))
-        if self.subcommand == "fit" and config.get("ckpt_path") is None:
-            existing = sorted(checkpoints.glob("*.ckpt"))
-            if existing:
-                sys.exit(
-                    f"error: {run_dir} already holds checkpoints ({existing[0].name}); "
-                    "resume it with --ckpt_path last or choose another --run_dir"
-                )
-        if config.get("ckpt_path") == "last" and not (checkpoints / "last.ckpt").is_file():
-            sys.exit(
-                f"error: {checkpoints / 'last.ckpt'}: not found, nothing to resume; run "
-                "without --ckpt_path last to start afresh"
-            )
-        stale = list(checkpoints.glob(f".*{TEMP_SUFFIX}"))
-        for path in stale:
-            path.unlink(missing_ok=True)
-        if stale:
-            log.warning("%s: removed %d temporary files of a killed save", run_dir, len(stale))
+        if self.trainer.is_global_zero:
+            config = self.config[self.subcommand]
+            run_dir, ckpt_path = Path(config.run_dir), config.get("ckpt_path")
+            self._lock = hold_run_dir(run_dir, self.subcommand, ckpt_path)
 
     def before_fit(self) -> None:
         self._hold_run_dir()
@@ -551,20 +217,9 @@ class SpeechGruCLI(LightningCLI):
         self._report(results, Path(config.run_dir) / "results.json", best)
 
     def _draw_curves(self, run_dir: Path) -> None:
-        """``run_dir/curves.png`` from every ``metrics.csv`` of the CSV logger's folder (a
-        resumed fit's earlier invocations too), when there is one."""
         loggers = [log for log in self.trainer.loggers if isinstance(log, CSVLogger)]
-        if not loggers or not self.trainer.is_global_zero:
-            return
-
-        def version(path: Path) -> int:
-            number = path.parent.name.removeprefix("version_")
-            return int(number) if number.isdigit() else -1
-
-        files = sorted(Path(loggers[0].root_dir).glob("*/metrics.csv"), key=version)
-        curves = epoch_curves(files)
-        if any(curves.values()):
-            plot_curves(curves, run_dir / "curves.png")
+        if loggers and self.trainer.is_global_zero:
+            draw_curves(run_dir, Path(loggers[0].root_dir))
 
     def after_test(self) -> None:
         config = self.config["test"]
@@ -576,120 +231,8 @@ class SpeechGruCLI(LightningCLI):
         if not results or not self.trainer.is_global_zero:
             return
         metrics = {k: float(v) for k, v in results[0].items()}
-        record = {"checkpoint": checkpoint or "", **metrics}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=2) + "\n")
-        if checkpoint and path.name == "results.json":
-            record_test_metrics(Path(checkpoint), metrics)
+        write_results(path, checkpoint, metrics)
         print(f"test accuracy: {metrics.get('test/acc', float('nan')):.4f}  ({checkpoint})")
-
-
-def load_config_text(text: str, path: str | os.PathLike = "") -> Any:
-    """A config (or a value) as jsonargparse's YAML loader reads it, with a flat ``model:``
-    section (``hidden_size``, ``n_fft``, ... beside ``lr``: the form before the model's
-    settings moved under ``model.architecture`` and ``model.features``) nested."""
-    value = _load_yaml(text)
-    model = value.get("model") if isinstance(value, dict) else None
-    keys = flat_keys(model) if isinstance(model, dict) else []
-    if keys:
-        log.warning(
-            "%s: model.%s: flat model settings are deprecated, read as model.architecture.* "
-            "and model.features.*",
-            path or "config", ", model.".join(keys),
-        )  # fmt: skip
-        value = {**value, "model": nest_config(model)}
-    return value
-
-
-set_loader(CONFIG_MODE, load_config_text, (yaml.YAMLError,))
-
-
-def nest_flags(args: list[str]) -> tuple[list[str], list[str]]:
-    """Command-line arguments with flat model flags (``--model.hidden_size 64``) renamed to
-    the nested ones (``--model.architecture.hidden_size 64``), and the flags renamed."""
-    out, renamed = [], []
-    for arg in args:
-        flag, equals, value = arg.partition("=")
-        key = flag.removeprefix("--model.")
-        section = section_of(key) if flag.startswith("--model.") else None
-        if section is not None:
-            arg = f"--model.{section}.{key}{equals}{value}"
-            renamed.append(flag)
-        out.append(arg)
-    return out, renamed
-
-
-def checkpoint_dir(run_dir: str) -> str:
-    return str(Path(run_dir) / "checkpoints")
-
-
-def lock_run_dir(run_dir: Path) -> IO[str]:
-    """Lock ``run_dir/.lock`` for as long as the returned file stays open (the process's
-    life: the kernel releases it even on ``kill -9``); the file holds the owner's PID.
-
-    Raises:
-        SystemExit: another process holds the folder; the message names its PID.
-    """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(run_dir / ".lock", "a+")  # noqa: SIM115 - held until the process ends
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
-        handle.close()
-        sys.exit(
-            f"error: {run_dir} is in use by another run (PID {holder}); wait for it to end "
-            "or choose another --run_dir"
-        )
-    handle.truncate(0)
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
-
-
-def git_commit() -> str | None:
-    """The source's git commit (with ``-dirty`` if modified), or None outside a checkout."""
-    source = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=source, capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return commit + ("-dirty" if dirty else "")
-
-
-def write_run_info(run_dir: Path, trainer: L.Trainer, datamodule: SpeechCommandsDataModule) -> None:
-    """``labels.txt`` and ``run_info.json``: what is needed to know how a run was made."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "labels.txt").write_text("".join(f"{label}\n" for label in datamodule.labels))
-    info = {
-        "speech_gru_version": __version__,
-        "git_commit": git_commit(),
-        "torch": torch.__version__,
-        "lightning": L.__version__,
-        "command": sys.argv,
-        "world_size": trainer.world_size,
-        "num_nodes": trainer.num_nodes,
-        "devices_per_node": trainer.num_devices,
-        "precision": str(trainer.precision),
-        "seed": datamodule.hparams.seed,
-        "clips": datamodule.clip_counts,
-        "speakers": datamodule.speaker_counts(),
-    }
-    (run_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
-
-
-def record_test_metrics(path: Path, metrics: dict[str, float]) -> None:
-    """Store test metrics inside a checkpoint (for ``speech-gru info``), atomically."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    checkpoint["test_metrics"] = metrics
-    atomic_save(checkpoint, path)
 
 
 def main(args: list[str] | None = None) -> SpeechGruCLI:

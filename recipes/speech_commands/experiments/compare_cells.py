@@ -36,10 +36,9 @@ def parameters(cell: str, hidden: int, config: Path) -> int:
     """Parameters of the recipe's model with this cell and hidden size."""
     import yaml
 
-    from speech_gru.core.model import nest_config
     from speech_gru.train.lit import KeywordSpotter
 
-    settings = nest_config(yaml.safe_load(Path(config).read_text()).get("model") or {})
+    settings = yaml.safe_load(Path(config).read_text()).get("model") or {}
     architecture = settings.get("architecture", {}) | {"cell": cell, "hidden_size": hidden}
     return KeywordSpotter(**(settings | {"architecture": architecture})).model.num_parameters()
 
@@ -86,11 +85,10 @@ def speed(cell: str, hidden: int, steps: int, batch: int, config: Path) -> dict:
 
     if str(ROOT) not in sys.path:  # tools/ is not installed: the benchmarks' timer, from the tree
         sys.path.insert(0, str(ROOT))
-    from speech_gru.core.model import nest_config
     from speech_gru.train.lit import KeywordSpotter
     from tools.bench_infer import median_ms
 
-    settings = nest_config(yaml.safe_load(Path(config).read_text()).get("model") or {})
+    settings = yaml.safe_load(Path(config).read_text()).get("model") or {}
     architecture = settings.get("architecture", {}) | {"cell": cell, "hidden_size": hidden}
     module = KeywordSpotter(**(settings | {"architecture": architecture}))
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)

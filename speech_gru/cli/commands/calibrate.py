@@ -24,7 +24,7 @@ from speech_gru.cli.options import (
     reason,
 )
 from speech_gru.core.audio import AudioError, printable
-from speech_gru.runtime.detector import duration_text
+from speech_gru.runtime.checkpoint import duration_text
 from speech_gru.runtime.factory import LIVE_BATCH_WINDOWS
 
 
