@@ -19,8 +19,8 @@ import torch
 
 from speech_gru.cli.main import build_parser, main
 from speech_gru.cli.options import detector_config
-from speech_gru.runtime.checkpoint import OperatingPoint
-from speech_gru.runtime.classifier import ModelLoadError, load_classifier
+from speech_gru.runtime.checkpoint import ModelLoadError, OperatingPoint
+from speech_gru.runtime.classifier import load_classifier
 from speech_gru.runtime.detector import DetectorConfig
 from tests.helpers import LABELS
 

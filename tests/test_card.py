@@ -14,7 +14,7 @@ import torch
 from speech_gru.analysis import card
 from speech_gru.cli.main import main
 from speech_gru.core.labels import LABEL_SETS
-from speech_gru.runtime.classifier import ModelLoadError
+from speech_gru.runtime.checkpoint import ModelLoadError
 from speech_gru.train.lit import KeywordSpotter
 from tests.helpers import TINY_LABELS as LABELS
 from tests.helpers import tiny_checkpoint

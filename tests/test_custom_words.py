@@ -12,9 +12,10 @@ import torch
 
 from speech_gru.core.labels import SILENCE, UNKNOWN
 from speech_gru.core.model import ArchitectureConfig
+from speech_gru.runtime.checkpoint import CheckpointError
 from speech_gru.train.corpus import FolderSurvey
 from speech_gru.train.data import DataError, SpeechCommandsDataModule
-from speech_gru.train.lit import CheckpointError, KeywordSpotter
+from speech_gru.train.lit import KeywordSpotter
 from speech_gru.train.training import main
 from tests.helpers import RECIPE_CONF, tone_folder
 

@@ -94,7 +94,7 @@ def test_explain_writes_a_png_and_json_that_follow_the_input(
 def test_explain_matches_the_model(checkpoint: Path, clips: dict[str, Path]) -> None:
     """Probabilities and attention come from the real model's forward pass."""
     from speech_gru.core.audio import load_audio
-    from speech_gru.runtime.classifier import load_checkpoint_model
+    from speech_gru.runtime.checkpoint import load_checkpoint_model
 
     model, _, _ = load_checkpoint_model(checkpoint)
     wave = torch.from_numpy(load_audio(clips["tone"]))[None]

@@ -9,8 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from speech_gru.runtime.checkpoint import OperatingPoint
-from speech_gru.runtime.classifier import ModelLoadError
+from speech_gru.runtime.checkpoint import ModelLoadError, OperatingPoint
 from speech_gru.runtime.detector import DetectorConfig
 from speech_gru.runtime.factory import (
     FILE_BATCH_WINDOWS,

@@ -23,7 +23,8 @@ import pytest
 import torch
 
 from speech_gru.cli.main import main
-from speech_gru.runtime.classifier import ModelLoadError, load_classifier
+from speech_gru.runtime.checkpoint import ModelLoadError
+from speech_gru.runtime.classifier import load_classifier
 from tests.helpers import LABELS
 
 pytestmark = pytest.mark.slow  # every test here uses the session's trained model

@@ -32,8 +32,9 @@ import pytest
 import soundfile as sf
 import torch
 
+from speech_gru.train.clips import ClipDataset
 from speech_gru.train.corpus import speaker_of, which_set
-from speech_gru.train.data import ClipDataset, DataError, SpeechCommandsDataModule
+from speech_gru.train.data import DataError, SpeechCommandsDataModule
 from speech_gru.train.training import main
 from tests.helpers import LABELS, recipe_args, train_args
 

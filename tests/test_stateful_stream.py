@@ -188,7 +188,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 def model_events(checkpoint: Path, wave: np.ndarray, config: DetectorConfig) -> list[dict]:
     """The events the detector gives on the model's one-pass scores (``reference``)."""
-    from speech_gru.runtime.classifier import load_checkpoint_model
+    from speech_gru.runtime.checkpoint import load_checkpoint_model
 
     model, labels, _ = load_checkpoint_model(checkpoint)
     detector = StreamingDetector(lambda w: w, labels, config)  # replay only

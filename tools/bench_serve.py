@@ -126,7 +126,7 @@ def start_server(
 
 def model_size(checkpoint: str) -> str:
     """``12,345 parameters (GRU, hidden 16 x 2 layers)`` for a checkpoint."""
-    from speech_gru.runtime.classifier import ModelLoadError, load_checkpoint_model, model_kind
+    from speech_gru.runtime.checkpoint import ModelLoadError, load_checkpoint_model, model_kind
 
     try:
         if model_kind(checkpoint) != "checkpoint":

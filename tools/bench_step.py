@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def load(checkpoint: str | None, sizes: dict):  # noqa: ANN201 - a KeywordModel
     from speech_gru.core.model import ArchitectureConfig, KeywordModel, ModelConfig
-    from speech_gru.runtime.classifier import load_checkpoint_model
+    from speech_gru.runtime.checkpoint import load_checkpoint_model
 
     if checkpoint:
         return load_checkpoint_model(checkpoint)[0]

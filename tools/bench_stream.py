@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from speech_gru.runtime.classifier import ModelLoadError
+    from speech_gru.runtime.checkpoint import ModelLoadError
     from speech_gru.train.corpus import synthetic_noise
 
     err = Console(stderr=True)

@@ -263,7 +263,7 @@ def explain_file(checkpoint: str | Path, path: str | Path) -> Explanation:
         ExplainError: an exported model, or a model that is not a GRU.
         AudioError: the audio file cannot be read.
     """
-    from speech_gru.runtime.classifier import load_checkpoint_model, model_kind
+    from speech_gru.runtime.checkpoint import load_checkpoint_model, model_kind
 
     source = Path(checkpoint)
     if model_kind(source) != "checkpoint":

@@ -133,7 +133,7 @@ def gradients_file(checkpoint: str | Path, path: str | Path) -> ClipGradients:
         AudioError: the audio file cannot be read.
     """
     from speech_gru.core.audio import load_audio, loudest_window
-    from speech_gru.runtime.classifier import ModelLoadError, load_checkpoint_model, model_kind
+    from speech_gru.runtime.checkpoint import ModelLoadError, load_checkpoint_model, model_kind
     from speech_gru.train.corpus import CLIP_SAMPLES
 
     if model_kind(checkpoint) != "checkpoint":

@@ -88,7 +88,7 @@ def load_model(args: argparse.Namespace):  # noqa: ANN201 - a Classifier
     Raises:
         CliError: the file cannot be loaded (``ModelLoadError``'s line).
     """
-    from speech_gru.runtime.classifier import ModelLoadError
+    from speech_gru.runtime.checkpoint import ModelLoadError
     from speech_gru.runtime.factory import load_model as load
 
     try:

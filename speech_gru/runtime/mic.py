@@ -17,15 +17,8 @@ from typing import Any
 import numpy as np
 import soxr
 
-from speech_gru.core.audio import (
-    _RESAMPLE_QUALITY,
-    SAMPLE_RATE,
-    AudioError,
-    _check_rate,
-    _mixdown,
-    _one_line,
-    _Rebuffer,
-)
+from speech_gru.core.audio import _RESAMPLE_QUALITY, SAMPLE_RATE, AudioError, _mixdown, _Rebuffer
+from speech_gru.core.audio_checks import _check_rate, _one_line
 
 
 class MicrophoneError(AudioError):

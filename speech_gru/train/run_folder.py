@@ -26,7 +26,8 @@ import lightning as L
 import torch
 
 from speech_gru import __version__
-from speech_gru.core.atomic import TEMP_SUFFIX, write_atomic
+from speech_gru.core.atomic import TEMP_SUFFIX
+from speech_gru.core.plots import save_figure
 from speech_gru.runtime.checkpoint import record_test_metrics
 from speech_gru.train.callbacks import CURVE_KEYS
 from speech_gru.train.data import SpeechCommandsDataModule
@@ -213,5 +214,4 @@ def plot_curves(curves: Mapping[str, Mapping[int, float]], path: Path) -> Path:
         ax.grid(alpha=0.3)
         if ax.has_data():
             ax.legend()
-    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    return path
+    return save_figure(fig, path, dpi=100)

@@ -63,7 +63,7 @@ def curves(checkpoint: str, root: Path, limit: int, seed: int) -> tuple[str, dic
     from speech_gru.analysis.gradients import gradient_flow
     from speech_gru.core.audio import load_audio, loudest_window
     from speech_gru.core.labels import is_keyword
-    from speech_gru.runtime.classifier import load_checkpoint_model
+    from speech_gru.runtime.checkpoint import load_checkpoint_model
     from speech_gru.train.corpus import CLIP_SAMPLES, background_noise
 
     model, labels, stored = load_checkpoint_model(checkpoint)

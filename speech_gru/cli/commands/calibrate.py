@@ -114,13 +114,13 @@ def run(args: argparse.Namespace) -> int:
     from speech_gru.analysis.calibrate import CalibrationError, calibrate, save_point
     from speech_gru.analysis.negatives import from_dataset, from_files
     from speech_gru.analysis.streaming.scores import record
-    from speech_gru.runtime.classifier import (
+    from speech_gru.runtime.checkpoint import (
         ModelLoadError,
-        checkpoint_classifier,
+        is_training_checkpoint,
         load_checkpoint_model,
         model_kind,
     )
-    from speech_gru.runtime.export import is_training_checkpoint
+    from speech_gru.runtime.classifier import checkpoint_classifier
 
     source_path = Path(args.checkpoint)
     inputs = [*(args.negatives or []), *([args.clips] if args.clips else [])]

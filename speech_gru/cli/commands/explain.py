@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from speech_gru.analysis.explain import ExplainError, explain_file, plot_explanation, write_json
-    from speech_gru.runtime.classifier import ModelLoadError
+    from speech_gru.runtime.checkpoint import ModelLoadError
 
     inputs = [args.file, args.checkpoint]
     png = check_output(args.out, "--out", inputs, create=True)
@@ -75,7 +75,7 @@ def explain_gradients(args: argparse.Namespace, png: Path, data: Path | None) ->
     """``explain --gradients``: the loss gradient reaching each frame, for any cell."""
     from speech_gru.analysis.explain import write_json
     from speech_gru.analysis.gradients import gradients_file, plot_gradients
-    from speech_gru.runtime.classifier import ModelLoadError
+    from speech_gru.runtime.checkpoint import ModelLoadError
 
     try:
         gradients = gradients_file(args.checkpoint, args.file)

@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speech_gru.runtime.classifier import ModelLoadError
+    from speech_gru.runtime.checkpoint import ModelLoadError
     from speech_gru.runtime.export import ExportError, export
 
     try:

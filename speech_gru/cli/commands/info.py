@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from speech_gru.analysis.card import format_card, model_card
-    from speech_gru.runtime.classifier import ModelLoadError
+    from speech_gru.runtime.checkpoint import ModelLoadError
 
     try:
         card = model_card(args.checkpoint)
