@@ -3,8 +3,10 @@
 ``write_atomic`` writes to a fresh temporary file in the target's folder, flushes it to
 disk and renames it over the target, an atomic step on POSIX file systems: a full disk, a
 crash or an interrupt leaves the previous file (or none), never a partial one, and the
-temporary file is removed on any failure. No Lightning or torch import, so that exports
-and training checkpoints can share it.
+temporary file is removed on any failure. A target that exists and is not a regular file
+(``/dev/null``, ``/dev/full``, a named pipe) is written in place instead: replacing it would
+turn a device into a plain file. No Lightning or torch import, so that exports, figures and
+training checkpoints can share it.
 """
 
 from __future__ import annotations
@@ -28,10 +30,14 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
         write: called once with a binary file open for writing.
 
     Raises:
-        OSError: the data could not be written (``path`` is then unchanged); any exception
-            of ``write`` passes through the same way.
+        OSError: the data could not be written (a regular ``path`` is then unchanged); any
+            exception of ``write`` passes through the same way.
     """
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        with open(path, "wb") as f:  # a device or a pipe: never renamed over
+            write(f)
+        return
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:

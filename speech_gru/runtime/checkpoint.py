@@ -67,6 +67,12 @@ class CheckpointError(ModelLoadError):
 # -- training checkpoints ----------------------------------------------------------------
 
 
+ZIP_MAGIC = b"PK\x03\x04"
+"""How a file written by ``torch.save`` starts (a zip archive)."""
+PICKLE_MAGIC = b"\x80"
+"""How the older ``torch.save`` format (a pickle, protocol 2 or later) starts."""
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """The dict a training checkpoint holds, read weights-only from a local file.
 
@@ -81,6 +87,14 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         )
     if not Path(path).is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise CheckpointError(f"{path}: cannot read ({reason})") from None
+    if not head.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
+        raise CheckpointError(f"{path}: not a checkpoint file (neither a zip archive nor a pickle)")
     import torch
 
     try:
