@@ -56,6 +56,68 @@ class TruthError(ValueError):
 
 TRUTH_FIELDS = ("label", "start_s", "end_s")
 
+# A time is a short decimal: anything longer is not a time, and converting a number of
+# thousands of digits costs time (and, from a JSON integer, raises OverflowError).
+_MAX_NUMBER_CHARS = 40
+
+
+def _seconds(value: object) -> float:
+    """A time field as a float; ValueError for anything that is not a plain number.
+
+    Booleans are refused although Python counts them as integers: ``true`` is not a time.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("not a number")
+    if isinstance(value, str) and len(value.strip()) > _MAX_NUMBER_CHARS:
+        raise ValueError("too long")
+    if isinstance(value, int) and abs(value) >= 10**_MAX_NUMBER_CHARS:
+        raise ValueError("too large")
+    return float(value)
+
+
+def _json_rows(path: Path, text: str) -> list[tuple[str, object]]:
+    """The rows of a JSON truth file, each with where it is; TruthError in one line."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise TruthError(f"{path}: not JSON ({err.msg}, line {err.lineno})") from None
+    except ValueError:
+        # Python refuses integers of thousands of digits before building them.
+        raise TruthError(f"{path}: not JSON (a number with too many digits)") from None
+    except RecursionError:
+        raise TruthError(f"{path}: not JSON (nested too deep)") from None
+    if isinstance(data, dict):
+        lists = []
+        for key in ("keywords", "distractors"):
+            value = data.get(key, [])
+            if not isinstance(value, list):
+                raise TruthError(f"{path}: {key} must be a list of {{label, start_s, end_s}}")
+            lists.extend(value)
+        data = lists
+    if not isinstance(data, list):
+        raise TruthError(f"{path}: expected a list of {{label, start_s, end_s}} objects")
+    return [(f"item {i + 1}", row) for i, row in enumerate(data)]
+
+
+def _csv_rows(path: Path, text: str) -> list[tuple[str, object]]:
+    """The rows of a CSV truth file, each with where it is; TruthError in one line."""
+    reader = csv.DictReader(io.StringIO(text))
+    rows: list[tuple[str, object]] = []
+    try:
+        missing = [f for f in TRUTH_FIELDS if f not in (reader.fieldnames or [])]
+        if missing:
+            raise TruthError(
+                f"{path}: the CSV header must name {','.join(TRUTH_FIELDS)} "
+                f"(missing {', '.join(missing)})"
+            )
+        for row in reader:
+            rows.append((f"line {reader.line_num}", row))
+    except csv.Error as err:
+        # A field over csv's limit (128 KiB) or a NUL byte: the reader's words, one line.
+        line = reader.line_num or 1
+        raise TruthError(f"{path}: line {line}: not CSV ({' '.join(str(err).split())})") from None
+    return rows
+
 
 def read_truth(path: str | Path, duration_s: float | None = None) -> list[Truth]:
     """Read the words spoken in a recording from a CSV or JSON file.
@@ -74,8 +136,9 @@ def read_truth(path: str | Path, duration_s: float | None = None) -> list[Truth]
         The words in time order.
 
     Raises:
-        TruthError: unreadable file, missing field, bad number, ``start_s >= end_s``,
-            a time outside the recording, or a ``_silence_`` row.
+        TruthError: unreadable file, not CSV or JSON (a field over 128 KiB, JSON nested
+            too deep), missing field, bad number (a boolean, or over 40 characters),
+            ``start_s >= end_s``, a time outside the recording, or a ``_silence_`` row.
     """
     path = Path(path)
     try:
@@ -83,34 +146,17 @@ def read_truth(path: str | Path, duration_s: float | None = None) -> list[Truth]
     except (OSError, UnicodeDecodeError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else "not text"
         raise TruthError(f"{path}: cannot read the truth file ({reason})") from None
-    rows: list[tuple[str, dict]] = []  # (where, row)
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise TruthError(f"{path}: not JSON ({err.msg}, line {err.lineno})") from None
-        if isinstance(data, dict):
-            data = [*data.get("keywords", []), *data.get("distractors", [])]
-        if not isinstance(data, list):
-            raise TruthError(f"{path}: expected a list of {{label, start_s, end_s}} objects")
-        rows = [(f"item {i + 1}", row) for i, row in enumerate(data)]
-    else:
-        reader = csv.DictReader(io.StringIO(text))
-        missing = [f for f in TRUTH_FIELDS if f not in (reader.fieldnames or [])]
-        if missing:
-            raise TruthError(
-                f"{path}: the CSV header must name {','.join(TRUTH_FIELDS)} "
-                f"(missing {', '.join(missing)})"
-            )
-        rows = [(f"line {reader.line_num}", row) for row in reader]
+    rows = _json_rows(path, text) if path.suffix.lower() == ".json" else _csv_rows(path, text)
     truths = []
     for where, row in rows:
         if not isinstance(row, dict) or any(row.get(f) in (None, "") for f in TRUTH_FIELDS):
             raise TruthError(f"{path}: {where}: needs {', '.join(TRUTH_FIELDS)}")
+        if isinstance(row["label"], (bool, list, dict)):
+            raise TruthError(f"{path}: {where}: label must be text")
         label = str(row["label"]).strip()
         try:
-            start, end = float(row["start_s"]), float(row["end_s"])
-        except (TypeError, ValueError):
+            start, end = _seconds(row["start_s"]), _seconds(row["end_s"])
+        except (TypeError, ValueError, OverflowError):
             raise TruthError(f"{path}: {where}: start_s and end_s must be numbers") from None
         if label == SILENCE:
             raise TruthError(f"{path}: {where}: {SILENCE} is not a word (leave silence out)")
