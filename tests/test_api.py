@@ -195,6 +195,21 @@ def test_bad_inputs_are_one_line_errors(models: dict[str, Path], tmp_path: Path)
             spotter.events(wave)
 
 
+def test_waveforms_too_loud_to_be_audio_are_refused(models: dict[str, Path]) -> None:
+    """Finite as float64 but not as float32 (1e300), or finite samples whose power overflows
+    (float32 1e30): once NaN scores; audio is in [-1, 1]."""
+    spotter = Spotter.load(models["checkpoint"])
+    for wave in (np.full(48000, 1e300), np.full(48000, 1e30, np.float32), tone(440.0) * 4000):
+        for call in (spotter.classify, spotter.events):
+            with pytest.raises(AudioError) as err:
+                call(wave)
+            message = str(err.value)
+            assert message.startswith("waveform: ") and "\n" not in message
+            assert "audio is in [-1, 1]" in message
+    louder = tone(440.0) * 1800  # too loud for a model, still a waveform: scored, finite
+    assert all(np.isfinite(p.score) for p in spotter.classify(louder, top_k=4))
+
+
 # -- events ---------------------------------------------------------------------------------
 
 
@@ -251,6 +266,17 @@ def test_detector_settings_are_checked() -> None:
         spotter.detector_config(threshold=1.5)
     with pytest.raises(ValueError, match="'go'"):
         list(spotter.events(bursts(), thresholds={"go": 0.5}))
+    for settings, problem in (
+        ({"average_s": float("inf")}, "average_s must be a finite number"),
+        ({"refractory_s": float("inf")}, "refractory_s must be a finite number"),
+        ({"hop_s": 1e-5}, "hop_s must be at least 0.01 s"),
+        ({"batch_windows": 10**9}, "batch_windows must be from 1 to 1024"),
+    ):
+        for call in (spotter.detector_config, lambda **s: spotter.events(bursts(), **s)):
+            with pytest.raises(ValueError) as err:
+                call(**settings)
+            assert type(err.value) is not OverflowError and problem in str(err.value)
+            assert "\n" not in str(err.value)
 
 
 def test_a_checkpoints_operating_point_drives_its_exports_too(tmp_path: Path) -> None:

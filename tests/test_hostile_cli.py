@@ -136,6 +136,27 @@ def test_help_still_works_and_defaults_are_kept(capsys: pytest.CaptureFixture) -
     assert (args.rate, args.channels, args.threshold, args.average_s) == (16000, 1, 1.0, 0.0)
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "problem"),
+    [
+        ("--hop", "0.00001", "--hop 1e-05: must be at least 0.01 s (one frame)"),
+        ("--average", "1e300", "--average 1e+300: must be at most 86400 s (a day)"),
+        ("--refractory", "1e300", "--refractory 1e+300: must be at most 86400 s (a day)"),
+    ],
+)
+def test_settings_beyond_the_detectors_limits_are_one_line(
+    option: str, value: str, problem: str
+) -> None:
+    """A hop that would score a window every sample, spans too long to count in samples."""
+    from speech_gru.cli.main import build_parser
+    from speech_gru.cli.options import CliError, detector_config
+
+    args = build_parser().parse_args([*PARSE["transcribe"], option, value])
+    with pytest.raises(CliError) as err:
+        detector_config(args, 32)
+    assert str(err.value) == problem
+
+
 @pytest.mark.slow
 def test_negative_batch_size_gives_no_silent_answer(
     checkpoint: Path, commands_dir: Path, capsys: pytest.CaptureFixture

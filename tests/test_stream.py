@@ -277,3 +277,45 @@ def test_a_running_detectors_threshold_changes_without_losing_its_audio() -> Non
     detector.set_threshold(0.5)
     assert detector.config.thresholds == {} and detector.config.threshold == 0.5
     assert [e.label for e in detector.run([wave[SR // 2 :]])] == ["yes"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"average_s": float("inf")}, "average_s"),
+        ({"refractory_s": float("inf")}, "refractory_s"),
+        ({"hop_s": float("inf")}, "hop_s"),
+        ({"window_s": float("nan")}, "window_s"),
+        ({"average_s": 1e300}, "average_s"),
+        ({"refractory_s": 1e300}, "refractory_s"),
+        ({"hop_s": 1e-5}, "hop_s must be at least 0.01"),
+        ({"hop_s": 0.009}, "hop_s must be at least 0.01"),
+        ({"hop_s": True}, "hop_s must be a number"),
+        ({"hop_s": "0.1"}, "hop_s must be a number"),
+        ({"threshold": float("nan")}, "threshold"),
+        ({"threshold": True}, "threshold must be a number"),
+        ({"thresholds": {"yes": float("inf")}}, "thresholds['yes']"),
+        ({"thresholds": {"yes": None}}, "thresholds['yes']"),
+        ({"batch_windows": 0}, "batch_windows"),
+        ({"batch_windows": 2.5}, "batch_windows must be an integer"),
+        ({"batch_windows": 10**9}, "batch_windows"),
+        ({"sample_rate": 0}, "sample_rate"),
+        ({"sample_rate": float("inf")}, "sample_rate"),
+    ],
+)
+def test_every_setting_is_finite_and_in_range(settings: dict, problem: str) -> None:
+    """A ValueError in one line naming the field, never OverflowError or an endless stream."""
+    with pytest.raises(ValueError) as err:
+        DetectorConfig(**settings)
+    assert type(err.value) is not OverflowError
+    message = str(err.value)
+    assert "\n" not in message and problem in message
+
+
+def test_the_smallest_hop_and_largest_spans_still_run() -> None:
+    """The limits are far from any setting in use: one frame of hop and day-long spans."""
+    config = DetectorConfig(hop_s=0.01, average_s=86_400.0, refractory_s=86_400.0)
+    assert config.hop == 160 and config.average_count == 8_640_000
+    wave = signal((0, 1.0), (0.1, 0.8), (0, 1.0))
+    detector = StreamingDetector(level_scorer, LABELS, DetectorConfig(hop_s=0.01))
+    assert [e.label for e in detector.run([wave])] == ["yes"]

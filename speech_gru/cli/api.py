@@ -43,6 +43,11 @@ from speech_gru.runtime.source import Source, array_chunks, open_source
 MICROPHONE = "mic"
 """The ``source`` of ``Spotter.events`` that means the microphone, as ``None`` does."""
 
+MAX_AMPLITUDE = 1e3
+"""The largest sample magnitude a waveform may hold. Audio is in [-1, 1]; a little beyond
+is clipping, but samples past a thousand are not audio (int16 PCM not divided by 32768 is
+past it), and from about 1e19 their power overflows float32 and the scores come out NaN."""
+
 AudioInput = str | os.PathLike | np.ndarray
 """A file path (any format ``audio.load_audio`` reads) or a 1-D float waveform at 16 kHz."""
 
@@ -113,7 +118,8 @@ class Spotter:
             ``top_k`` predictions, most probable first.
 
         Raises:
-            AudioError: the file cannot be read, or the waveform is empty or not finite.
+            AudioError: the file cannot be read, or the waveform is empty, not finite or
+                has samples beyond ``MAX_AMPLITUDE`` (1000).
             ValueError: ``top_k`` below 1, or an array that is not a 1-D float waveform.
         """
         if top_k < 1:
@@ -203,7 +209,7 @@ def _waveform(audio: object) -> np.ndarray:
 
     Raises:
         ValueError: not a 1-D array of floats.
-        AudioError: no samples, or NaN or infinite ones.
+        AudioError: no samples, NaN or infinite ones, or ones beyond ``MAX_AMPLITUDE``.
     """
     wave = np.asarray(audio)
     if wave.ndim != 1:
@@ -217,4 +223,11 @@ def _waveform(audio: object) -> np.ndarray:
         raise AudioError("waveform", "no samples")
     if not np.isfinite(wave).all():
         raise AudioError("waveform", "holds NaN or infinite samples")
+    # Checked in the caller's precision, before the cast: float64 1e300 becomes inf.
+    peak = float(np.max(np.abs(wave)))
+    if peak > MAX_AMPLITUDE:
+        raise AudioError(
+            "waveform",
+            f"samples reach {peak:.3g}, but audio is in [-1, 1] (for int16 PCM divide by 32768)",
+        )
     return wave.astype(np.float32)

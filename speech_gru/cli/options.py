@@ -115,16 +115,20 @@ def detector_config(
     (the point's per-keyword ones are dropped).
 
     Raises:
-        CliError: the model cannot run at these settings, naming the flag.
+        CliError: the model cannot run at these settings, or a flag is beyond
+            ``DetectorConfig``'s limits, naming the flag.
     """
+    from speech_gru.runtime.detector import ConfigError
     from speech_gru.runtime.factory import SettingError
     from speech_gru.runtime.factory import detector_config as resolve
 
     try:
         return resolve(classifier, given_flags(args), batch_windows, calibrated)
-    except SettingError as err:
-        flag = next(f.metadata["flag"] for f in DetectorConfig.flags() if f.name == err.name)
-        raise CliError(f"{flag} {err.value:g}: {err}") from None
+    except (SettingError, ConfigError) as err:
+        flag = next((f.metadata["flag"] for f in DetectorConfig.flags() if f.name == err.name), "")
+        if not flag:  # a setting no flag sets
+            raise CliError(str(err)) from None
+        raise CliError(f"{flag} {err.value:g}: {getattr(err, 'problem', err)}") from None
 
 
 def load_runtime(args: argparse.Namespace, batch_windows: int):  # noqa: ANN201 - a Runtime

@@ -22,6 +22,8 @@ arrays in, events out.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import Field, asdict, dataclass, field, fields, replace
@@ -119,6 +121,56 @@ class Event:
         return asdict(self)
 
 
+MIN_HOP_S = 0.01
+"""The shortest hop: one feature frame (10 ms). Windows closer than a frame add no frame
+the last window lacked, and each costs a model call: a hop of 10 us took minutes for
+seconds of audio."""
+
+MAX_SPAN_S = 86_400.0
+"""The longest window, hop, averaging span or refractory time: a day. Longer values are
+not settings of a stream, and the sample counts made from them must stay integers."""
+
+MAX_BATCH_WINDOWS = 1024
+"""The most windows scored in one model call (a 1 s window at 16 kHz: 64 MB of audio)."""
+
+
+class ConfigError(ValueError):
+    """A ``DetectorConfig`` field out of range; ``str()`` is one line naming the field.
+
+    Attributes:
+        name: the field (``"hop_s"``).
+        value: the value refused.
+        problem: what is wrong with it, without the field's name (for a command line,
+            which names its flag instead).
+    """
+
+    def __init__(self, name: str, value: object, problem: str) -> None:
+        shown = repr(value)
+        if len(shown) > 40:
+            shown = shown[:37] + "..."
+        super().__init__(f"{name} must {problem}, got {shown}")
+        self.name = name
+        self.value = value
+        self.problem = f"must {problem}"
+
+
+def _real(name: str, value: object) -> float:
+    """``value`` as a finite float, or ConfigError: a bool or text is not a number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(name, value, "be a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ConfigError(name, value, "be a finite number")
+    return number
+
+
+def _integer(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(name, value, "be an integer")
+    if not low <= value <= high:
+        raise ConfigError(name, value, f"be from {low} to {high}")
+
+
 def _flag(name: str, help: str, kind: str, calibrated: bool = False) -> dict:
     return {"flag": name, "help": help, "kind": kind, "calibrated": calibrated}
 
@@ -190,14 +242,28 @@ class DetectorConfig:
         return replace(self, threshold=value, thresholds={})
 
     def __post_init__(self) -> None:
-        if self.hop_s <= 0 or self.window_s <= 0:
-            raise ValueError("window_s and hop_s must be positive")
-        if self.average_s < 0 or self.refractory_s < 0:
-            raise ValueError("average_s and refractory_s must not be negative")
-        if not all(0 < t <= 1 for t in (self.threshold, *self.thresholds.values())):
-            raise ValueError("thresholds must be in (0, 1]")
-        if self.batch_windows < 1:
-            raise ValueError("batch_windows must be at least 1")
+        # Checked here, where every caller passes (flags, the API, a stored operating
+        # point), so a bad value is one ValueError naming the field rather than an
+        # OverflowError or a stream that never ends.
+        _integer("sample_rate", self.sample_rate, 1000, 384_000)
+        _integer("batch_windows", self.batch_windows, 1, MAX_BATCH_WINDOWS)
+        for name in ("window_s", "hop_s", "average_s", "refractory_s"):
+            value = _real(name, getattr(self, name))
+            if value > MAX_SPAN_S:
+                raise ConfigError(name, value, f"be at most {MAX_SPAN_S:g} s (a day)")
+        if _real("window_s", self.window_s) * self.sample_rate < 1:
+            raise ConfigError("window_s", self.window_s, "be positive")
+        if self.hop_s < MIN_HOP_S:
+            raise ConfigError("hop_s", self.hop_s, f"be at least {MIN_HOP_S:g} s (one frame)")
+        for name in ("average_s", "refractory_s"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, getattr(self, name), "not be negative")
+        if not isinstance(self.thresholds, Mapping):
+            raise ConfigError("thresholds", self.thresholds, "be a mapping of label to score")
+        named = [(f"thresholds[{k!r}]", v) for k, v in self.thresholds.items()]
+        for name, value in [("threshold", self.threshold), *named]:
+            if not 0 < _real(name, value) <= 1:
+                raise ConfigError(name, value, "be in (0, 1]")
 
     @property
     def window(self) -> int:
