@@ -306,6 +306,35 @@ def test_setup_problems_are_one_line_errors(
     assert "apt-get install libportaudio2" in error_of("--out", str(tmp_path))
 
 
+def test_a_failed_start_removes_only_the_folders_it_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """``..`` through a folder it makes: the user's empty word folder (and its parent) stay."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mywords" / "lights").mkdir(parents=True)
+    monkeypatch.setitem(sys.modules, "sounddevice", fake_sounddevice([], max_channels=0))
+    for out in ("nothere/../mywords", "nothere/deeper/../../mywords", "mywords/new/.."):
+        args = ["record", "lights", "--out", out, "--countdown", "0", "--speaker", "a"]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "no audio input device" in err
+        assert (tmp_path / "mywords" / "lights").is_dir()  # the user's folder is kept
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["mywords"]  # "nothere" is gone
+        assert [p.name for p in (tmp_path / "mywords").iterdir()] == ["lights"]
+
+
+def test_a_word_too_long_for_a_file_name_is_refused_up_front(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    use_microphone(monkeypatch, word())
+    out = tmp_path / "data"
+    assert main(["record", "a" * 300, "--out", str(out), "--countdown", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: word ") and "too long" in err
+    assert "Traceback" not in err and len(err) < 200
+    assert not out.exists()
+
+
 def test_a_take_refused_too_often_is_a_one_line_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

@@ -255,6 +255,39 @@ def test_bad_words_are_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_a_word_too_long_for_a_file_name_is_refused_before_writing(tmp_path: Path) -> None:
+    for words, unknown in ((["yes", "a" * 300], None), (["yes"], ["b" * 300])):
+        with pytest.raises(synth.SynthError) as err:
+            synth.synthesize_dataset(tmp_path / "out", words, unknown=unknown)
+        message = str(err.value)
+        assert "too long (300 letters, at most 64)" in message
+        assert "\n" not in message and len(message) < 200
+        assert not (tmp_path / "out").exists()
+    result = run_cli("yes", "a" * 300, "--out", str(tmp_path / "out"))
+    assert_one_line_error(result, "too long")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_set_up_that_fails_part_way_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The noise cannot be written: the folders made and the files written go again, the
+    user's folders reached through ``..`` stay."""
+    require_espeak()
+    (tmp_path / "data").mkdir()
+
+    def full_disk(path: Path, audio: np.ndarray, sr: int = 16000) -> None:
+        path.write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(synth, "write_clip", full_disk)
+    out = tmp_path / "new" / ".." / "data"
+    with pytest.raises(synth.SynthError, match="cannot write .No space left on device"):
+        synth.synthesize_dataset(out, ["yes"], reverb=0.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    assert not any((tmp_path / "data").iterdir())
+
+
 def test_no_engine_names_the_packages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(synth_voices.Engine, "path", lambda self: None)
     with pytest.raises(synth.SynthError) as err:

@@ -34,7 +34,7 @@ import soundfile as sf
 from speech_gru.core.audio import SAMPLE_RATE, loudest_start, printable
 from speech_gru.core.labels import BACKGROUND_NOISE, SILENCE
 from speech_gru.runtime.source import open_source
-from speech_gru.train.corpus import CLIP_SAMPLES
+from speech_gru.train.corpus import CLIP_SAMPLES, MAX_WORD_BYTES
 
 ROOM_WORDS = (SILENCE, BACKGROUND_NOISE)
 """Words that record the room, not speech: no word is looked for, only clipping refused."""
@@ -79,7 +79,8 @@ def check_word(word: str) -> str:
     """Return ``word`` if it can be a dataset folder, else raise.
 
     A word is one folder name that can also be written in a comma-separated label list
-    (no separators, commas, control characters, leading dot or bracket); among the names
+    (no separators, commas, control characters, leading dot or bracket; at most
+    ``MAX_WORD_BYTES`` in UTF-8, a keyword or a short phrase); among the names
     starting with ``_`` only ``_silence_`` and ``_background_noise_`` are trained on.
 
     Raises:
@@ -88,6 +89,12 @@ def check_word(word: str) -> str:
     plain = printable(word) == word and word.strip() == word
     if not plain or not word or set("/\\,") & set(word) or word.startswith((".", "[")):
         raise RecordError(f"word {printable(repr(word))}: not usable as a folder and label name")
+    if len(word.encode("utf-8", "surrogateescape")) > MAX_WORD_BYTES:
+        shown = printable(repr(word[:20] + "..."))
+        raise RecordError(
+            f"word {shown}: too long for a word folder ({len(word)} characters, at most "
+            f"{MAX_WORD_BYTES} bytes)"
+        )
     if word.startswith("_") and word not in ROOM_WORDS:
         raise RecordError(
             f"word {word!r}: the only folders starting with _ that train are {SILENCE} and "
@@ -151,19 +158,26 @@ def prepare_folder(out: str | os.PathLike[str], word: str) -> tuple[Path, list[P
     """
     folder = Path(out) / word
     made = []
-    for path in (folder, *folder.parents):
-        if path.exists() or path.is_symlink():
-            break
-        made.append(path)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise RecordError(f"{folder}: not a folder (or under a file)") from None
-    except OSError as err:
-        raise RecordError(f"{folder}: cannot create ({err.strerror or err})") from None
+    # One level at a time, keeping only the folders mkdir itself created: a path such as
+    # "new/../data" does not exist before "new" does, yet names folders that were there
+    # before, which must never be removed.
+    for path in [*reversed(folder.parents), folder][1:]:
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        except NotADirectoryError:
+            remove_empty(made)
+            raise RecordError(f"{folder}: not a folder (or under a file)") from None
+        except OSError as err:
+            remove_empty(made)
+            raise RecordError(f"{folder}: cannot create ({err.strerror or err})") from None
+        made.insert(0, path)
     if not folder.is_dir():
+        remove_empty(made)
         raise RecordError(f"{folder}: not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
+        remove_empty(made)
         raise RecordError(f"{folder}: not writable")
     return folder, made
 

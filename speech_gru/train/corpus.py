@@ -35,6 +35,10 @@ from speech_gru.core.labels import BACKGROUND_NOISE, SILENCE, UNKNOWN, is_keywor
 log = logging.getLogger(__name__)
 
 CLIP_SAMPLES = SAMPLE_RATE  # every clip is one second
+MAX_WORD_BYTES = 64
+"""The longest word (a folder name and a label) ``record`` and ``synth`` write, in UTF-8
+bytes: a keyword or a short phrase. File systems refuse names over 255 bytes, and synth's
+``_unknown_`` files are named ``WORD_SPEAKER_nohash_N.wav``."""
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # from the dataset README's split function
 SPLITS = ("training", "validation", "testing")
 _SPEAKER = re.compile(r"(?:^|_)([^_]+)_nohash_")

@@ -45,7 +45,7 @@ import numpy as np
 from speech_gru.core.atomic import write_atomic
 from speech_gru.core.audio import SAMPLE_RATE, AudioError, load_audio
 from speech_gru.core.labels import BACKGROUND_NOISE, UNKNOWN
-from speech_gru.train.corpus import audio_files, is_audio
+from speech_gru.train.corpus import MAX_WORD_BYTES, audio_files, is_audio
 from speech_gru.train.synth_speakers import (
     NOISE_FILES,
     NOISE_KINDS,
@@ -118,13 +118,19 @@ def check_words(words: Iterable[str], what: str = "word") -> list[str]:
     """Words as lower-case letters, duplicates dropped.
 
     Raises:
-        SynthError: a word that is empty or not only letters a-z.
+        SynthError: a word that is empty, not only letters a-z, or longer than
+            ``MAX_WORD_BYTES`` (it names a folder and files).
     """
     result = []
     for word in words:
         clean = str(word).strip().lower()
         if not _WORD.fullmatch(clean):
             raise SynthError(f"bad {what} {str(word)!r}: use letters a-z only, one word each")
+        if len(clean) > MAX_WORD_BYTES:
+            raise SynthError(
+                f"bad {what} {clean[:20] + '...'!r}: too long ({len(clean)} letters, at most "
+                f"{MAX_WORD_BYTES})"
+            )
         result.append(clean)
     return list(dict.fromkeys(result))
 
@@ -316,15 +322,19 @@ def synthesize_dataset(
         "voices": {k: list(v) for k, v in voices.items()},
     }  # fmt: skip
     runs.append({**settings, "speaker_list": [s.to_dict() for s in cast]})
+    made: list[Path] = []  # what the set-up creates, undone if it fails part way
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        for folder in [*reversed(out.parents), out][1:]:
+            _new_folder(folder, made)
+        for folder in [*words, *([UNKNOWN] if others else [])]:
+            _new_folder(out / folder, made)
+        noise_files = _write_noise(out / BACKGROUND_NOISE, noise, seed, made)
+        # The manifest last: an earlier run's is replaced only once the rest is in place.
         record = {"tool": "speech-gru synth", "runs": runs}
         text = json.dumps(record, indent=1) + "\n"
         write_atomic(out / MANIFEST, lambda f: f.write(text.encode()))
-        noise_files = _write_noise(out / BACKGROUND_NOISE, noise, seed)
-        for folder in [*words, *([UNKNOWN] if others else [])]:
-            (out / folder).mkdir(exist_ok=True)
     except OSError as err:
+        _undo(made)
         raise SynthError(f"{out}: cannot write ({_reason(err)})") from None
 
     tasks = []
@@ -378,23 +388,55 @@ def synthesize_dataset(
     return summary
 
 
-def _write_noise(folder: Path, noise: list[tuple[str, np.ndarray]], seed: int) -> list[str]:
+def _new_folder(folder: Path, made: list[Path]) -> None:
+    """Create ``folder`` unless it is there, adding it to ``made`` only if this call made it
+    (a path through ``..`` may name a folder that was there before)."""
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        return
+    made.append(folder)
+
+
+def _undo(made: list[Path]) -> None:
+    """Remove what a failed set-up created, newest first: files, then folders left empty."""
+    for path in reversed(made):
+        try:
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            else:
+                path.unlink()
+        except OSError:
+            continue
+
+
+def _write_noise(
+    folder: Path, noise: list[tuple[str, np.ndarray]], seed: int, made: list[Path]
+) -> list[str]:
     """Copy the noise recordings into ``folder`` as 16 kHz WAV, or, with none, generate
     white, pink and brown noise and hum there; files already there are kept.
+
+    Args:
+        folder: the ``_background_noise_`` folder.
+        noise: (name, audio) recordings; empty: generate noise.
+        seed: random seed of the generated noise.
+        made: the folder (if new) and each file written are added to it.
 
     Returns:
         The names of the files (this run's) in ``folder``.
     """
-    folder.mkdir(exist_ok=True)
+    _new_folder(folder, made)
     if noise:
         for name, audio in noise:
             if not (folder / name).exists():
                 peak = float(np.abs(audio).max())
+                made.append(folder / name)
                 write_clip(folder / name, audio / peak if peak > 1 else audio)
         return [name for name, _ in noise]
     for i, kind in enumerate(NOISE_KINDS):
         if not (folder / NOISE_FILES[kind]).exists():
             rng = np.random.default_rng([seed, 0xB6, i])
+            made.append(folder / NOISE_FILES[kind])
             write_clip(
                 folder / NOISE_FILES[kind], make_noise(kind, NOISE_SECONDS, SAMPLE_RATE, rng)
             )
