@@ -7,13 +7,15 @@
   refused and its code never runs.
 * One run per run folder (a second gets the holder's PID); ``--ckpt_path last`` with
   nothing to resume is an error; a killed save's temporary files are cleaned up.
-* Unreadable clips are left out with a warning naming each; an empty data folder or a
-  split without clips is a one-line error, not a run that "succeeds" with no model.
+* Unreadable clips are left out with a warning naming each; a file name that is not
+  UTF-8 trains like any other; an empty data folder or a split without clips is a
+  one-line error, not a run that "succeeds" with no model.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
 import json
 import os
@@ -244,6 +246,10 @@ def test_a_killed_saves_temporary_files_are_removed_on_resume(
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
 
 
+ODD_NAME = b"caf\xe9\xff_nohash_0.wav"
+"""A clip's file name in Latin-1, not UTF-8."""
+
+
 def training_speaker(word_dir: Path) -> str:
     """A speaker id (not yet in the folder) that the recipe's split puts in training."""
     for i in range(1000):
@@ -264,6 +270,8 @@ def folder_with_bad_clips(commands_dir: Path, tmp_path: Path) -> tuple[Path, Pat
     garbage.write_bytes(b"this is not a wave file" * 100)
     nan = root / "no" / f"{speaker}_nohash_0.wav"
     sf.write(nan, np.full(16000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    # and a good clip whose name is not UTF-8, which trains like the others
+    shutil.copyfile(sorted((root / "no").glob("*.wav"))[0], root / "no" / os.fsdecode(ODD_NAME))
     return root, garbage, nan
 
 
@@ -300,6 +308,28 @@ def test_a_clip_that_fails_to_decode_counts_for_nothing(
     wave, label = dataset[index]
     assert label == -1 and not wave.any()  # a padding item: no loss, no accuracy
     assert speaker_of(nan) not in {c.speaker for c in dm.datasets["testing"].clips}
+
+
+def test_a_file_name_that_is_not_utf8_is_split_by_its_bytes(
+    commands_dir: Path, tmp_path: Path
+) -> None:
+    """Such a name once stopped training (UnicodeEncodeError hashing the speaker): its
+    speaker is hashed as the bytes on disk, so the clip trains like any other."""
+    root = tmp_path / "data"
+    shutil.copytree(commands_dir, root)
+    odd = root / "yes" / os.fsdecode(ODD_NAME)
+    shutil.copyfile(sorted((root / "yes").glob("*.wav"))[0], odd)
+    dm = datamodule(root)
+    placed = [s for s, ds in dm.datasets.items() if any(c.path == odd for c in ds.clips)]
+    assert len(placed) == 1
+    dataset: ClipDataset = dm.datasets[placed[0]]
+    wave, label = dataset[next(i for i, c in enumerate(dataset.clips) if c.path == odd)]
+    assert label == LABELS.index("yes") and wave.any()  # read and labelled like the others
+    speaker = speaker_of(odd)
+    digest = int(hashlib.sha1(b"salt" + ODD_NAME.split(b"_")[0]).hexdigest(), 16)
+    percent = (digest % 2**27) * (100.0 / (2**27 - 1))
+    expected = "validation" if percent < 10 else "testing" if percent < 30 else "training"
+    assert which_set(speaker, 10, 20, "salt") == expected
 
 
 @pytest.mark.slow

@@ -55,6 +55,13 @@ def speaker_of(path: str | Path) -> str:
     return match.group(1) if match else name.split(".")[0]
 
 
+def _name_bytes(text: str) -> bytes:
+    """UTF-8 of a name taken from a file name: bytes that are not UTF-8 (held as surrogates
+    by ``os.fsdecode``) become those bytes again, as on disk, rather than an error that
+    would stop training on one odd name."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 def which_set(
     speaker: str, validation_percent: float, testing_percent: float, salt: str = ""
 ) -> str:
@@ -63,9 +70,10 @@ def which_set(
     With ``salt=""`` this is the dataset README's rule exactly. The official archive made
     its test set with that rule, so every speaker of the canonical test archive (or of any
     subset of one official split) lands in the same bucket; a salt spreads such a folder's
-    speakers over all three splits while keeping the assignment stable.
+    speakers over all three splits while keeping the assignment stable. A speaker id
+    from a file name that is not UTF-8 is hashed as the name's bytes.
     """
-    digest = hashlib.sha1((salt + speaker).encode("utf-8")).hexdigest()
+    digest = hashlib.sha1(_name_bytes(salt + speaker)).hexdigest()
     percent = (int(digest, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / MAX_NUM_WAVS_PER_CLASS)
     if percent < validation_percent:
         return "validation"
@@ -77,7 +85,7 @@ def which_set(
 def fold_of(speaker: str, folds: int, salt: str = "") -> int:
     """Cross-validation fold of a speaker (``0 .. folds - 1``), stable like ``which_set``;
     the salt differs from the split's, so folds do not follow the validation buckets."""
-    digest = hashlib.sha1(f"{salt}/fold/{speaker}".encode()).hexdigest()
+    digest = hashlib.sha1(_name_bytes(f"{salt}/fold/{speaker}")).hexdigest()
     return int(digest, 16) % folds
 
 
