@@ -18,6 +18,7 @@ import functools
 import hashlib
 import http.server
 import json
+import logging
 import os
 import pickle
 import shutil
@@ -330,6 +331,28 @@ def test_a_file_name_that_is_not_utf8_is_split_by_its_bytes(
     percent = (digest % 2**27) * (100.0 / (2**27 - 1))
     expected = "validation" if percent < 10 else "testing" if percent < 30 else "training"
     assert which_set(speaker, 10, 20, "salt") == expected
+
+
+def test_a_recording_in_a_word_folder_is_left_out_with_a_warning(
+    commands_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A long file among the clips was read whole on every access (a 2-hour WAV: +0.9 GB
+    each time) to train on its first second; its header shows it is a recording."""
+    root = tmp_path / "data"
+    shutil.copytree(commands_dir, root)
+    speaker = training_speaker(root / "yes")
+    long = root / "yes" / f"{speaker}_nohash_0.wav"
+    sf.write(long, np.zeros(30 * 16000, np.int16), 16000, subtype="PCM_16")
+    kept = root / "yes" / f"{speaker}_nohash_1.wav"  # long for a clip, still within bounds
+    sf.write(kept, np.full(9 * 16000, 1000, np.int16), 16000, subtype="PCM_16")
+    with caplog.at_level(logging.WARNING):
+        dm = datamodule(root)
+    paths = {c.path for ds in dm.datasets.values() for c in ds.clips}
+    assert long not in paths and kept in paths
+    about = [r.getMessage() for r in caplog.records if str(long) in r.getMessage()]
+    assert len(about) == 1 and "\n" not in about[0]
+    assert "30.0 s" in about[0] and "at most 10 s" in about[0]
+    assert "training: leaving out 1 files longer than 10 s" in caplog.text
 
 
 @pytest.mark.slow

@@ -17,9 +17,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from speech_gru.core.audio import AudioError, fit_length, info, load_audio
+from speech_gru.core.audio import AudioError, fit_length, info, load_audio, printable
+from speech_gru.core.labels import BACKGROUND_NOISE
 from speech_gru.train.augment import tile_to
-from speech_gru.train.corpus import CLIP_SAMPLES
+from speech_gru.train.corpus import CLIP_SAMPLES, MAX_CLIP_S
 from speech_gru.train.pack import PackedSplit
 
 log = logging.getLogger(__name__)
@@ -42,24 +43,38 @@ def subsample(clips: list[Clip], size: int, seed: int) -> list[Clip]:
     return [clips[i] for i in sorted(order)]
 
 
-def readable(clips: list[Clip], jobs: int = 8) -> tuple[list[Clip], list[str]]:
-    """The clips whose files open as audio, and a one-line error for each that does not.
+def readable(clips: list[Clip], jobs: int = 8) -> tuple[list[Clip], list[str], list[str]]:
+    """The clips whose files open as audio and are no longer than ``MAX_CLIP_S``.
 
     Only headers are read (``audio.info``), in threads: about 0.1 ms a file.
+
+    Returns:
+        The clips kept; a one-line error for each file that does not open; and one line
+        for each file too long to be a clip, naming it and its length.
     """
     files = [c.path for c in clips if c.path is not None]
 
-    def problem(path: Path) -> str | None:
+    def problem(path: Path) -> tuple[str, str] | None:
         try:
-            info(path)
+            duration = info(path).duration_s
         except AudioError as err:
-            return str(err)
+            return "unreadable", str(err)
+        if duration > MAX_CLIP_S:
+            return "long", (
+                f"{printable(path)}: {duration:.1f} s, a recording (a clip is at most "
+                f"{MAX_CLIP_S:g} s; put recordings in {BACKGROUND_NOISE})"
+            )
         return None
 
     with ThreadPoolExecutor(jobs) as pool:
-        errors = dict(zip(files, pool.map(problem, files), strict=True))
-    kept = [c for c in clips if c.path is None or errors[c.path] is None]
-    return kept, [e for e in errors.values() if e is not None]
+        problems = dict(zip(files, pool.map(problem, files), strict=True))
+    kept = [c for c in clips if c.path is None or problems[c.path] is None]
+    found = [p for p in problems.values() if p is not None]
+    return (
+        kept,
+        [line for kind, line in found if kind == "unreadable"],
+        [line for kind, line in found if kind == "long"],
+    )
 
 
 PAD = -1

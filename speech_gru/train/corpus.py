@@ -35,6 +35,10 @@ from speech_gru.core.labels import BACKGROUND_NOISE, SILENCE, UNKNOWN, is_keywor
 log = logging.getLogger(__name__)
 
 CLIP_SAMPLES = SAMPLE_RATE  # every clip is one second
+MAX_CLIP_S = 10.0
+"""The longest file trained on as a clip (as ``evaluate`` judges clips): a longer one is
+a recording, read whole on every access to train on its first second; recordings belong
+in ``_background_noise_``."""
 MAX_WORD_BYTES = 64
 """The longest word (a folder name and a label) ``record`` and ``synth`` write, in UTF-8
 bytes: a keyword or a short phrase. File systems refuse names over 255 bytes, and synth's

@@ -51,6 +51,7 @@ from speech_gru.train.augment import (
 from speech_gru.train.clips import Clip, ClipDataset, readable, subsample
 from speech_gru.train.corpus import (
     CLIP_SAMPLES,
+    MAX_CLIP_S,
     SPLITS,
     FolderSurvey,
     SplitRule,
@@ -384,11 +385,18 @@ class SpeechCommandsDataModule(L.LightningDataModule):
                     if c.path is None or str(c.path.resolve()) not in packed.unreadable
                 ]  # fmt: skip
             elif packed is None:
-                splits[split], errors = readable(splits[split])
+                splits[split], errors, recordings = readable(splits[split])
                 for error in errors:
                     log.warning("unreadable clip left out: %s", error)
                 if errors:
                     log.warning("%s: leaving out %d unreadable files", split, len(errors))
+                for line in recordings:
+                    log.warning("long file left out of the clips: %s", line)
+                if recordings:
+                    log.warning(
+                        "%s: leaving out %d files longer than %g s",
+                        split, len(recordings), MAX_CLIP_S,
+                    )  # fmt: skip
             clips = self.balance(splits[split], split)
             self.datasets[split] = ClipDataset(clips, noise, self.hparams.seed, packed)
         self.clip_counts = {
