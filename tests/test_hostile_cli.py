@@ -473,6 +473,22 @@ def test_truncated_wav_on_the_command_line(
     one_error(capsys.readouterr().err, f"{cut}: truncated file")
 
 
+@pytest.mark.parametrize("peak", [1e30, 3e4])
+def test_float_samples_too_loud_to_be_audio_are_an_error(tmp_path: Path, peak: float) -> None:
+    """Finite float32 samples whose power overflows gave NaN scores (and NaN losses in
+    training); int16 values stored as floats are past the limit too."""
+    path = tmp_path / "loud.wav"
+    wave = np.full(SAMPLE_RATE, peak, np.float32)
+    sf.write(path, wave, SAMPLE_RATE, subtype="FLOAT")
+    for read in (audio.load_audio, lambda p: list(audio.iter_blocks(p))):
+        with pytest.raises(AudioError) as err:
+            read(path)
+        assert str(err.value).startswith(f"{path}: samples reach ")
+        assert "audio is in [-1, 1]" in str(err.value) and "\n" not in str(err.value)
+    sf.write(path, wave / peak * 2.0, SAMPLE_RATE, subtype="FLOAT")  # clipped, still audio
+    assert audio.load_audio(path).max() == pytest.approx(2.0)
+
+
 def wav_at_rate(path: Path, rate: int, frames: int) -> Path:
     sf.write(path, np.zeros(frames), rate, subtype="PCM_16")
     return path

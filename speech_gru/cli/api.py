@@ -27,7 +27,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from speech_gru.core.audio import SAMPLE_RATE, AudioError, load_audio, loudest_window, printable
+from speech_gru.core.audio import (
+    MAX_AMPLITUDE,
+    SAMPLE_RATE,
+    AudioError,
+    amplitude_problem,
+    load_audio,
+    loudest_window,
+    printable,
+)
 from speech_gru.runtime.checkpoint import OperatingPoint
 from speech_gru.runtime.classifier import Classifier
 from speech_gru.runtime.detector import DetectorConfig, Event, StreamingDetector
@@ -42,11 +50,6 @@ from speech_gru.runtime.source import Source, array_chunks, open_source
 
 MICROPHONE = "mic"
 """The ``source`` of ``Spotter.events`` that means the microphone, as ``None`` does."""
-
-MAX_AMPLITUDE = 1e3
-"""The largest sample magnitude a waveform may hold. Audio is in [-1, 1]; a little beyond
-is clipping, but samples past a thousand are not audio (int16 PCM not divided by 32768 is
-past it), and from about 1e19 their power overflows float32 and the scores come out NaN."""
 
 AudioInput = str | os.PathLike | np.ndarray
 """A file path (any format ``audio.load_audio`` reads) or a 1-D float waveform at 16 kHz."""
@@ -119,7 +122,7 @@ class Spotter:
 
         Raises:
             AudioError: the file cannot be read, or the waveform is empty, not finite or
-                has samples beyond ``MAX_AMPLITUDE`` (1000).
+                has samples beyond ``audio.MAX_AMPLITUDE`` (1000).
             ValueError: ``top_k`` below 1, or an array that is not a 1-D float waveform.
         """
         if top_k < 1:
@@ -226,8 +229,5 @@ def _waveform(audio: object) -> np.ndarray:
     # Checked in the caller's precision, before the cast: float64 1e300 becomes inf.
     peak = float(np.max(np.abs(wave)))
     if peak > MAX_AMPLITUDE:
-        raise AudioError(
-            "waveform",
-            f"samples reach {peak:.3g}, but audio is in [-1, 1] (for int16 PCM divide by 32768)",
-        )
+        raise AudioError("waveform", amplitude_problem(peak))
     return wave.astype(np.float32)

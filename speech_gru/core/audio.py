@@ -50,6 +50,8 @@ from speech_gru.core.audio_checks import (
 
 __all__ = [
     "SAMPLE_RATE",
+    "MAX_AMPLITUDE",
+    "amplitude_problem",
     "AUDIO_EXTENSIONS",
     "MAX_FILE_RATE",
     "MIN_FILE_RATE",
@@ -68,6 +70,12 @@ __all__ = [
 
 SAMPLE_RATE = 16000
 """Sample rate (Hz) of every waveform the pipeline works with."""
+
+MAX_AMPLITUDE = 1e3
+"""The largest sample magnitude read as audio. Audio is in [-1, 1]; a little beyond is
+clipping, but samples past a thousand are not audio (int16 values stored as floats are),
+and from about 1e19 their power overflows float32: the scores, or a training loss, come
+out NaN."""
 
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aif", ".aiff"}
@@ -118,6 +126,13 @@ def _mixdown(data: np.ndarray) -> np.ndarray:
 def _check_finite(path: str | os.PathLike[str], mono: np.ndarray) -> None:
     if not np.isfinite(mono).all():
         raise AudioError(path, "contains NaN or infinite samples")
+    if mono.size and (peak := float(np.max(np.abs(mono)))) > MAX_AMPLITUDE:
+        raise AudioError(path, amplitude_problem(peak))
+
+
+def amplitude_problem(peak: float) -> str:
+    """What is wrong with samples that reach ``peak`` (beyond ``MAX_AMPLITUDE``), one line."""
+    return f"samples reach {peak:.3g}, but audio is in [-1, 1] (for int16 PCM divide by 32768)"
 
 
 def _librosa_load(path: str | os.PathLike[str], sf_reason: str) -> tuple[np.ndarray, int]:
@@ -296,7 +311,8 @@ def iter_blocks(
 
     Raises:
         AudioError: If the file cannot be read (also raised from inside the iteration if
-            decoding fails part-way or a block contains NaN/inf samples).
+            decoding fails part-way or a block contains NaN/inf samples, or samples
+            beyond ``MAX_AMPLITUDE``).
         ValueError: If ``block_seconds`` or ``sample_rate`` is not positive.
     """
     sample_rate = _check_rate(sample_rate)
