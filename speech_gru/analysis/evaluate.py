@@ -27,13 +27,12 @@ from speech_gru.core.audio import AudioError, info, load_audio, loudest_window, 
 from speech_gru.core.labels import is_keyword
 from speech_gru.core.plots import pyplot, save_figure
 from speech_gru.runtime.classifier import Classifier
-from speech_gru.train.corpus import CLIP_SAMPLES, scan_folder, split_rule
+from speech_gru.train.corpus import CLIP_SAMPLES, MAX_CLIP_S, scan_folder, split_rule
 
 SPLITS = ("training", "validation", "testing", "all")
 
-MAX_CLIP_S = 10.0
-"""Labelled files up to this long are scored on their loudest second; longer ones are
-recordings, refused from their header without being decoded."""
+# Labelled files up to ``MAX_CLIP_S`` long are scored on their loudest second; longer
+# ones are recordings, refused from their header without being decoded.
 
 
 @dataclass
