@@ -116,9 +116,17 @@ def test_transcribe_and_stream_accept_exports(exports, commands_dir: Path, capsy
 def test_bad_model_files_are_one_line_errors(tmp_path: Path, capsys) -> None:
     fake = tmp_path / "model.onnx"
     fake.write_bytes(b"not onnx")
+    broken = tmp_path / "broken.onnx"  # starts as ONNX does, then is not
+    broken.write_bytes(b"\x08\x07garbage")
     plain = tmp_path / "plain.pt"
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(plain))
-    for path, problem in ((fake, "not a readable ONNX model"), (plain, "without labels")):
-        assert main(["transcribe", "--checkpoint", str(path), str(path)]) == 2
+    trust = ["--trust-torchscript"]
+    for path, flags, problem in (
+        (fake, [], "named .onnx, so an ONNX model, but the file is neither"),
+        (broken, [], "not a readable ONNX model"),
+        (plain, [], "runs code of its own when loaded"),
+        (plain, trust, "without labels"),
+    ):
+        assert main(["transcribe", "--checkpoint", str(path), *flags, str(path)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"error: {path}: ") and problem in err[0]
