@@ -502,3 +502,24 @@ def test_load_never_runs_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert runs == [fmt]
         runs.clear()
         monkeypatch.undo()
+
+
+@pytest.mark.parametrize("name", ["pt", "ckpt", "none"])
+def test_commands_that_read_training_checkpoints_refuse_torchscript_in_one_line(
+    attack: tuple[Path, dict[str, Path]], tmp_path: Path, capsys: pytest.CaptureFixture, name: str
+) -> None:
+    target, files = attack
+    path = files[name]
+    clip = write_tone(tmp_path / "clip.wav")
+    for command in (export_args(path, tmp_path / "out.onnx", "onnx"),
+                    ["explain", "--checkpoint", str(path), str(clip)],
+                    ["calibrate", "--checkpoint", str(path), "--negatives", str(clip),
+                     "--target-fa", "1"]):  # fmt: skip
+        with warnings.catch_warnings(record=True) as seen:  # a warning is more lines
+            warnings.simplefilter("always")
+            assert main(command) == 2, command
+        assert not seen, [str(w.message) for w in seen]
+        line = one_error_line(capsys, path)
+        assert "TorchScript" in line or "an exported" in line, line
+    assert target.read_bytes() == ORIGINAL
+    assert not (tmp_path / "out.onnx").exists()

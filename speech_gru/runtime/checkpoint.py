@@ -142,6 +142,12 @@ def read_checkpoint_stamped(
         raise CheckpointError(f"{path}: cannot read ({reason})") from None
     if not data.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
         raise CheckpointError(f"{path}: not a checkpoint file (neither a zip archive nor a pickle)")
+    if data.startswith(ZIP_MAGIC) and _archive_holds(io.BytesIO(data), "constants.pkl"):
+        # torch.load would refuse it too, after a multi-line warning that it "dispatches
+        # to torch.jit.load"; one line here, and the archive's code is never looked at.
+        raise CheckpointError(
+            f"{path}: {KIND_WORDS['torchscript']}, not a training checkpoint; not loaded"
+        )
     import torch
 
     try:
@@ -426,7 +432,7 @@ def is_training_checkpoint(path: Path) -> bool:
     return _archive_holds(path, "data.pkl") and not _archive_holds(path, "constants.pkl")
 
 
-def _archive_holds(path: Path, suffix: str) -> bool:
+def _archive_holds(path: Path | io.BytesIO, suffix: str) -> bool:
     """Whether ``path`` is a zip archive with a member named ``...suffix``: TorchScript
     archives hold compiled code (``constants.pkl``), ``torch.save`` files do not."""
     try:
