@@ -54,7 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--negatives",
         nargs="+",
         metavar="FILE_OR_DIR",
-        help="recordings without any keyword, each one streamed on its own",
+        help="recordings without any keyword, each one streamed on its own (at least one "
+        "as long as the detector's window, 1 s)",
     )
     p.add_argument(
         "--split",
