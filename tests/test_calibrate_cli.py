@@ -22,11 +22,12 @@ from speech_gru.cli.options import detector_config
 from speech_gru.runtime.checkpoint import ModelLoadError, OperatingPoint
 from speech_gru.runtime.classifier import load_classifier
 from speech_gru.runtime.detector import DetectorConfig
-from tests.helpers import LABELS
+from tests.helpers import LABELS, tiny_checkpoint
 
 pytestmark = pytest.mark.slow  # every test here uses the session's trained model
 
 TARGET = "60"  # false alarms per hour: a few minutes of synthetic negatives measure it
+TRUST = ["--trust-torchscript"]  # these tests load TorchScript exports they wrote themselves
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,7 @@ def calibrated_exports(calibrated, tmp_path_factory: pytest.TempPathFactory) -> 
 def test_exports_carry_the_operating_point(calibrated, calibrated_exports, fmt: str, capsys):
     point = point_of(calibrated[0])
     export = calibrated_exports[fmt]
-    classifier = load_classifier(export)
+    classifier = load_classifier(export, trust_torchscript=True)
     assert classifier.operating_point == point
     if fmt == "onnx":  # readable without speech_gru, as the labels are
         meta = {p.key: p.value for p in onnx.load(str(export)).metadata_props}
@@ -124,7 +125,7 @@ def test_exports_carry_the_operating_point(calibrated, calibrated_exports, fmt: 
         meta = json.loads(extra["metadata.json"])
     assert json.loads(meta["operating_point"]) == point.to_dict()
     capsys.readouterr()
-    assert main(["info", "--checkpoint", str(export), "--json"]) == 0
+    assert main(["info", "--checkpoint", str(export), "--json", *TRUST]) == 0
     card = json.loads(capsys.readouterr().out)
     assert card["operating_point"] == point.to_dict()
     assert "operating_point" not in card["metadata"]
@@ -297,13 +298,89 @@ def test_malformed_operating_points_are_one_line_errors(
     else:
         path = rewrite_torchscript(calibrated_exports["torchscript"], tmp_path / "bad.pt", text)
     with pytest.raises(ModelLoadError) as caught:
-        load_classifier(path)
+        load_classifier(path, trust_torchscript=True)
     message = str(caught.value)
     assert message.startswith(f"{path}: operating_point metadata ") and problem in message
-    commands = [["stream", "--checkpoint", str(path), "--input", str(path)],
-                ["info", "--checkpoint", str(path)]]  # fmt: skip
+    commands = [["stream", "--checkpoint", str(path), *TRUST, "--input", str(path)],
+                ["info", "--checkpoint", str(path), *TRUST]]  # fmt: skip
     if kind == "checkpoint":
         commands.append(["export", "--checkpoint", str(path), "--out", str(tmp_path / "x.pt")])
     for command in commands:
         assert main(command) == 2
         assert one_error(capsys) == f"error: {message}"
+
+
+# -- calibrate never reverts a checkpoint ---------------------------------------------------
+
+
+@pytest.fixture
+def tiny_run(tmp_path: Path) -> tuple[Path, Path]:
+    """A tiny checkpoint in a run folder and 5 s of keyword-free noise."""
+    (tmp_path / "run").mkdir()
+    path = tiny_checkpoint(tmp_path / "run" / "best.ckpt")
+    noise = (0.01 * np.random.default_rng(0).standard_normal(16000 * 5)).astype(np.float32)
+    sf.write(tmp_path / "room.wav", noise, 16000)
+    return path, tmp_path / "room.wav"
+
+
+def test_calibrate_does_not_revert_a_checkpoint_saved_meanwhile(
+    tiny_run: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Training saves the checkpoint again while calibrate scores negatives: the newer file
+    stays, with no operating point of the older weights written over it."""
+    from speech_gru.analysis import calibrate as calibration
+    from speech_gru.runtime.checkpoint import read_checkpoint, write_checkpoint
+
+    path, room = tiny_run
+    search = calibration.calibrate
+
+    def saved_meanwhile(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        newer = read_checkpoint(path)
+        newer["epoch"] = 999
+        write_checkpoint(newer, path)
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(calibration, "calibrate", saved_meanwhile)
+    args = ["calibrate", "--checkpoint", str(path), "--negatives", str(room),
+            "--target-fa", "1", "--averages", "0.5"]  # fmt: skip
+    assert main(args) == 2
+    line = one_error(capsys)
+    assert line.startswith(f"error: {path}: changed on disk since it was read"), line
+    saved = torch.load(path, weights_only=True)
+    assert saved["epoch"] == 999 and "operating_point" not in saved
+    assert sorted(p.name for p in path.parent.iterdir()) == ["best.ckpt"]  # no backup, no temp
+
+
+def test_calibrate_keeps_the_previous_file_as_a_backup(tiny_run: tuple[Path, Path], capsys):
+    path, room = tiny_run
+    before = path.read_bytes()
+    args = ["calibrate", "--checkpoint", str(path), "--negatives", str(room),
+            "--target-fa", "1", "--averages", "0.5"]  # fmt: skip
+    assert main(args) == 0
+    backup = path.with_name("best.ckpt.bak")
+    assert f"the previous file is kept as {backup}" in capsys.readouterr().out
+    assert backup.read_bytes() == before and "operating_point" in torch.load(
+        path, weights_only=True
+    )
+    assert main(args) == 0  # again: the backup is the file just replaced
+    assert "operating_point" in torch.load(backup, weights_only=True)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["best.ckpt", "best.ckpt.bak"]
+    with pytest.raises(SystemExit):
+        main(["calibrate", "--help"])
+    assert "best.ckpt.bak" in " ".join(capsys.readouterr().out.split())  # the help says where
+
+
+def test_calibrate_refuses_negatives_shorter_than_one_window(
+    tiny_run: tuple[Path, Path], tmp_path: Path, capsys
+) -> None:
+    path, _ = tiny_run
+    before = path.read_bytes()
+    short = tmp_path / "ten_samples.wav"
+    sf.write(short, np.zeros(10, np.float32), 16000)
+    args = ["calibrate", "--checkpoint", str(path), "--negatives", str(short),
+            "--target-fa", "1"]  # fmt: skip
+    assert main(args) == 2
+    line = one_error(capsys)
+    assert line.startswith("error: --negatives: negative audio shorter than one window"), line
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["best.ckpt"]

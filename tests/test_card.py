@@ -112,13 +112,17 @@ def test_info_on_exports(checkpoint: Path, folder: Path, capsys: pytest.CaptureF
         assert main(["export", "--checkpoint", str(checkpoint), "--format", fmt,
                      "--out", str(path)]) == 0  # fmt: skip
         capsys.readouterr()
-        assert main(["info", "--checkpoint", str(path)]) == 0
+        trust = ["--trust-torchscript"] if fmt == "torchscript" else []
+        assert main(["info", "--checkpoint", str(path), *trust]) == 0
         text = card_text(capsys)
         assert f"({fmt}," in text and "_silence_ _unknown_ yes no" in text
         assert "test accuracy: not recorded" in text and "input:" in text
-        assert main(["info", "--checkpoint", str(path), "--json"]) == 0
+        assert ("runs code: yes" in text) == (fmt == "torchscript"), text
+        assert main(["info", "--checkpoint", str(path), "--json", *trust]) == 0
         cards[fmt] = json.loads(capsys.readouterr().out)
+        assert cards[fmt]["runs_code"] == (fmt == "torchscript")
     original = card.model_card(checkpoint)
+    assert original["runs_code"] is False
     for exported in cards.values():
         assert exported["parameters"] == original["parameters"]
         assert exported["architecture"] == original["architecture"]
@@ -141,9 +145,9 @@ def test_export_whose_metadata_is_no_model_is_a_one_line_error(
         files = {"labels.json": extra["labels.json"], "metadata.json": json.dumps(meta)}
         torch.jit.save(module, str(bad), _extra_files=files)
     with pytest.raises(ModelLoadError, match="hyper_parameters metadata does not describe"):
-        card.model_card(bad)
+        card.model_card(bad, trust_torchscript=True)
     capsys.readouterr()
-    assert main(["info", "--checkpoint", str(bad)]) == 2
+    assert main(["info", "--checkpoint", str(bad), "--trust-torchscript"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {bad}: ") and "cell must be one of" in err
     assert err.count("\n") == 1

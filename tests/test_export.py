@@ -42,7 +42,7 @@ def waves(n: int = 4, samples: int = 16000) -> np.ndarray:
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_float_exports_match_the_checkpoint(exports, checkpoint: Path, fmt: str) -> None:
     original = load_classifier(checkpoint)
-    exported = load_classifier(exports[fmt, "none"])
+    exported = load_classifier(exports[fmt, "none"], trust_torchscript=True)
     assert exported.kind == fmt and exported.labels == LABELS
     for samples in (16000, 24000):  # any length, not only the training window
         x = waves(samples=samples)
@@ -53,7 +53,7 @@ def test_float_exports_match_the_checkpoint(exports, checkpoint: Path, fmt: str)
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_int8_exports_are_close_and_agree_on_labels(exports, checkpoint: Path, fmt: str) -> None:
     original = load_classifier(checkpoint).predict(waves(16))
-    quantized = load_classifier(exports[fmt, "int8"]).predict(waves(16))
+    quantized = load_classifier(exports[fmt, "int8"], trust_torchscript=True).predict(waves(16))
     assert float((quantized - original).abs().max()) < 0.05
     assert (quantized.argmax(-1) == original.argmax(-1)).float().mean() >= 0.9
 
@@ -75,7 +75,8 @@ print(json.dumps({{"labels": json.loads(extra["labels.json"]), "probs": probs.to
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["labels"] == LABELS
-    expected = load_classifier(exports["torchscript", "none"]).predict(x).numpy()
+    expected = load_classifier(exports["torchscript", "none"], trust_torchscript=True)
+    expected = expected.predict(x).numpy()
     np.testing.assert_allclose(np.array(result["probs"]), expected, atol=1e-6)
 
 
@@ -106,9 +107,10 @@ def test_transcribe_and_stream_accept_exports(exports, commands_dir: Path, capsy
     clip = sorted((commands_dir / "yes").glob("*.wav"))[0]
     labels = []
     for path in (exports["torchscript", "none"], exports["onnx", "none"]):
-        assert main(["transcribe", "--checkpoint", str(path), "--json", str(clip)]) == 0
+        trust = ["--trust-torchscript"]  # exports written here
+        assert main(["transcribe", "--checkpoint", str(path), *trust, "--json", str(clip)]) == 0
         labels.append(json.loads(capsys.readouterr().out)["label"])
-        assert main(["stream", "--checkpoint", str(path), "--input", str(clip)]) == 0
+        assert main(["stream", "--checkpoint", str(path), *trust, "--input", str(clip)]) == 0
         capsys.readouterr()
     assert labels[0] == labels[1]
 
@@ -116,9 +118,17 @@ def test_transcribe_and_stream_accept_exports(exports, commands_dir: Path, capsy
 def test_bad_model_files_are_one_line_errors(tmp_path: Path, capsys) -> None:
     fake = tmp_path / "model.onnx"
     fake.write_bytes(b"not onnx")
+    broken = tmp_path / "broken.onnx"  # starts as ONNX does, then is not
+    broken.write_bytes(b"\x08\x07garbage")
     plain = tmp_path / "plain.pt"
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(plain))
-    for path, problem in ((fake, "not a readable ONNX model"), (plain, "without labels")):
-        assert main(["transcribe", "--checkpoint", str(path), str(path)]) == 2
+    trust = ["--trust-torchscript"]
+    for path, flags, problem in (
+        (fake, [], "named .onnx, so an ONNX model, but the file is neither"),
+        (broken, [], "not a readable ONNX model"),
+        (plain, [], "runs code of its own when loaded"),
+        (plain, trust, "without labels"),
+    ):
+        assert main(["transcribe", "--checkpoint", str(path), *flags, str(path)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"error: {path}: ") and problem in err[0]

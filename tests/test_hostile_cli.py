@@ -572,7 +572,7 @@ def test_transcribe_sets_threads_before_loading_the_model(
     seen: list[int] = []
     real = factory.load_model
     monkeypatch.setattr(
-        factory, "load_model", lambda p: seen.append(torch.get_num_threads()) or real(p)
+        factory, "load_model", lambda p, *a: seen.append(torch.get_num_threads()) or real(p, *a)
     )
     before = torch.get_num_threads()
     try:

@@ -18,6 +18,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -25,11 +26,14 @@ import torch
 from speech_gru.cli.main import main
 from speech_gru.runtime.checkpoint import ModelLoadError
 from speech_gru.runtime.classifier import load_classifier
-from tests.helpers import LABELS
+from tests.helpers import LABELS, TINY_LABELS, tiny_checkpoint, write_tone
 
 pytestmark = pytest.mark.slow  # every test here uses the session's trained model
 
 SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
+TRUST = ["--trust-torchscript"]
+"""The opt-in to TorchScript files (harmless for the others): these tests load exports
+they wrote themselves."""
 
 
 def export_args(checkpoint: Path, out: Path, fmt: str = "torchscript", *extra: str) -> list[str]:
@@ -128,7 +132,7 @@ def test_re_export_replaces_an_earlier_export(checkpoint: Path, tmp_path: Path, 
     int8 = out.read_bytes()
     assert main(export_args(checkpoint, out, fmt)) == 0
     assert out.read_bytes() != int8
-    assert load_classifier(out).labels == LABELS
+    assert load_classifier(out, trust_torchscript=True).labels == LABELS
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary file left
     umask = os.umask(0o022)
     os.umask(umask)
@@ -266,13 +270,13 @@ def test_malformed_labels_are_one_line_errors(
     else:
         rewrite_torchscript(exports[fmt], path, {"labels.json": text})
     with pytest.raises(ModelLoadError) as caught:
-        load_classifier(path)
+        load_classifier(path, trust_torchscript=True)
     message = str(caught.value)
     assert message.startswith(f"{path}: labels metadata ") and problem in message
     assert "\n" not in message
     capsys.readouterr()
-    for command in (["transcribe", "--checkpoint", str(path), str(path)],
-                    ["info", "--checkpoint", str(path)]):  # fmt: skip
+    for command in (["transcribe", "--checkpoint", str(path), *TRUST, str(path)],
+                    ["info", "--checkpoint", str(path), *TRUST]):  # fmt: skip
         assert main(command) == 2
         assert one_error_line(capsys, path) == f"error: {message}"
 
@@ -293,9 +297,9 @@ def test_malformed_metadata_is_a_one_line_error(
     else:
         rewrite_torchscript(exports[fmt], path, {"metadata.json": '{"hyper_parameters": "[]"}'})
     with pytest.raises(ModelLoadError, match=f"{where} .*is not a JSON object"):
-        load_classifier(path)
+        load_classifier(path, trust_torchscript=True)
     capsys.readouterr()
-    assert main(["info", "--checkpoint", str(path)]) == 2
+    assert main(["info", "--checkpoint", str(path), *TRUST]) == 2
     assert where in one_error_line(capsys, path)
 
 
@@ -311,4 +315,211 @@ def test_labels_with_control_characters_still_load(
         rewrite_onnx(exports[fmt], path, labels=text)
     else:
         rewrite_torchscript(exports[fmt], path, {"labels.json": text})
-    assert load_classifier(path).labels == labels
+    assert load_classifier(path, trust_torchscript=True).labels == labels
+
+
+# --- loading: a model file that runs code ----------------------------------------------
+
+
+class WritesTarget(torch.nn.Module):
+    """What an attacker ships as a model: its forward overwrites the first bytes of a file
+    of the victim's (``torch.from_file(..., shared=True)`` maps it writable)."""
+
+    def __init__(self, target: str, size: int) -> None:
+        super().__init__()
+        self.target = target
+        self.size = size
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        mapped = torch.from_file(self.target, shared=True, size=self.size, dtype=torch.uint8)
+        mapped.fill_(88)  # used below, so that TorchScript does not drop it as dead code
+        return torch.full((wave.shape[0], 4), 0.25) + 0 * mapped[0].float()
+
+
+ORIGINAL = b"the user's data"
+
+
+@pytest.fixture
+def attack(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
+    """A victim's file and a TorchScript module that overwrites it when run, dressed as an
+    export (labels and metadata; any number of outputs it likes), saved as ``evil.pt`` and
+    copied as ``evil.ckpt`` and as an extension-less ``evil``."""
+    target = tmp_path / "victim.txt"
+    target.write_bytes(ORIGINAL)
+    module = torch.jit.script(WritesTarget(str(target), len(ORIGINAL)))
+    extra = {"labels.json": json.dumps(TINY_LABELS),
+             "metadata.json": json.dumps({"hyper_parameters": "{}"})}  # fmt: skip
+    evil = tmp_path / "evil.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice
+        torch.jit.save(module, str(evil), _extra_files=extra)
+    files = {"pt": evil, "ckpt": tmp_path / "evil.ckpt", "none": tmp_path / "evil"}
+    for name in ("ckpt", "none"):
+        shutil.copyfile(evil, files[name])
+    return target, files
+
+
+@pytest.mark.parametrize("name", ["pt", "ckpt", "none"])
+def test_a_torchscript_file_is_not_run_without_the_opt_in(
+    attack: tuple[Path, dict[str, Path]], tmp_path: Path, capsys: pytest.CaptureFixture, name: str
+) -> None:
+    from speech_gru import Spotter
+
+    target, files = attack
+    path = files[name]
+    clip = write_tone(tmp_path / "clip.wav")
+    for command in (["info", "--checkpoint", str(path)],
+                    ["transcribe", "--checkpoint", str(path), str(clip)],
+                    ["stream", "--checkpoint", str(path), "--input", str(clip)]):  # fmt: skip
+        assert main(command) == 2
+        line = one_error_line(capsys, path)
+        assert "TorchScript" in line and "runs code" in line, line
+        assert target.read_bytes() == ORIGINAL, command
+    with pytest.raises(ModelLoadError, match="TorchScript") as caught:
+        Spotter.load(path)
+    assert "\n" not in str(caught.value)
+    assert target.read_bytes() == ORIGINAL
+
+
+def test_a_torchscript_file_named_ckpt_is_refused_even_with_the_opt_in(
+    attack: tuple[Path, dict[str, Path]], capsys: pytest.CaptureFixture
+) -> None:
+    from speech_gru import Spotter
+
+    target, files = attack
+    path = files["ckpt"]
+    assert main(["info", "--checkpoint", str(path), *TRUST]) == 2
+    line = one_error_line(capsys, path)
+    assert "named .ckpt, so a weights-only training checkpoint" in line
+    assert "is a TorchScript model" in line
+    with pytest.raises(ModelLoadError, match="named .ckpt"):
+        Spotter.load(path, trust_torchscript=True)
+    onnx_named = path.with_suffix(".onnx")  # nor as an ONNX file
+    shutil.copyfile(path, onnx_named)
+    assert main(["transcribe", "--checkpoint", str(onnx_named), *TRUST, str(path)]) == 2
+    assert "named .onnx, so an ONNX model" in one_error_line(capsys, onnx_named)
+    assert target.read_bytes() == ORIGINAL
+
+
+@pytest.mark.parametrize("name", ["pt", "none"])
+def test_trusted_torchscript_loads_without_being_run(
+    attack: tuple[Path, dict[str, Path]], name: str
+) -> None:
+    """The opt-in loads the file (its code would run on use, as the flag's help says), but
+    loading never runs the model: its shape comes from the metadata, and this file has no
+    'classes' entry, so it is refused before anything runs."""
+    from speech_gru import Spotter
+
+    target, files = attack
+    with pytest.raises(ModelLoadError, match="no 'classes' metadata"):
+        Spotter.load(files[name], trust_torchscript=True)
+    assert target.read_bytes() == ORIGINAL
+    path = rewrite_torchscript(
+        files["pt"],
+        files["pt"].with_name("evil_counted.pt"),
+        {"metadata.json": json.dumps({"hyper_parameters": "{}", "classes": "4"})},  # fmt: skip
+    )
+    spotter = Spotter.load(path, trust_torchscript=True)
+    assert spotter.kind == "torchscript" and spotter.labels == [
+        "_silence_",
+        "_unknown_",
+        "yes",
+        "no",
+    ]
+    assert target.read_bytes() == ORIGINAL  # loaded, not run
+    spotter.classify(np.zeros(16000, np.float32))  # trusted: running it runs its code
+    assert target.read_bytes() == b"X" * len(ORIGINAL)
+
+
+def test_a_genuine_torchscript_export_works_with_the_opt_in(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from speech_gru import Spotter
+
+    checkpoint = tiny_checkpoint(tmp_path / "tiny.ckpt")
+    clip = write_tone(tmp_path / "clip.wav")
+    for out in (tmp_path / "kws.pt", tmp_path / "kws"):
+        assert main(export_args(checkpoint, out)) == 0
+        assert main(["transcribe", "--checkpoint", str(out), *TRUST, str(clip)]) == 0
+        assert main(["info", "--checkpoint", str(out), *TRUST]) == 0
+        assert "runs code:" in capsys.readouterr().out
+        assert Spotter.load(out, trust_torchscript=True).labels == TINY_LABELS
+    assert main(["info", "--checkpoint", str(checkpoint)]) == 0
+    assert "runs code:       no" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_an_export_without_its_number_of_outputs_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, fmt: str
+) -> None:
+    """As exports were written before 'classes': the loader would have to run the model to
+    learn its shape, which it never does."""
+    checkpoint = tiny_checkpoint(tmp_path / "tiny.ckpt")
+    good = tmp_path / f"good{SUFFIX[fmt]}"
+    assert main(export_args(checkpoint, good, fmt)) == 0
+    old = tmp_path / f"old{SUFFIX[fmt]}"
+    if fmt == "onnx":
+        model = onnx.load(str(good))
+        kept = [p for p in model.metadata_props if p.key != "classes"]
+        del model.metadata_props[:]
+        model.metadata_props.extend(kept)
+        onnx.save(model, str(old))
+    else:
+        extra = {"labels.json": "", "metadata.json": ""}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(str(good), _extra_files=extra)
+            meta = json.loads(extra["metadata.json"])
+            del meta["classes"]
+            torch.jit.save(
+                module, str(old), _extra_files={**extra, "metadata.json": json.dumps(meta)}
+            )
+    capsys.readouterr()
+    assert main(["info", "--checkpoint", str(old), *TRUST]) == 2
+    assert "no 'classes' metadata" in one_error_line(capsys, old)
+
+
+def test_load_never_runs_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither export kind is run while loading (no forward pass to count outputs)."""
+    from speech_gru.runtime import classifier
+
+    checkpoint = tiny_checkpoint(tmp_path / "tiny.ckpt")
+    runs = []
+    for fmt in ("torchscript", "onnx"):
+        out = tmp_path / f"kws{SUFFIX[fmt]}"
+        assert main(export_args(checkpoint, out, fmt)) == 0
+        backends = (classifier.torchscript_backend, classifier.onnx_backend)
+        for make in backends:
+
+            def counting(model, make=make, fmt=fmt):  # noqa: ANN001, ANN202
+                run = make(model)
+                return lambda *a: runs.append(fmt) or run(*a)
+
+            monkeypatch.setattr(classifier, make.__name__, counting)
+        loaded = load_classifier(out, trust_torchscript=True)
+        assert runs == [] and loaded.labels == TINY_LABELS
+        loaded.predict(np.zeros((1, 16000), np.float32))
+        assert runs == [fmt]
+        runs.clear()
+        monkeypatch.undo()
+
+
+@pytest.mark.parametrize("name", ["pt", "ckpt", "none"])
+def test_commands_that_read_training_checkpoints_refuse_torchscript_in_one_line(
+    attack: tuple[Path, dict[str, Path]], tmp_path: Path, capsys: pytest.CaptureFixture, name: str
+) -> None:
+    target, files = attack
+    path = files[name]
+    clip = write_tone(tmp_path / "clip.wav")
+    for command in (export_args(path, tmp_path / "out.onnx", "onnx"),
+                    ["explain", "--checkpoint", str(path), str(clip)],
+                    ["calibrate", "--checkpoint", str(path), "--negatives", str(clip),
+                     "--target-fa", "1"]):  # fmt: skip
+        with warnings.catch_warnings(record=True) as seen:  # a warning is more lines
+            warnings.simplefilter("always")
+            assert main(command) == 2, command
+        assert not seen, [str(w.message) for w in seen]
+        line = one_error_line(capsys, path)
+        assert "TorchScript" in line or "an exported" in line, line
+    assert target.read_bytes() == ORIGINAL
+    assert not (tmp_path / "out.onnx").exists()

@@ -192,7 +192,8 @@ def test_evaluate_split_needs_the_training_checkpoint(
     export = tmp_path / "model.pt"
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(export)]) == 0
     capsys.readouterr()
-    argv = ["evaluate", "--checkpoint", str(export), str(tmp_path / "data"), "--split", "testing"]
+    argv = ["evaluate", "--checkpoint", str(export), "--trust-torchscript", str(tmp_path / "data")]
+    argv += ["--split", "testing"]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "does not record its data split" in err and "training checkpoint" in err

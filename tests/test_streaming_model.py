@@ -193,7 +193,7 @@ def test_recipe_trains_a_forward_model_that_loads_and_classifies(
     assert probs.shape == (3, len(LABELS))
     torch.testing.assert_close(probs.sum(-1), torch.ones(3))
     for fmt, name in (("torchscript", "kws.pt"), ("onnx", "kws.onnx")):  # exports agree
-        exported = load_classifier(export(checkpoint, tmp_path / name, fmt))
+        exported = load_classifier(export(checkpoint, tmp_path / name, fmt), trust_torchscript=True)
         torch.testing.assert_close(
             exported.predict(chirps(3, 1.0).numpy()), probs, atol=1e-4, rtol=0
         )

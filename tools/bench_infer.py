@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             suffix = ".onnx" if fmt == "onnx" else ".pt"
             path = out_dir / f"model{'-int8' if quantize else ''}{suffix}"
             export(args.checkpoint, path, fmt, quantize)
-        classifier = load_classifier(path)
+        classifier = load_classifier(path, trust_torchscript=True)  # exported just above
         row = {
             "form": name,
             "file_kb": path.stat().st_size / 1024,

@@ -34,7 +34,12 @@ from speech_gru.analysis.streaming.decisions import (
     replay,
 )
 from speech_gru.analysis.streaming.scores import ScoredStream
-from speech_gru.runtime.checkpoint import OperatingPoint, save_operating_point
+from speech_gru.runtime.checkpoint import (
+    FileStamp,
+    OperatingPoint,
+    duration_text,
+    save_operating_point,
+)
 from speech_gru.runtime.detector import DetectorConfig, after_refractory
 
 GRID = 1e-4
@@ -224,10 +229,21 @@ def calibrate(
 
     Returns:
         Every span's candidate and the chosen one.
+
+    Raises:
+        CalibrationError: no negative stream is as long as one window.
     """
     config = config or DetectorConfig()
     if target <= 0:
         raise ValueError("target must be positive")
+    longest = max((r.duration_s for r in negatives), default=0.0)
+    if longest < config.window_s:
+        # No window of the detector fits in any stream: there is nothing to count false
+        # alarms on, and any threshold would look like it keeps to the target.
+        raise CalibrationError(
+            f"negative audio shorter than one window: the longest stream is "
+            f"{duration_text(longest)}, the window {config.window_s:g} s; nothing measured"
+        )
     negative_s = sum(r.duration_s for r in negatives)
     allowed = math.floor(target * negative_s / 3600 + 1e-9)
     mask = keyword_mask(labels)
@@ -314,12 +330,24 @@ def _checked(
     return SpanCandidate(span.average_s, None, {}, alarms)
 
 
-def save_point(checkpoint: dict, point: OperatingPoint, out: str | Path) -> None:
+def save_point(
+    checkpoint: dict,
+    point: OperatingPoint,
+    out: str | Path,
+    source: str | Path | None = None,
+    stamp: FileStamp | None = None,
+) -> Path | None:
     """Write ``checkpoint`` with ``point`` as its ``operating_point`` to ``out``, atomically
     (a failed write leaves the file as it was); weights and training state are untouched.
-    The checkpoint format is ``speech_gru.runtime.checkpoint``'s.
+    A file already at ``out`` is kept as ``out`` + ``.bak``. With ``source`` and ``stamp``
+    (what ``read_checkpoint_stamped`` gave), nothing is written if ``source`` changed since
+    it was read. The checkpoint format is ``speech_gru.runtime.checkpoint``'s.
+
+    Returns:
+        The backup of the previous file, or None when ``out`` did not exist.
 
     Raises:
+        ChangedError: ``source`` changed since it was read; nothing written.
         OSError: ``out`` cannot be written.
     """
-    save_operating_point(checkpoint, point, out)
+    return save_operating_point(checkpoint, point, out, source, stamp)

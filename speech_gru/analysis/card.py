@@ -16,6 +16,7 @@ from speech_gru.core.audio import printable
 from speech_gru.core.labels import LABEL_SETS
 from speech_gru.core.model import KeywordModel, ModelConfig
 from speech_gru.runtime.checkpoint import (
+    CLASSES,
     DATA_SETTINGS,
     HYPER_PARAMETERS,
     OPERATING_POINT,
@@ -26,6 +27,7 @@ from speech_gru.runtime.checkpoint import (
     load_checkpoint_model,
     model_kind,
     read_operating_point,
+    runs_code,
 )
 from speech_gru.runtime.classifier import load_classifier
 
@@ -66,20 +68,28 @@ def describe_model(model: KeywordModel) -> tuple[dict, dict]:
     return features, architecture
 
 
-def model_card(path: str | Path) -> dict:
+def model_card(path: str | Path, trust_torchscript: bool = False) -> dict:
     """What a checkpoint or an exported model records about itself.
 
     Keys: ``file``, ``kind``, ``labels``, ``features``, ``architecture``, ``parameters``
     (per part), ``training`` (data and progress; None when not recorded), ``test_metrics``
     (None when not recorded), ``operating_point`` (the calibrated detector settings and
-    how they were measured, as stored; None when not calibrated), ``speech_gru_version``
-    and, for exports, ``metadata``.
+    how they were measured, as stored; None when not calibrated), ``speech_gru_version``,
+    ``runs_code`` (whether loading the file runs code it carries: TorchScript's) and, for
+    exports, ``metadata``.
+
+    Args:
+        path: the model file.
+        trust_torchscript: read a TorchScript file, which loading runs code of (else it is
+            refused, as every command refuses it).
 
     Raises:
-        ModelLoadError: a missing or unreadable model file.
+        ModelLoadError: a missing or unreadable model file, or an untrusted TorchScript
+            file.
     """
     path = Path(path)
-    if model_kind(path) == "checkpoint":
+    kind = model_kind(path)
+    if kind == "checkpoint":
         model, labels, checkpoint = load_checkpoint_model(path)
         card: dict = {"file": str(path), "kind": "checkpoint", "labels": labels}
         data = checkpoint.get(DATA_SETTINGS)
@@ -92,7 +102,7 @@ def model_card(path: str | Path) -> dict:
         point = read_operating_point(path, checkpoint.get(OPERATING_POINT), labels)
         card["speech_gru_version"] = checkpoint.get(VERSION)
     else:
-        classifier = load_classifier(path)
+        classifier = load_classifier(path, trust_torchscript)
         card = {"file": str(path), "kind": classifier.kind, "labels": classifier.labels}
         meta = dict(classifier.metadata)
         hparams = meta.get(HYPER_PARAMETERS, "{}")
@@ -105,8 +115,9 @@ def model_card(path: str | Path) -> dict:
         card["metadata"] = {
             k: v
             for k, v in meta.items()
-            if k not in ("labels", HYPER_PARAMETERS, VERSION, OPERATING_POINT)
+            if k not in ("labels", CLASSES, HYPER_PARAMETERS, VERSION, OPERATING_POINT)
         }
+    card["runs_code"] = runs_code(kind)
     card["operating_point"] = point.to_dict() if point is not None else None
     card["features"], card["architecture"] = describe_model(model)
     card["parameters"] = parameter_counts(model)
@@ -156,6 +167,13 @@ def format_card(card: dict) -> str:
             "buffers only)",
         ),
     ]
+    if card.get("runs_code"):
+        code = "yes: TorchScript, loading it runs its code; only from a source you trust"
+    else:
+        code = "no: weights and settings only, safe to load from anyone"
+        if card["kind"] == "onnx":
+            code = "no: an ONNX graph of standard operators, safe to load from anyone"
+    lines.append(("runs code", code))
     training = card.get("training")
     if training:
         data = (

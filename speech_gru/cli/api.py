@@ -1,6 +1,7 @@
 """The Python face of the package: load a model, label clips, detect keywords in streams.
 
-``Spotter.load`` takes a training checkpoint, a TorchScript export or an ONNX export
+``Spotter.load`` takes a training checkpoint, an ONNX export or, with
+``trust_torchscript=True``, a TorchScript export
 (``speech_gru.runtime.classifier.load_classifier``)::
 
     from speech_gru import Spotter
@@ -76,13 +77,26 @@ class Spotter:
         self.classifier = classifier
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Spotter:
-        """Load a checkpoint (``.ckpt``), a TorchScript export or an ONNX export (``.onnx``).
+    def load(cls, path: str | os.PathLike, trust_torchscript: bool = False) -> Spotter:
+        """Load a checkpoint (``.ckpt``), an ONNX export (``.onnx``) or, when trusted, a
+        TorchScript export (``.pt``).
+
+        A checkpoint is read weights-only and an ONNX file is a graph: neither carries
+        code, so either is safe to take from anyone. A TorchScript file carries code that
+        loading runs (as ``torch.jit.load`` does), so it loads only with
+        ``trust_torchscript=True``, for files from a source you trust. The model is not
+        run while loading.
+
+        Args:
+            path: the model file; what it is (by content) must agree with its name.
+            trust_torchscript: load a TorchScript file, running its code.
 
         Raises:
-            ModelLoadError: a missing or unreadable file, in one line naming it.
+            ModelLoadError: a missing or unreadable file, a name that disagrees with the
+                content, or a TorchScript file without ``trust_torchscript``, in one line
+                naming it.
         """
-        return cls(load_model(path))
+        return cls(load_model(path, trust_torchscript))
 
     @property
     def labels(self) -> list[str]:

@@ -82,8 +82,42 @@ def check_folder(folder: Path, where: str, create: bool) -> None:
 # ---------------------------------------------------------------- the model and its detector
 
 
+def add_model_argument(
+    p: argparse.ArgumentParser,
+    exports: bool = True,
+    required: bool = True,
+    help: str | None = None,  # noqa: A002 - argparse's name
+) -> None:
+    """``--checkpoint``, the model file every command that runs a model takes, and with
+    ``exports`` its ``--trust-torchscript`` opt-in (what ``load_model`` reads).
+
+    Args:
+        p: the command's parser.
+        exports: the command also runs exported models (ONNX, trusted TorchScript); False
+            for commands that need a training checkpoint, which never runs code.
+        required: argparse's ``required``.
+        help: the ``--checkpoint`` help (default: the kinds the command takes).
+    """
+    if help is None:
+        help = (
+            "model file: a training checkpoint (.ckpt) or an ONNX export (.onnx); a "
+            "TorchScript export (.pt) with --trust-torchscript"
+            if exports
+            else "training checkpoint (.ckpt)"
+        )
+    p.add_argument("--checkpoint", required=required, help=help)
+    if exports:
+        p.add_argument(
+            "--trust-torchscript",
+            action="store_true",
+            help="load a TorchScript model file: it runs code of its own when loaded, as "
+            "torch.jit.load does, so only for files from a source you trust (checkpoints "
+            "and ONNX files carry no code and need no trust)",
+        )
+
+
 def load_model(args: argparse.Namespace):  # noqa: ANN201 - a Classifier
-    """The model of ``--checkpoint``.
+    """The model of ``--checkpoint`` (a TorchScript one only with ``--trust-torchscript``).
 
     Raises:
         CliError: the file cannot be loaded (``ModelLoadError``'s line).
@@ -92,7 +126,7 @@ def load_model(args: argparse.Namespace):  # noqa: ANN201 - a Classifier
     from speech_gru.runtime.factory import load_model as load
 
     try:
-        return load(args.checkpoint)
+        return load(args.checkpoint, getattr(args, "trust_torchscript", False))
     except ModelLoadError as err:
         raise CliError(str(err)) from None
 

@@ -15,7 +15,8 @@ weights-only (never unpickling code), and nowhere else. Besides Lightning's own 
 * ``operating_point``: ``OperatingPoint.to_dict()``, once calibrated (``save_operating_point``).
 
 An export (``speech_gru.runtime.export``) holds text entries instead (``export_metadata``):
-``labels`` and ``hyper_parameters`` as JSON, ``speech_gru_version``, a description of its
+``labels`` and ``hyper_parameters`` as JSON, ``classes`` (the number of outputs, so that
+no loader runs a model to learn its shape), ``speech_gru_version``, a description of its
 inputs and outputs, and as JSON ``operating_point`` when calibrated and ``streaming`` (frame
 and state sizes) for a streaming export. Reading them back is ``read_export_metadata``.
 
@@ -25,6 +26,8 @@ not load, ``CheckpointError`` (one of them) for a training checkpoint.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import os
@@ -54,6 +57,9 @@ DATA_SETTINGS = "datamodule_hyper_parameters"
 TEST_METRICS = "test_metrics"
 OPERATING_POINT = "operating_point"
 VERSION = "speech_gru_version"
+CLASSES = "classes"
+"""An export's metadata entry for its number of outputs per clip (``len(labels)``): what a
+loader learns the model's shape from, without running it."""
 
 
 class ModelLoadError(Exception):
@@ -73,6 +79,36 @@ PICKLE_MAGIC = b"\x80"
 """How the older ``torch.save`` format (a pickle, protocol 2 or later) starts."""
 
 
+@dataclass(frozen=True)
+class FileStamp:
+    """What a file was when it was read: its size, modification time and the SHA-256 of
+    the bytes read. A file saved again since (by training, another calibration) differs in
+    at least one of them.
+    """
+
+    size: int
+    mtime_ns: int
+    sha256: str
+
+    @classmethod
+    def of(cls, path: str | os.PathLike) -> FileStamp:
+        """The stamp of ``path`` as it is now.
+
+        Raises:
+            OSError: it cannot be read.
+        """
+        return _read_stamped(path)[1]
+
+
+def _read_stamped(path: str | os.PathLike) -> tuple[bytes, FileStamp]:
+    """The bytes of ``path`` and their stamp, from one open file (the size and time are
+    those of the file the bytes came from, even if it is replaced meanwhile)."""
+    with open(path, "rb") as f:
+        info = os.fstat(f.fileno())
+        data = f.read()
+    return data, FileStamp(len(data), info.st_mtime_ns, hashlib.sha256(data).hexdigest())
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """The dict a training checkpoint holds, read weights-only from a local file.
 
@@ -81,6 +117,18 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             any code it carries), a missing file, or a file ``torch.load`` will not read
             weights-only.
     """
+    return read_checkpoint_stamped(path, map_location)[0]
+
+
+def read_checkpoint_stamped(
+    path: str | os.PathLike, map_location: Any = "cpu"
+) -> tuple[dict[str, Any], FileStamp]:
+    """``read_checkpoint``, and the stamp of the bytes it parsed: a writer that means to
+    replace the file compares it with ``FileStamp.of`` first (``save_operating_point``).
+
+    Raises:
+        CheckpointError: see ``read_checkpoint``.
+    """
     if "://" in str(path):
         raise CheckpointError(
             f"{path}: remote checkpoints are not loaded; download the file and pass its local path"
@@ -88,22 +136,29 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     if not Path(path).is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
-        with open(path, "rb") as f:
-            head = f.read(4)
+        data, stamp = _read_stamped(path)
     except OSError as err:
         reason = err.strerror or type(err).__name__
         raise CheckpointError(f"{path}: cannot read ({reason})") from None
-    if not head.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
+    if not data.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
         raise CheckpointError(f"{path}: not a checkpoint file (neither a zip archive nor a pickle)")
+    if data.startswith(ZIP_MAGIC) and _archive_holds(io.BytesIO(data), "constants.pkl"):
+        # torch.load would refuse it too, after a multi-line warning that it "dispatches
+        # to torch.jit.load"; one line here, and the archive's code is never looked at.
+        raise CheckpointError(
+            f"{path}: {KIND_WORDS['torchscript']}, not a training checkpoint; not loaded"
+        )
     import torch
 
     try:
-        checkpoint = torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        checkpoint = torch.load(
+            io.BytesIO(data), map_location=map_location or "cpu", weights_only=True
+        )
     except Exception as err:  # noqa: BLE001 - unpickling fails in many ways
         raise _refused(path, err) from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: not a speech_gru checkpoint (no hyper-parameters)")
-    return checkpoint
+    return checkpoint, stamp
 
 
 def _refused(path: str | os.PathLike, err: Exception) -> CheckpointError:
@@ -168,12 +223,23 @@ def load_checkpoint_model(path: str | Path) -> tuple[KeywordModel, list[str], di
     Raises:
         ModelLoadError: missing file, or a file that is not a speech_gru checkpoint.
     """
-    from speech_gru.core.model import KeywordModel, ModelConfig
-
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: model file not found")
     checkpoint = read_checkpoint(path)
+    model, labels = checkpoint_model(path, checkpoint)
+    return model, labels, checkpoint
+
+
+def checkpoint_model(path: str | Path, checkpoint: Mapping) -> tuple[KeywordModel, list[str]]:
+    """The KeywordModel (eval mode, CPU) and labels of a checkpoint dict already read
+    (``read_checkpoint``) from ``path``.
+
+    Raises:
+        ModelLoadError: it is not a speech_gru checkpoint.
+    """
+    from speech_gru.core.model import KeywordModel, ModelConfig
+
     hparams = stored_hyper_parameters(path, checkpoint)
     state = model_state(checkpoint, path)
     try:
@@ -183,7 +249,7 @@ def load_checkpoint_model(path: str | Path) -> tuple[KeywordModel, list[str], di
     except Exception as err:  # noqa: BLE001 - a mismatched checkpoint fails in many ways
         reason = " ".join(str(err).split())[:160]
         raise ModelLoadError(f"{path}: not a speech_gru checkpoint ({reason})") from None
-    return model.eval(), labels, checkpoint
+    return model.eval(), labels
 
 
 def write_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> None:
@@ -203,37 +269,162 @@ def record_test_metrics(path: Path, metrics: dict[str, float]) -> None:
     write_checkpoint(checkpoint, path)
 
 
+BACKUP_SUFFIX = ".bak"
+"""What ``save_operating_point`` appends to the name of the file it replaces to keep the
+previous one (``best.ckpt`` -> ``best.ckpt.bak``)."""
+
+
+class ChangedError(CheckpointError):
+    """The checkpoint changed on disk after it was read; nothing was written."""
+
+
+def backup_path(path: str | os.PathLike) -> Path:
+    """Where the previous version of ``path`` is kept (``best.ckpt.bak``)."""
+    path = Path(path)
+    return path.with_name(path.name + BACKUP_SUFFIX)
+
+
 def save_operating_point(
-    checkpoint: dict[str, Any], point: OperatingPoint, out: str | os.PathLike
-) -> None:
+    checkpoint: dict[str, Any],
+    point: OperatingPoint,
+    out: str | os.PathLike,
+    source: str | os.PathLike | None = None,
+    stamp: FileStamp | None = None,
+) -> Path | None:
     """Write ``checkpoint`` with ``point`` as its operating point to ``out`` (through a
     symbolic link, as ``open`` would), atomically: a failed write leaves the file as it
     was; weights and training state are untouched.
 
+    A file already at ``out`` is kept as ``backup_path(out)`` (an earlier backup there is
+    replaced). With ``source`` and ``stamp`` (``read_checkpoint_stamped``), the write
+    happens only if ``source`` is still the file that was read: the check runs after the
+    new file is written in full and just before it is renamed into place, so a checkpoint
+    saved meanwhile (by training, say) is never replaced by the older one read here.
+
+    Returns:
+        The backup written, or None when there was no file at ``out``.
+
     Raises:
+        ChangedError: ``source`` differs from ``stamp`` (or is gone); nothing written.
         OSError: ``out`` cannot be written.
     """
     import torch
 
-    checkpoint[OPERATING_POINT] = point.to_dict()
-    write_atomic(os.path.realpath(out), lambda f: torch.save(checkpoint, f))
+    checkpoint = {**checkpoint, OPERATING_POINT: point.to_dict()}
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    data = buffer.getvalue()
+    target = Path(os.path.realpath(out))
+    backup: list[Path] = []
+
+    def write(f: Any) -> None:
+        f.write(data)
+        if source is not None and stamp is not None:
+            try:
+                now = FileStamp.of(source)
+            except OSError:
+                now = None
+            if now != stamp:
+                raise ChangedError(
+                    f"{source}: changed on disk since it was read (saved again while "
+                    "calibrating?); nothing written, run calibrate again"
+                )
+        if target.is_file():
+            backup.append(_keep_backup(target))
+
+    write_atomic(target, write)
+    return backup[0] if backup else None
+
+
+def _keep_backup(path: Path) -> Path:
+    """Keep ``path`` as ``backup_path(path)``: a hard link when the file system allows
+    one (instant, no second copy), else a copy; in either case made under a temporary
+    name and renamed, so a backup is whole or absent."""
+    import shutil
+    import tempfile
+
+    backup = backup_path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{backup.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+        try:
+            os.link(path, tmp)
+        except OSError:
+            shutil.copy2(path, tmp)
+        os.replace(tmp, backup)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return backup
 
 
 # -- what kind of file -------------------------------------------------------------------
 
 
+KIND_WORDS = {
+    "checkpoint": "a weights-only training checkpoint",
+    "torchscript": "a TorchScript model (which runs code of its own when loaded)",
+    "onnx": "an ONNX model",
+}
+SUFFIX_KINDS = {
+    ".ckpt": ("checkpoint",),
+    ".onnx": ("onnx",),
+    ".pt": ("checkpoint", "torchscript"),
+    ".pth": ("checkpoint", "torchscript"),
+}
+"""What a file with each of these suffixes may be; any other name (none included) is
+taken for what its content is."""
+ONNX_FIRST_BYTE = b"\x08"
+"""How an ONNX file starts: the protobuf tag of ``ModelProto.ir_version``, its field 1."""
+
+
 def model_kind(path: str | Path) -> str:
-    """``"onnx"`` (by its suffix), ``"torchscript"`` (by content) or ``"checkpoint"``.
+    """``"checkpoint"``, ``"torchscript"`` or ``"onnx"``: what the file is by its content,
+    which must agree with its name (``SUFFIX_KINDS``). Content that is none of them is
+    ``"checkpoint"`` (reading it then says why it is not one), unless named ``.onnx``.
+
+    A TorchScript file is a zip archive holding compiled code (``constants.pkl``); a
+    training checkpoint one holding only pickled data (``data.pkl``), or an older
+    ``torch.save`` pickle; an ONNX file a protobuf that starts with its ``ir_version``.
 
     Raises:
-        ModelLoadError: the file does not exist.
+        ModelLoadError: the file does not exist, cannot be read, or its content is not
+            what its name says (a TorchScript archive named ``.ckpt``, a ``.onnx`` that is
+            not ONNX), in one line.
     """
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: model file not found")
-    if path.suffix == ".onnx":
-        return "onnx"
-    return "torchscript" if _archive_holds(path, "constants.pkl") else "checkpoint"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ModelLoadError(f"{path}: cannot read ({reason})") from None
+    if head.startswith(ZIP_MAGIC):
+        kind = "torchscript" if _archive_holds(path, "constants.pkl") else "checkpoint"
+    elif head.startswith(PICKLE_MAGIC):
+        kind = "checkpoint"
+    elif head.startswith(ONNX_FIRST_BYTE):
+        kind = "onnx"
+    else:
+        kind = None
+    allowed = SUFFIX_KINDS.get(path.suffix.lower())
+    if kind is None and allowed != ("onnx",):
+        return "checkpoint"  # read_checkpoint says what is wrong with it
+    if allowed is not None and kind not in allowed:
+        named = f"named {path.suffix}, so {' or '.join(KIND_WORDS[k] for k in allowed)}"
+        what = KIND_WORDS[kind] if kind else "neither a PyTorch file nor ONNX"
+        raise ModelLoadError(f"{path}: {named}, but the file is {what}; not loaded")
+    return kind
+
+
+def runs_code(kind: str) -> bool:
+    """Whether loading a model file of this kind can run code that the file carries:
+    TorchScript's (``torch.jit.load`` runs the archive's compiled code), never a
+    weights-only checkpoint's or an ONNX graph's, which are data to this package."""
+    return kind == "torchscript"
 
 
 def is_training_checkpoint(path: Path) -> bool:
@@ -241,7 +432,7 @@ def is_training_checkpoint(path: Path) -> bool:
     return _archive_holds(path, "data.pkl") and not _archive_holds(path, "constants.pkl")
 
 
-def _archive_holds(path: Path, suffix: str) -> bool:
+def _archive_holds(path: Path | io.BytesIO, suffix: str) -> bool:
     """Whether ``path`` is a zip archive with a member named ``...suffix``: TorchScript
     archives hold compiled code (``constants.pkl``), ``torch.save`` files do not."""
     try:
@@ -264,6 +455,7 @@ def export_metadata(
     ``streaming``, the frame and state sizes, only for a streaming export)."""
     meta = {
         "labels": json.dumps(labels),
+        CLASSES: str(len(labels)),
         "sample_rate": "16000",
         "input": "waveform: float32 (batch, samples) at 16 kHz, mono, in [-1, 1]",
         "output": "probabilities: float32 (batch, labels)",
@@ -303,23 +495,43 @@ def read_export_metadata(path: Path, meta: object) -> dict:
     return meta
 
 
-def export_labels(path: Path, text: str | bytes, size: int) -> list[str]:
-    """The labels an export records, checked against its number of outputs.
+def export_labels(path: Path, text: str | bytes, classes: object) -> list[str]:
+    """The labels an export records, checked against its ``classes`` entry.
 
     They are model-provided text: any strings, control characters included (whoever
     prints them escapes them).
 
     Raises:
-        ModelLoadError: not a list of strings, or not one per output.
+        ModelLoadError: no ``classes`` entry (the file was exported before it was written,
+            or by something else), or labels that are not a list of strings, one per class.
     """
+    count = export_classes(path, classes)
     labels = parse_json(text)
     if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
         raise ModelLoadError(f"{path}: labels metadata is not a JSON list of strings")
-    if len(labels) != size:
+    if len(labels) != count:
         raise ModelLoadError(
-            f"{path}: labels metadata has {len(labels)} entries for {size} model outputs"
+            f"{path}: labels metadata has {len(labels)} entries for {count} model outputs"
         )
     return labels
+
+
+def export_classes(path: Path, value: object) -> int:
+    """An export's ``classes`` entry: its number of outputs per clip.
+
+    Raises:
+        ModelLoadError: missing (the model is never run to count its outputs) or not a
+            positive integer.
+    """
+    if value is None or value == "":
+        raise ModelLoadError(
+            f"{path}: no '{CLASSES}' metadata (the number of outputs); export the model "
+            "again with this version of speech_gru"
+        )
+    count = parse_json(value) if isinstance(value, str | bytes) else value
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= 100_000:
+        raise ModelLoadError(f"{path}: '{CLASSES}' metadata is not a positive count of outputs")
+    return count
 
 
 def streaming_spec(meta: Mapping) -> object:

@@ -1,11 +1,12 @@
 """Load a trained or exported model and classify waveforms.
 
-``load_classifier`` takes a training checkpoint (``.ckpt``), a TorchScript export or an
-ONNX export (see ``speech_gru.runtime.export``); every kind becomes a ``Classifier`` that maps
-waveforms of any lengths to class probabilities. What the files hold, and reading it, is
-``speech_gru.runtime.checkpoint``'s; this module runs what it reads. A forward model also
-gets a ``Stepper`` (``ModelStepper``, ``ExportStepper``) that ``Classifier.scorer`` wraps in a
-``StatefulScorer`` (``speech_gru.runtime.stateful``); loading never imports the detector.
+``load_classifier`` takes a training checkpoint (``.ckpt``), an ONNX export or, when
+trusted, a TorchScript export (see ``speech_gru.runtime.export``); every kind becomes a
+``Classifier`` that maps waveforms of any lengths to class probabilities. What the files
+hold, and reading it, is ``speech_gru.runtime.checkpoint``'s; this module runs what it
+reads. A forward model also gets a ``Stepper`` (``ModelStepper``, ``ExportStepper``) that
+``Classifier.scorer`` wraps in a ``StatefulScorer`` (``speech_gru.runtime.stateful``);
+loading never imports the detector.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import Tensor
 from speech_gru.core.features import complete_frames
 from speech_gru.core.model import KeywordModel, StreamState, window_max
 from speech_gru.runtime.checkpoint import (
+    CLASSES,
     DATA_SETTINGS,
     HYPER_PARAMETERS,
     OPERATING_POINT,
@@ -307,17 +309,40 @@ def onnx_backend(session) -> Backend:  # noqa: ANN001 - an onnxruntime.Inference
     return run
 
 
-def load_classifier(path: str | Path) -> Classifier:
-    """Load a checkpoint, a TorchScript export or an ONNX export, by content.
+TORCHSCRIPT_REFUSED = (
+    "a TorchScript model runs code of its own when loaded (as torch.jit.load does); "
+    "not loaded unless you trust its source: --trust-torchscript, or "
+    "Spotter.load(path, trust_torchscript=True)"
+)
+
+
+def load_classifier(path: str | Path, trust_torchscript: bool = False) -> Classifier:
+    """Load a checkpoint, a TorchScript export or an ONNX export: what the file is by its
+    content, which must agree with its name (``checkpoint.model_kind``).
+
+    A checkpoint is read weights-only and an ONNX file is a graph for ONNX Runtime: both
+    are data, safe to take from anyone. A TorchScript file carries code that
+    ``torch.jit.load`` runs, so it loads only with ``trust_torchscript``. No model is run
+    here: the number of outputs, the labels and the state sizes come from the file's
+    metadata.
+
+    Args:
+        path: the model file.
+        trust_torchscript: load a TorchScript file, running its code (only for files from
+            a source you trust).
 
     Raises:
-        ModelLoadError: a missing or unreadable file, with a one-line reason.
+        ModelLoadError: a missing or unreadable file, a name that disagrees with the
+            content, or a TorchScript file without ``trust_torchscript``, with a one-line
+            reason.
     """
     path = Path(path)
     kind = model_kind(path)
     if kind == "onnx":
         return _load_onnx(path)
     if kind == "torchscript":
+        if not trust_torchscript:
+            raise ModelLoadError(f"{path}: {TORCHSCRIPT_REFUSED}")
         return _load_torchscript(path)
     model, labels, checkpoint = load_checkpoint_model(path)
     metadata = {
@@ -348,6 +373,8 @@ def checkpoint_classifier(
 
 
 def _load_torchscript(path: Path) -> Classifier:
+    """Load a TorchScript export, which runs the code the file carries: only for a caller
+    that trusts it (``load_classifier``'s ``trust_torchscript``)."""
     extra = {"labels.json": "", "metadata.json": ""}
     try:
         with warnings.catch_warnings():  # torch.jit.load announces its own deprecation
@@ -360,9 +387,9 @@ def _load_torchscript(path: Path) -> Classifier:
         raise ModelLoadError(f"{path}: TorchScript file without labels.json (not an export)")
     meta = read_export_metadata(path, extra["metadata.json"])
     module = module.eval()
-    stepper = _stepper(path, meta, torchscript_step(module))
+    labels = export_labels(path, extra["labels.json"], meta.get(CLASSES))
+    stepper = _stepper(path, meta, torchscript_step(module), len(labels))
     backend = torchscript_backend(module) if stepper is None else stepper.classify
-    labels = export_labels(path, extra["labels.json"], _output_size(path, backend))
     point = read_operating_point(path, meta.get(OPERATING_POINT), labels)
     return Classifier(backend, labels, path, "torchscript", meta, False, point, stepper)
 
@@ -383,15 +410,26 @@ def onnx_step(session) -> StepFunction:  # noqa: ANN001 - an onnxruntime.Inferen
     return run
 
 
-def _stepper(path: Path, meta: dict, run: StepFunction) -> ExportStepper | None:
-    """The ExportStepper of a streaming export (None for a clip export)."""
+def _stepper(path: Path, meta: dict, run: StepFunction, classes: int) -> ExportStepper | None:
+    """The ExportStepper of a streaming export (None for a clip export), its frame and
+    state sizes from the metadata alone (checked: positive sizes, ``past`` of (frames,
+    ``classes``)), so the file is never run to learn them."""
     if "streaming" not in meta:
         return None
     spec = streaming_spec(meta)
     try:
-        return ExportStepper(run, spec)
+        stepper = ExportStepper(run, spec)
     except (TypeError, KeyError, ValueError):
         raise ModelLoadError(f"{path}: streaming metadata is malformed") from None
+    sizes = (stepper.frame_hop, stepper.n_fft, *stepper.hidden_shape, *stepper.past_shape)
+    shapes_ok = len(stepper.hidden_shape) == 2 and len(stepper.past_shape) == 2
+    if not shapes_ok or min(sizes) < 1 or stepper.frame_hop > stepper.n_fft:
+        raise ModelLoadError(f"{path}: streaming metadata is malformed")
+    if stepper.past_shape[1] != classes:
+        raise ModelLoadError(
+            f"{path}: streaming metadata has {stepper.past_shape[1]} outputs for {classes} labels"
+        )
+    return stepper
 
 
 def _load_onnx(path: Path) -> Classifier:
@@ -412,22 +450,13 @@ def _load_onnx(path: Path) -> Classifier:
     if "labels" not in meta:
         raise ModelLoadError(f"{path}: ONNX model without a labels entry (not an export)")
     meta = read_export_metadata(path, meta)
-    stepper = _stepper(path, meta, onnx_step(session))
+    labels = export_labels(path, meta["labels"], meta.get(CLASSES))
+    stepper = _stepper(path, meta, onnx_step(session), len(labels))
     backend = onnx_backend(session) if stepper is None else stepper.classify
-    shape = session.get_outputs()[0].shape  # e.g. ["batch", 12]
-    size = shape[-1] if shape and isinstance(shape[-1], int) else _output_size(path, backend)
-    labels = export_labels(path, meta["labels"], size)
+    shape = session.get_outputs()[0].shape  # e.g. ["batch", 12]: the graph's, not run
+    if shape and isinstance(shape[-1], int) and shape[-1] != len(labels):
+        raise ModelLoadError(
+            f"{path}: labels metadata has {len(labels)} entries for {shape[-1]} model outputs"
+        )
     point = read_operating_point(path, meta.get(OPERATING_POINT), labels)
     return Classifier(backend, labels, path, "onnx", meta, False, point, stepper)
-
-
-def _output_size(path: Path, backend: Backend) -> int:
-    """The number of classes an export gives, from one second of silence."""
-    try:
-        probs = backend(np.zeros((1, 16000), dtype=np.float32), None)
-        if probs.ndim != 2:
-            raise ValueError(f"output shape {tuple(probs.shape)}, not (batch, classes)")
-    except Exception as err:  # noqa: BLE001 - whatever the file's code raises
-        reason = " ".join(str(err).split())[:160]
-        raise ModelLoadError(f"{path}: the model does not run on 1 s of audio ({reason})") from None
-    return probs.shape[-1]

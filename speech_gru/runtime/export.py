@@ -2,7 +2,8 @@
 
 The exported model is self-contained: raw 16 kHz waveforms ``(B, N)`` in, class
 probabilities ``(B, C)`` out, MFCCs included. The label list travels with it (TorchScript:
-the extra file ``labels.json``; ONNX: the metadata entry ``labels``), so it runs with plain
+the extra file ``labels.json``; ONNX: the metadata entry ``labels``), and its number of
+outputs (``classes``, what a loader learns the shape from without running it), so it runs with plain
 ``torch.jit.load`` or ``onnxruntime`` and no ``speech_gru`` package. A checkpoint's
 calibrated operating point (``speech_gru.analysis.calibrate``) travels too, as JSON text: the entry
 ``operating_point`` of TorchScript's ``metadata.json`` and of ONNX's metadata (every entry:

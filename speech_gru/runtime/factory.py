@@ -48,13 +48,15 @@ class SettingError(ValueError):
         self.value = value
 
 
-def load_model(path: str | os.PathLike) -> Classifier:
-    """Load a checkpoint, a TorchScript export or an ONNX export.
+def load_model(path: str | os.PathLike, trust_torchscript: bool = False) -> Classifier:
+    """Load a checkpoint, an ONNX export or, with ``trust_torchscript``, a TorchScript
+    export, which runs code the file carries (``classifier.load_classifier``).
 
     Raises:
-        ModelLoadError: a missing or unreadable file, in one line naming it.
+        ModelLoadError: a missing or unreadable file, a name that disagrees with the
+            content, or an untrusted TorchScript file, in one line naming it.
     """
-    return load_classifier(path)
+    return load_classifier(path, trust_torchscript)
 
 
 def detector_config(

@@ -14,6 +14,7 @@ from speech_gru.cli.options import (
     SPLITS,
     CliError,
     add_detector_arguments,
+    add_model_argument,
     check_output,
     detector_config,
     non_negative_float,
@@ -38,10 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "'operating_point'. stream, transcribe and exports then use it; their flags "
         "override it.",
     )
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        help="training checkpoint (.ckpt); calibrate it before exporting",
+    add_model_argument(
+        p, exports=False, help="training checkpoint (.ckpt); calibrate it before exporting"
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -55,7 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--negatives",
         nargs="+",
         metavar="FILE_OR_DIR",
-        help="recordings without any keyword, each one streamed on its own",
+        help="recordings without any keyword, each one streamed on its own (at least one "
+        "as long as the detector's window, 1 s)",
     )
     p.add_argument(
         "--split",
@@ -101,7 +101,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=1, help="CPU threads for the model")
     p.add_argument(
         "--out",
-        help="write the calibrated checkpoint here (default: add the point to --checkpoint itself)",
+        help="write the calibrated checkpoint here (default: add the point to --checkpoint "
+        "itself). The file replaced is kept as FILE.bak (best.ckpt -> best.ckpt.bak, "
+        "replacing an earlier .bak); nothing is written if --checkpoint changed on disk "
+        "while calibrating",
     )
     p.set_defaults(func=run)
     return p
@@ -115,10 +118,12 @@ def run(args: argparse.Namespace) -> int:
     from speech_gru.analysis.negatives import from_dataset, from_files
     from speech_gru.analysis.streaming.scores import record
     from speech_gru.runtime.checkpoint import (
+        ChangedError,
         ModelLoadError,
+        checkpoint_model,
         is_training_checkpoint,
-        load_checkpoint_model,
         model_kind,
+        read_checkpoint_stamped,
     )
     from speech_gru.runtime.classifier import checkpoint_classifier
 
@@ -132,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.checkpoint}: an exported ({kind}) model cannot be calibrated; "
                 "calibrate the training checkpoint, then export it"
             )
-        model, labels, checkpoint = load_checkpoint_model(source_path)
+        # The stamp of the bytes read: the file is written back only if it still holds them.
+        checkpoint, stamp = read_checkpoint_stamped(source_path)
+        model, labels = checkpoint_model(source_path, checkpoint)
     except ModelLoadError as err:
         raise CliError(str(err)) from None
     if out.exists() and not os.path.samefile(out, source_path) and not is_training_checkpoint(out):
@@ -185,16 +192,20 @@ def run(args: argparse.Namespace) -> int:
             f"warning: {len(skipped)} clips could not be read and were left out (first: {first})",
             file=sys.stderr,
         )
-    result = calibrate(
-        negatives,
-        labels,
-        args.target_fa,
-        args.averages,
-        config,
-        args.per_keyword,
-        args.min_threshold,
-        positives,
-    )
+    try:
+        result = calibrate(
+            negatives,
+            labels,
+            args.target_fa,
+            args.averages,
+            config,
+            args.per_keyword,
+            args.min_threshold,
+            positives,
+        )
+    except CalibrationError as err:
+        where = "--negatives" if args.negatives else "--clips"
+        raise CliError(f"{where}: {err}") from None
     hours = result.negative_s / 3600
     print(f"negatives: {duration_text(result.negative_s)} of audio ({printable(audio.source)})")
     if positives:
@@ -237,7 +248,9 @@ def run(args: argparse.Namespace) -> int:
             + " ".join(f"{printable(k)} {v:.4f}" for k, v in point.thresholds.items())
         )
     try:
-        save_point(checkpoint, point, out)
+        backup = save_point(checkpoint, point, out, source_path, stamp)
+    except ChangedError as err:
+        raise CliError(str(err)) from None
     except OSError as err:
         raise CliError(f"{out}: cannot write ({reason(err)})") from None
     if args.out and not os.path.samefile(out, source_path):
@@ -247,4 +260,6 @@ def run(args: argparse.Namespace) -> int:
             f"wrote the operating point into {printable(out)} (only the key operating_point "
             "was added; weights and training state are unchanged)"
         )
+    if backup is not None:
+        print(f"the previous file is kept as {printable(backup)}")
     return 0

@@ -10,6 +10,7 @@ from pathlib import Path
 from speech_gru.cli.options import (
     SPLITS,
     CliError,
+    add_model_argument,
     check_folder,
     fail,
     load_model,
@@ -21,7 +22,7 @@ from speech_gru.core.audio import printable
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score a labelled folder (one sub-folder per label)")
-    p.add_argument("--checkpoint", required=True, help="trained checkpoint (.ckpt)")
+    add_model_argument(p)
     p.add_argument("folder", help="folder in the canonical test-archive layout")
     p.add_argument("--out", help="folder for the report (default: next to the checkpoint)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="clips per forward pass")

@@ -14,6 +14,7 @@ from rich.console import Console
 from speech_gru.cli.options import (
     CliError,
     add_detector_arguments,
+    add_model_argument,
     check_output,
     load_runtime,
     non_negative_float,
@@ -33,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="hit rate, false alarms per hour by cause, latency and a DET curve on a long "
         "recording (built from clips, or your own with its truth)",
     )
-    p.add_argument("--checkpoint", required=True, help="checkpoint (.ckpt) or exported model")
+    add_model_argument(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument(
         "--clips",

@@ -7,13 +7,13 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from speech_gru.cli.options import CliError, check_output, reason
+from speech_gru.cli.options import CliError, add_model_argument, check_output, reason
 from speech_gru.core.audio import AudioError, printable
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="plot attention and GRU gate activity over one file")
-    p.add_argument("--checkpoint", required=True, help="trained GRU checkpoint (.ckpt)")
+    add_model_argument(p, exports=False, help="trained GRU checkpoint (.ckpt)")
     p.add_argument(
         "file",
         help="audio file (longer than 1 s: its loudest second; a forward "

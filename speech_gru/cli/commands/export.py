@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from speech_gru.cli.options import CliError
+from speech_gru.cli.options import CliError, add_model_argument
 from speech_gru.core.audio import printable
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write a self-contained TorchScript or ONNX model")
-    p.add_argument("--checkpoint", required=True, help="trained checkpoint (.ckpt)")
+    add_model_argument(p, exports=False)
     p.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript")
     p.add_argument("--out", required=True, help="file to write (.pt or .onnx)")
     p.add_argument(

@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from speech_gru.cli.options import CliError, check_output, load_model, positive_int, reason
+from speech_gru.cli.options import (
+    CliError,
+    add_model_argument,
+    check_output,
+    load_model,
+    positive_int,
+    reason,
+)
 from speech_gru.core.audio import AudioError, printable
 
 
@@ -19,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "SNR dB above the noise (as evaluate-stream inserts words), and classify it alone. "
         "A keyword the model gets wrong here, a stream at that SNR misses at any threshold.",
     )
-    p.add_argument("--checkpoint", required=True, help="checkpoint (.ckpt) or exported model")
+    add_model_argument(p)
     p.add_argument("--data", required=True, help="dataset-layout folder")
     p.add_argument(
         "--split",

@@ -10,6 +10,7 @@ import sys
 from speech_gru.cli.options import (
     CliError,
     add_detector_arguments,
+    add_model_argument,
     load_runtime,
     non_negative_int,
     operating_point_line,
@@ -26,9 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "(the same settings and operating point as stream) and shows each keyword's score, "
         "the threshold and the detected keywords live; it also transcribes uploaded files.",
     )
-    p.add_argument(
-        "--checkpoint", required=True, help="checkpoint (.ckpt) or exported model (.pt, .onnx)"
-    )
+    add_model_argument(p)
     p.add_argument(
         "--host",
         default="127.0.0.1",

@@ -12,6 +12,7 @@ from collections import Counter
 from speech_gru.cli.options import (
     CliError,
     add_detector_arguments,
+    add_model_argument,
     fail,
     load_runtime,
     operating_point_line,
@@ -24,7 +25,7 @@ from speech_gru.runtime.factory import FILE_BATCH_WINDOWS, LIVE_BATCH_WINDOWS
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("stream", help="detect keywords live (microphone, file or stdin)")
-    p.add_argument("--checkpoint", help="checkpoint (.ckpt) or exported model (.pt, .onnx)")
+    add_model_argument(p, required=False)
     p.add_argument("--input", help="audio file, or - for raw 16-bit PCM on stdin (default: mic)")
     p.add_argument("--device", help="microphone: device index or part of its name")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")

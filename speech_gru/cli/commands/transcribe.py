@@ -12,6 +12,7 @@ from rich.console import Console
 from speech_gru.cli.options import (
     CliError,
     add_detector_arguments,
+    add_model_argument,
     check_output,
     load_runtime,
     operating_point_line,
@@ -24,7 +25,7 @@ from speech_gru.runtime.factory import FILE_BATCH_WINDOWS
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("transcribe", help="label audio files or folders")
-    p.add_argument("--checkpoint", required=True, help="checkpoint (.ckpt) or exported model")
+    add_model_argument(p)
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio files or folders")
     p.add_argument(
         "--top-k",
