@@ -56,6 +56,10 @@ def stand_in(started: threading.Event | None = None, release: threading.Event | 
 
 def make_client(classifier: Classifier, **settings) -> TestClient:  # noqa: ANN003
     config = DetectorConfig(batch_windows=1)
+    settings.setdefault("allowed_hosts", ("testserver",))  # TestClient's Host
+    # these tests send seconds of audio at once; holding a client to real time is
+    # tested in test_hostile_serve.py
+    settings.setdefault("burst_s", 60.0)
     return TestClient(create_app(Settings(classifier, config, workers=2, **settings)))
 
 
@@ -528,7 +532,8 @@ def test_clients_of_a_forward_model_keep_their_own_state_in_shared_batches(
     get the scores their audio gets streamed alone."""
     forward = load_classifier(tiny_checkpoint(tmp_path / "forward.ckpt", forward=True))
     config = DetectorConfig(batch_windows=1, hop_s=0.02)
-    client = TestClient(create_app(Settings(forward, config, workers=1)))
+    settings = Settings(forward, config, workers=1, allowed_hosts=("testserver",), burst_s=60.0)
+    client = TestClient(create_app(settings))
     audio = [word_audio(), tone_burst(seconds=4.0, start_s=1.0, length_s=1.0, amp=0.2)]
     expected = []
     for wave in audio:

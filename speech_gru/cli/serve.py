@@ -30,18 +30,34 @@ WebSocket protocol (``/ws``), JSON text unless said otherwise:
   was refused (not JSON, unknown type, wrong sample format, too large); the message is
   dropped and the connection stays open.
 
+A stream is held to real time (``guard.RealTime``: a client that sends faster has its
+messages read no faster than real time plus a small burst), and one that sends no audio
+for ``idle_timeout_s`` is closed (code 1008, the reason in one line), so neither a flood
+nor idle sockets hold the server from other clients.
+
 Uploads: ``POST /api/transcribe`` (multipart field ``file``, optional ``threshold``) gives
 ``{"file", "audio_s", "results": [...]}``, or a 4xx status with ``{"error": "one line"}``.
+An upload is admitted by its duration, read from the header before anything is decoded
+(413 over ``max_upload_seconds``); it runs in its own small pool (``upload_workers``
+threads at a lower priority, ``upload_queue`` waiting, more are 503), never in the
+threads that score live streams; it stops when its client hangs up or the server stops,
+and its temporary folder goes on every way out.
+
+Every request and WebSocket passes ``guard.HostGuard`` first: the ``Host`` header must be
+an allowed host and an ``Origin`` the page's own (scheme, host and port).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import math
+import os
 import queue
 import re
+import shutil
 import socket
 import tempfile
 import threading
@@ -49,19 +65,27 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 from starlette.applications import Starlette
-from starlette.datastructures import Headers, UploadFile
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from speech_gru.core.audio import SAMPLE_RATE, printable
+from speech_gru.cli.guard import (
+    BURST_S,
+    IDLE_TIMEOUT_S,
+    MAX_UPLOAD_SECONDS,
+    HostGuard,
+    RealTime,
+    host_name,
+)
+from speech_gru.core.audio import SAMPLE_RATE, AudioError, info, printable
 from speech_gru.core.labels import is_keyword
 from speech_gru.runtime.classifier import Classifier
 from speech_gru.runtime.detector import DetectorConfig, StreamingDetector
@@ -80,6 +104,9 @@ MAX_MESSAGE_BYTES = 64 * 1024
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 """Largest file ``/api/transcribe`` takes."""
+
+UPLOAD_PREFIX = "speech-gru-upload-"
+"""Temporary folders of uploads are named so."""
 
 
 class ServeError(Exception):
@@ -103,6 +130,12 @@ class Settings:
         max_upload_bytes: largest uploaded file taken.
         max_clients: WebSocket clients served at once; more are refused.
         origin: one line saying where the detector settings come from (the page shows it).
+        max_upload_seconds: longest audio an upload may hold, by its header.
+        upload_workers: uploads transcribed at once, in their own threads.
+        upload_queue: uploads that may wait for a worker; more are refused (503).
+        idle_timeout_s: a stream that sends no audio for this long is closed.
+        burst_s: audio a stream may send ahead of real time before it is slowed.
+        allowed_hosts: host names besides the loopback ones that ``Host`` may name.
     """
 
     classifier: Classifier
@@ -112,15 +145,27 @@ class Settings:
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     max_clients: int = 64
     origin: str = ""
+    max_upload_seconds: float = MAX_UPLOAD_SECONDS
+    upload_workers: int = 1
+    upload_queue: int = 4
+    idle_timeout_s: float = IDLE_TIMEOUT_S
+    burst_s: float = BURST_S
+    allowed_hosts: tuple[str, ...] = ()
 
 
 def create_app(settings: Settings) -> Starlette:
     """The Starlette app: the page, its static files, ``/api/info``, ``/ws`` and
-    ``/api/transcribe``. ``app.state.clients`` counts open WebSocket streams."""
+    ``/api/transcribe``, behind ``HostGuard``. ``app.state.clients`` counts open WebSocket
+    streams; ``app.state.uploads`` holds the uploads admitted and not yet finished."""
     classifier = settings.classifier
     batcher = Batcher(batch_runner(classifier), max(1, settings.workers))
-    # Client pushes wait on the batcher (and uploads run the model): a thread for each.
-    pool = ThreadPoolExecutor(settings.max_clients + 2, thread_name_prefix="speech-gru-client")
+    # Client pushes wait on the batcher: a thread for each. Uploads have a pool of their own.
+    pool = ThreadPoolExecutor(settings.max_clients, thread_name_prefix="speech-gru-client")
+    upload_pool = ThreadPoolExecutor(
+        max(1, settings.upload_workers),
+        thread_name_prefix="speech-gru-upload",
+        initializer=_lower_priority,
+    )
 
     def scorer_for(config: DetectorConfig) -> Scorer:
         return batched_scorer(classifier, batcher, config)
@@ -128,7 +173,7 @@ def create_app(settings: Settings) -> Starlette:
     keywords = [label for label in classifier.labels if is_keyword(label)]
     columns = np.array([i for i, label in enumerate(classifier.labels) if is_keyword(label)])
 
-    def info(config: DetectorConfig) -> dict:
+    def info_of(config: DetectorConfig) -> dict:
         return {
             "model": Path(classifier.source).name,
             "labels": classifier.labels,
@@ -141,6 +186,7 @@ def create_app(settings: Settings) -> Starlette:
             "sample_rate": config.sample_rate,
             "formats": list(FORMATS),
             "max_message_bytes": settings.max_message_bytes,
+            "max_upload_seconds": settings.max_upload_seconds,
             "origin": settings.origin,
         }
 
@@ -148,12 +194,9 @@ def create_app(settings: Settings) -> Starlette:
         return FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def api_info(request: Request) -> JSONResponse:
-        return JSONResponse(info(settings.config))
+        return JSONResponse(info_of(settings.config))
 
     async def stream(websocket: WebSocket) -> None:
-        if not _same_origin(websocket.headers):  # another site's page in the user's browser
-            await websocket.close(code=1008)
-            return
         await websocket.accept()
         if app.state.clients >= settings.max_clients:
             await _send_error(websocket, f"server busy: {settings.max_clients} streams open")
@@ -162,14 +205,27 @@ def create_app(settings: Settings) -> Starlette:
         app.state.clients += 1
         loop = asyncio.get_running_loop()
         client = _Client(None, None)
+        rate = settings.config.sample_rate
+        allowance = RealTime(rate, settings.burst_s * rate, loop.time())
+        last_audio = loop.time()
         try:
             while True:
-                message = await websocket.receive()
+                wait = settings.idle_timeout_s - (loop.time() - last_audio)
+                try:
+                    message = await asyncio.wait_for(websocket.receive(), max(wait, 0.0))
+                except TimeoutError:
+                    reason = f"no audio for {settings.idle_timeout_s:g} s: stream closed"
+                    await _send_error(websocket, reason)
+                    await websocket.close(code=1008, reason=reason)
+                    break
                 if message["type"] == "websocket.disconnect":
                     break
                 try:
                     if message.get("bytes") is not None:
                         chunk = client.samples(message["bytes"], settings.max_message_bytes)
+                        last_audio = loop.time()
+                        # Faster than real time: this client's next message waits, no one else's.
+                        await asyncio.sleep(allowance.take(chunk.size, last_audio))
                         found = await loop.run_in_executor(pool, client.detector.push, chunk)
                         await _send_scores(websocket, client.detector, columns)
                         for event in found:
@@ -177,7 +233,7 @@ def create_app(settings: Settings) -> Starlette:
                     else:
                         reply = client.command(message.get("text") or "", settings, scorer_for)
                         await websocket.send_json(
-                            {"type": "ready", **info(client.detector.config)}
+                            {"type": "ready", **info_of(client.detector.config)}
                             if reply == "ready"
                             else {"type": "threshold", "value": client.detector.config.threshold}
                         )
@@ -189,14 +245,25 @@ def create_app(settings: Settings) -> Starlette:
             app.state.clients -= 1  # the detector and its audio go with ``client``
 
     async def transcribe(request: Request) -> JSONResponse:
-        if not _same_origin(request.headers):
-            return _http_error(403, "uploads come from this server's own page only")
         length = request.headers.get("content-length")
         if length is None or not length.isdigit():
             return _http_error(411, "send the file with a Content-Length")
         if int(length) > settings.max_upload_bytes + 64 * 1024:  # the form's own bytes
             limit = settings.max_upload_bytes / 2**20
             return _http_error(413, f"file too large (at most {limit:.3g} MiB)")
+        uploads: set[_Upload] = app.state.uploads
+        if len(uploads) >= max(1, settings.upload_workers) + settings.upload_queue:
+            return _http_error(503, f"server busy: {len(uploads)} uploads in progress")
+        job = _Upload(Path(tempfile.mkdtemp(prefix=UPLOAD_PREFIX)))
+        uploads.add(job)
+        try:
+            return await run_upload(request, job)
+        finally:
+            job.cancel.set()  # a worker still on it stops at its next block of audio
+            uploads.discard(job)
+            job.remove()
+
+    async def run_upload(request: Request, job: _Upload) -> JSONResponse:
         form = await request.form(max_files=1, max_fields=4, max_part_size=4096)
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
@@ -208,15 +275,26 @@ def create_app(settings: Settings) -> Starlette:
                 config = config.with_threshold(_threshold(form.get("threshold")))
         except MessageError as err:
             return _http_error(400, str(err))
-        with tempfile.TemporaryDirectory(prefix="speech-gru-upload-") as folder:
-            path = Path(folder) / f"upload{_suffix(name)}"
-            with path.open("wb") as out:
-                while block := await upload.read(1 << 20):
-                    out.write(block)
-            transcriber = Transcriber(classifier, top_k=3, jobs=1, detector=config)
-            records = await asyncio.get_running_loop().run_in_executor(
-                pool, lambda: list(transcriber.run([path]))
-            )
+        path = job.folder / f"upload{_suffix(name)}"
+        with path.open("wb") as out:
+            while block := await upload.read(1 << 20):
+                out.write(block)
+        transcriber = Transcriber(classifier, top_k=3, jobs=1, detector=config)
+        limit = settings.max_upload_seconds
+        work = asyncio.wrap_future(upload_pool.submit(job.transcribe, transcriber, path, limit))
+        while not work.done():  # the client may leave while its file is transcribed
+            await asyncio.wait([work], timeout=0.2)
+            if not work.done() and await request.is_disconnected():
+                job.cancel.set()  # the worker stops at its next block of audio
+                # nobody waits for it: its exception is taken here, not logged as lost
+                work.add_done_callback(lambda done: done.cancelled() or done.exception())
+                return _http_error(499, "the client closed the connection")
+        try:
+            records = work.result()
+        except _TooLongError as err:
+            return _http_error(413, f"{name}: {err}")
+        except AudioError as err:
+            return _http_error(415, f"{name}: {err.problem}")
         failures = [r for r in records if isinstance(r, Failure)]
         if failures:
             return _http_error(415, f"{name}: {failures[0].problem}")
@@ -236,9 +314,15 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        batcher.close()
-        pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            yield
+        finally:  # stopping (Ctrl-C, SIGTERM): uploads stop, their folders go
+            for job in list(app.state.uploads):
+                job.cancel.set()
+                job.remove()
+            batcher.close()
+            pool.shutdown(wait=False, cancel_futures=True)
+            upload_pool.shutdown(wait=False, cancel_futures=True)
 
     app = Starlette(
         routes=[
@@ -248,12 +332,69 @@ def create_app(settings: Settings) -> Starlette:
             WebSocketRoute("/ws", stream),
             Mount("/static", StaticFiles(directory=WEB), name="static"),
         ],
+        middleware=[Middleware(HostGuard, allowed=settings.allowed_hosts)],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
     app.state.clients = 0
+    app.state.uploads = set()
+    app.state.upload_pool = upload_pool
     app.state.batcher = batcher
     return app
+
+
+class _TooLongError(Exception):
+    """An upload holds more audio than the server takes; ``str()`` says how much."""
+
+
+class _CancelledError(Exception):
+    """An upload whose client left, or a server that is stopping."""
+
+
+class _Upload:
+    """One admitted upload: its temporary folder and the flag that stops its work."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.cancel = threading.Event()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def transcribe(self, transcriber: Transcriber, path: Path, limit_s: float) -> list:
+        """The upload's records, in a worker thread. Admitted by the header's duration
+        before anything is decoded; a long recording is then streamed in blocks and
+        stopped between blocks when ``cancel`` is set or the audio runs past ``limit_s``
+        (a header may understate it).
+
+        Raises:
+            _TooLongError: the audio is longer than ``limit_s``.
+            AudioError: the file is not audio.
+            _CancelledError: ``cancel`` was set.
+        """
+        duration = info(path).duration_s
+        if duration > limit_s:
+            raise _TooLongError(f"{duration:.0f} s of audio is over the {limit_s:g} s limit")
+        heard = 0.0
+
+        def on_audio(seconds: float) -> None:
+            nonlocal heard
+            heard += seconds
+            if self.cancel.is_set():
+                raise _CancelledError()
+            if heard > limit_s + 1.0:
+                raise _TooLongError(f"more than {limit_s:g} s of audio (the header said less)")
+
+        if self.cancel.is_set():
+            raise _CancelledError()
+        return list(transcriber.run([path], on_audio=on_audio))
+
+
+def _lower_priority() -> None:
+    """Run this thread at a lower priority (Linux: a thread has its own nice value), so
+    that live streams get the CPU first while an upload is transcribed."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 class Batcher:
@@ -443,13 +584,6 @@ async def _send_error(websocket: WebSocket, message: str) -> None:
     await websocket.send_json({"type": "error", "message": printable(message)})
 
 
-def _same_origin(headers: Headers) -> bool:
-    """No ``Origin`` (not a browser), or the page's own: a page of another site that the
-    user has open may not stream to, or upload through, this server."""
-    origin = headers.get("origin")
-    return origin is None or urlsplit(origin).netloc == headers.get("host")
-
-
 def _http_error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": printable(message)}, status_code=status)
 
@@ -503,12 +637,15 @@ def serve(
 
     sock = listen(host, port)
     bound = sock.getsockname()[1]
-    app = create_app(settings)
+    # The address the server is bound to is a name its users may type, as localhost is.
+    hosts = (*settings.allowed_hosts, host_name(host))
+    app = create_app(dataclasses.replace(settings, allowed_hosts=hosts))
     config = uvicorn.Config(
         app,
         log_level="warning",
         access_log=False,
         ws_max_size=max(1 << 20, 4 * settings.max_message_bytes),  # larger: closed by uvicorn
+        ws_max_queue=4,  # a client held to real time keeps at most this many messages waiting
         timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)
