@@ -24,7 +24,7 @@ import soundfile as sf
 from starlette.testclient import TestClient
 
 from speech_gru.cli.main import main
-from speech_gru.cli.serve import Batcher, Settings, create_app
+from speech_gru.cli.serve import Settings, create_app
 from speech_gru.runtime.classifier import Classifier, load_classifier
 from speech_gru.runtime.detector import DetectorConfig, StreamingDetector
 from tests.helpers import SEQUENCE, TINY_LABELS, keyword_sequence, tiny_checkpoint, tone_burst
@@ -483,46 +483,42 @@ def test_the_page_hears_the_keywords_from_a_microphone(
 # -- batching clients ------------------------------------------------------------------------
 
 
-def test_the_batcher_runs_the_requests_that_waited_as_one_call() -> None:
+def test_the_streams_that_waited_are_scored_in_one_model_call() -> None:
     started, release = threading.Event(), threading.Event()
+    classifier, _ = stand_in(started, release)
     sizes: list[int] = []
+    backend = classifier.backend
 
-    def run_many(requests: list) -> list:
-        sizes.append(len(requests))
-        if len(sizes) == 1:
-            started.set()
-            assert release.wait(20)
-        if -1 in requests:
-            raise ValueError("bad request")
-        return [2 * r for r in requests]
+    def counting(batch: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+        sizes.append(len(batch))
+        return backend(batch, lengths)
 
-    batcher = Batcher(run_many)
-    results: dict[int, object] = {}
-
-    def client(value: int) -> None:
-        try:
-            results[value] = batcher.submit(value)
-        except ValueError as err:
-            results[value] = str(err)
-
-    threads = [threading.Thread(target=client, args=(0,))]
-    threads[0].start()
-    assert started.wait(20)  # the model is busy with the first request
-    for value in (1, 2, 3, 4):
-        threads.append(threading.Thread(target=client, args=(value,)))
-        threads[-1].start()
-    deadline = time.monotonic() + 20
-    while batcher._queue.qsize() < 4 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    release.set()
-    for thread in threads:
-        thread.join(20)
-    assert sizes == [1, 4] and results == {0: 0, 1: 2, 2: 4, 3: 6, 4: 8}
-    assert (batcher.calls, batcher.requests) == (2, 5)
-    assert batcher.submit(5) == 10  # alone: answered at once
-    with pytest.raises(ValueError, match="bad request"):  # the model's error, to the caller
-        batcher.submit(-1)
-    batcher.close()
+    classifier.backend = counting
+    client = make_client(classifier)
+    hub = client.app.state.hub
+    window = pcm(word_audio())[:10]  # one second: one window each
+    with (
+        client,  # one event loop for every connection, as a server has
+        client.websocket_connect("/ws") as first,
+        client.websocket_connect("/ws") as second,
+        client.websocket_connect("/ws") as third,
+    ):
+        for ws in (first, second, third):
+            start(ws)
+        for frame in window:
+            first.send_bytes(frame)
+        assert started.wait(20)  # the model is busy with the first stream's window
+        for ws in (second, third):
+            ws.send_bytes(b"".join(window))  # one message each: the pair waits together
+        deadline = time.monotonic() + 20
+        while len(hub.pending) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        release.set()
+        for ws in (first, second, third):
+            message = ws.receive_json()
+            assert message["type"] == "scores" and message["times"] == [1.0]
+    assert sizes == [1, 2]  # the two that waited: one call
+    assert hub.model_calls == 2 and hub.messages == 12
 
 
 def test_clients_of_a_forward_model_keep_their_own_state_in_shared_batches(
@@ -552,5 +548,5 @@ def test_clients_of_a_forward_model_keep_their_own_state_in_shared_batches(
         rows = np.array([row for message in scores for row in message["scores"]])
         assert rows.shape == want.shape == (1 + (64000 - 16000) // 320, 2)
         np.testing.assert_allclose(rows, want, atol=6e-5)  # the server rounds to 4 digits
-    batcher = client.app.state.batcher
-    assert batcher.requests == 2 * 151  # one per window and client: a hop of audio each
+    hub = client.app.state.hub
+    assert hub.messages == 2 * 40  # each client's 100 ms messages, scored in turns

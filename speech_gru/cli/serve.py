@@ -3,16 +3,16 @@
 The page (plain HTML, JavaScript and CSS in ``speech_gru/cli/web``, no build step) captures
 the microphone with ``getUserMedia``, resamples it to 16 kHz in an AudioWorklet and sends
 PCM frames over a WebSocket. Each connection gets its own ``StreamingDetector``
-(``factory.new_detector``, at the settings and operating point of ``speech-gru stream``),
-whose ``push`` runs in a thread pool so that one client's model runs never hold up
-another's messages. The page draws each keyword's averaged score against the threshold,
+(``factory.new_detector``, at the settings and operating point of ``speech-gru stream``).
+The page draws each keyword's averaged score against the threshold,
 lists the events, sets the threshold, and uploads files to ``Transcriber`` (``speech-gru
 transcribe``).
 
-Every client's audio is scored by one ``Batcher``: while the model runs, the requests of
-other clients queue up, and the next model call takes all of them as one batch (windows of
-a bidirectional model; frames of a forward model, whose state each client carries), so a
-busy server runs fewer, larger model calls.
+Every client's audio is scored by one ``serve_turns.Hub``: each turn takes the messages of
+every client that waited since the last one and runs the model once for all of them in a
+model thread (windows of a bidirectional model; frames of a forward model, whose state
+each client carries), so a busy server runs fewer, larger model calls, and the event loop
+never waits for the model.
 
 WebSocket protocol (``/ws``), JSON text unless said otherwise:
 
@@ -55,14 +55,13 @@ import dataclasses
 import json
 import math
 import os
-import queue
 import re
 import shutil
 import socket
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,12 +84,12 @@ from speech_gru.cli.guard import (
     RealTime,
     host_name,
 )
+from speech_gru.cli.serve_turns import Hub, Stream
 from speech_gru.core.audio import SAMPLE_RATE, AudioError, info, printable
 from speech_gru.core.labels import is_keyword
 from speech_gru.runtime.classifier import Classifier
 from speech_gru.runtime.detector import DetectorConfig, StreamingDetector
-from speech_gru.runtime.factory import file_config, new_detector
-from speech_gru.runtime.stateful import Scorer, StatefulScorer, Stepper
+from speech_gru.runtime.factory import file_config
 from speech_gru.runtime.transcribe import ClipResult, EventResult, Failure, Transcriber
 
 WEB = Path(__file__).resolve().parent / "web"
@@ -124,8 +123,8 @@ class Settings:
     Attributes:
         classifier: the model.
         config: live detector settings (``batch_windows`` 1), as ``stream`` builds them.
-        workers: threads running the model (``Batcher``); each client's audio is scored
-            in order, different clients' in one batch.
+        workers: threads running the model (``Hub``); each client's audio is scored in
+            order, different clients' in one batch per turn.
         max_message_bytes: largest WebSocket message taken.
         max_upload_bytes: largest uploaded file taken.
         max_clients: WebSocket clients served at once; more are refused.
@@ -158,17 +157,12 @@ def create_app(settings: Settings) -> Starlette:
     ``/api/transcribe``, behind ``HostGuard``. ``app.state.clients`` counts open WebSocket
     streams; ``app.state.uploads`` holds the uploads admitted and not yet finished."""
     classifier = settings.classifier
-    batcher = Batcher(batch_runner(classifier), max(1, settings.workers))
-    # Client pushes wait on the batcher: a thread for each. Uploads have a pool of their own.
-    pool = ThreadPoolExecutor(settings.max_clients, thread_name_prefix="speech-gru-client")
+    hub = Hub(classifier, settings.workers)  # live streams, in turns
     upload_pool = ThreadPoolExecutor(
         max(1, settings.upload_workers),
         thread_name_prefix="speech-gru-upload",
         initializer=_lower_priority,
     )
-
-    def scorer_for(config: DetectorConfig) -> Scorer:
-        return batched_scorer(classifier, batcher, config)
 
     keywords = [label for label in classifier.labels if is_keyword(label)]
     columns = np.array([i for i, label in enumerate(classifier.labels) if is_keyword(label)])
@@ -226,12 +220,12 @@ def create_app(settings: Settings) -> Starlette:
                         last_audio = loop.time()
                         # Faster than real time: this client's next message waits, no one else's.
                         await asyncio.sleep(allowance.take(chunk.size, last_audio))
-                        found = await loop.run_in_executor(pool, client.detector.push, chunk)
+                        found = await hub.score(client.stream, chunk)
                         await _send_scores(websocket, client.detector, columns)
                         for event in found:
                             await websocket.send_json({"type": "event", **event.to_dict()})
                     else:
-                        reply = client.command(message.get("text") or "", settings, scorer_for)
+                        reply = client.command(message.get("text") or "", settings)
                         await websocket.send_json(
                             {"type": "ready", **info_of(client.detector.config)}
                             if reply == "ready"
@@ -320,8 +314,7 @@ def create_app(settings: Settings) -> Starlette:
             for job in list(app.state.uploads):
                 job.cancel.set()
                 job.remove()
-            batcher.close()
-            pool.shutdown(wait=False, cancel_futures=True)
+            hub.close()
             upload_pool.shutdown(wait=False, cancel_futures=True)
 
     app = Starlette(
@@ -339,7 +332,7 @@ def create_app(settings: Settings) -> Starlette:
     app.state.clients = 0
     app.state.uploads = set()
     app.state.upload_pool = upload_pool
-    app.state.batcher = batcher
+    app.state.hub = hub
     return app
 
 
@@ -397,119 +390,20 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
-class Batcher:
-    """Runs the model for all clients, in batches.
-
-    ``submit`` queues a request and waits for its result. Each of ``threads`` threads takes
-    every request waiting when it is free (at most ``max_batch``) and runs them in one call
-    of ``run_many``, so under load the frames or windows of many streams become one batch,
-    and with one client nothing waits for company.
-
-    Args:
-        run_many: requests -> results, in order (``batch_runner``).
-        threads: model threads.
-        max_batch: most requests per call.
-    """
-
-    def __init__(
-        self, run_many: Callable[[list], list], threads: int = 1, max_batch: int = 256
-    ) -> None:
-        self.run_many = run_many
-        self.max_batch = max_batch
-        self.calls = 0  # model calls made
-        self.requests = 0  # requests answered
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._loop, name=f"speech-gru-model-{i}", daemon=True)
-            for i in range(threads)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, request: object) -> object:
-        """The result of one request (its exception, if the model raised one)."""
-        future: Future = Future()
-        self._queue.put((request, future))
-        return future.result()
-
-    def close(self) -> None:
-        """Stop the threads once the queued requests are answered."""
-        for _ in self._threads:
-            self._queue.put(None)
-
-    def _loop(self) -> None:
-        stop = False
-        while not stop:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:  # answer what was taken, then stop
-                    stop = True
-                    break
-                batch.append(item)
-            try:
-                results = self.run_many([request for request, _ in batch])
-            except Exception as err:  # noqa: BLE001 - handed to every waiting client
-                for _, future in batch:
-                    future.set_exception(err)
-                continue
-            self.calls += 1
-            self.requests += len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
-                future.set_result(result)
-
-
-def batch_runner(classifier: Classifier) -> Callable[[list], list]:
-    """How a batch of requests runs: a forward model's (audio, state) steps through
-    ``Stepper.many``; a window model's (B_i, window) windows as one
-    ``Classifier.score_windows`` call, split back."""
-    if classifier.stepper is not None:
-        return classifier.stepper.many
-
-    def windows(requests: list) -> list:
-        probs = classifier.score_windows(np.concatenate(requests))  # (sum B_i, C)
-        return np.split(probs, np.cumsum([len(r) for r in requests])[:-1])
-
-    return windows
-
-
-class _QueuedStepper:
-    """A Stepper whose calls go through the batcher (one stream, batch 1)."""
-
-    def __init__(self, stepper: Stepper, batcher: Batcher) -> None:
-        self.frame_hop, self.n_fft, self.start = stepper.frame_hop, stepper.n_fft, stepper.start
-        self.batcher = batcher
-
-    def __call__(self, audio: np.ndarray, state: object) -> tuple:
-        return self.batcher.submit((audio, state))
-
-
-def batched_scorer(classifier: Classifier, batcher: Batcher, config: DetectorConfig) -> Scorer:
-    """One client's scorer, scoring through the batcher: a ``StatefulScorer`` for a forward
-    model (the client's state stays its own), else the windows themselves."""
-    if classifier.stepper is not None:
-        return StatefulScorer(_QueuedStepper(classifier.stepper, batcher), config)
-    return batcher.submit
-
-
 @dataclass
 class _Client:
-    """One WebSocket client's state: its detector and its sample format."""
+    """One WebSocket client's state: its stream (and detector) and its sample format."""
 
-    detector: StreamingDetector | None
+    stream: Stream | None
     dtype: np.dtype | None
 
-    def command(
-        self, text: str, settings: Settings, scorer: Callable[[DetectorConfig], Scorer]
-    ) -> str:
+    @property
+    def detector(self) -> StreamingDetector | None:
+        return None if self.stream is None else self.stream.detector
+
+    def command(self, text: str, settings: Settings) -> str:
         """Apply a text message; ``"ready"`` or ``"threshold"`` names the reply. A start
-        builds the detector, scoring with ``scorer(config)``."""
+        begins a new stream at time zero."""
         if len(text) > settings.max_message_bytes:
             raise MessageError(f"message of {len(text)} characters is too large")
         try:
@@ -526,9 +420,7 @@ class _Client:
                     f"sample rate {rate!r}: send {settings.config.sample_rate} Hz mono audio"
                 )
             self.dtype = FORMATS[fmt]
-            self.detector = new_detector(
-                settings.classifier, settings.config, scorer(settings.config), keep_trace=True
-            )
+            self.stream = Stream(settings.classifier, settings.config)
             return "ready"
         if kind == "threshold":
             if self.detector is None:
