@@ -10,7 +10,8 @@ port, sends an ``Origin`` that is not the page's.
 
 ``RealTime`` holds one stream to real time: audio is let through as fast as a microphone
 produces it, plus a small burst, and a client that sends faster waits for its allowance,
-so a flood costs the server what one real-time stream costs.
+and one still further ahead is closed, so a flood costs the server no more than a
+real-time stream, and not for long.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ IDLE_TIMEOUT_S = 30.0
 
 BURST_S = 1.0
 """Audio a stream may send ahead of real time before its messages are read more slowly."""
+
+MAX_WAIT_S = 2.0
+"""Longest a stream is held back for real time, message after message; a client held
+back longer is flooding and is closed."""
 
 
 class RefusedError(Exception):
@@ -164,7 +169,7 @@ class RealTime:
     A token bucket that starts full: ``take(n, now)`` spends ``n`` samples and answers
     how long to wait before reading the next message (0 while the stream keeps to real
     time). The allowance is spent even when it runs short, so a client that sends faster
-    than real time waits longer with every message, and is read at real time on average.
+    than real time is read at real time; ``held`` adds up its waits while they last.
 
     Args:
         rate: samples a second (the stream's sample rate).
@@ -177,9 +182,14 @@ class RealTime:
         self.burst = float(burst)
         self.tokens = self.burst
         self.time = now
+        self.held = 0.0  # seconds held back over the messages since one that was not
 
     def take(self, samples: int, now: float) -> float:
         """Spend ``samples``; seconds to wait before the stream's next message."""
         self.tokens = min(self.burst, self.tokens + (now - self.time) * self.rate) - samples
         self.time = now
-        return max(0.0, -self.tokens / self.rate)
+        wait = max(0.0, -self.tokens / self.rate)
+        # a client at real time is held back now and then (frames that came bunched);
+        # one held back message after message is sending faster than real time
+        self.held = self.held + wait if wait > 0 else 0.0
+        return wait

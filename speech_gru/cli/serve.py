@@ -31,7 +31,8 @@ WebSocket protocol (``/ws``), JSON text unless said otherwise:
   dropped and the connection stays open.
 
 A stream is held to real time (``guard.RealTime``: a client that sends faster has its
-messages read no faster than real time plus a small burst), and one that sends no audio
+messages read no faster than real time plus a small burst, and a client still further
+ahead, a flood, is closed with a one-line reason), and one that sends no audio
 for ``idle_timeout_s`` is closed (code 1008, the reason in one line), so neither a flood
 nor idle sockets hold the server from other clients.
 
@@ -80,6 +81,7 @@ from speech_gru.cli.guard import (
     BURST_S,
     IDLE_TIMEOUT_S,
     MAX_UPLOAD_SECONDS,
+    MAX_WAIT_S,
     HostGuard,
     RealTime,
     host_name,
@@ -133,7 +135,10 @@ class Settings:
         upload_workers: uploads transcribed at once, in their own threads.
         upload_queue: uploads that may wait for a worker; more are refused (503).
         idle_timeout_s: a stream that sends no audio for this long is closed.
-        burst_s: audio a stream may send ahead of real time before it is slowed.
+        burst_s: audio a stream may send ahead of real time before it is slowed (at
+            least one largest message).
+        max_wait_s: longest a stream is held back for real time, message after message;
+            a client held back longer is flooding and is closed (code 1008).
         allowed_hosts: host names besides the loopback ones that ``Host`` may name.
     """
 
@@ -149,6 +154,7 @@ class Settings:
     upload_queue: int = 4
     idle_timeout_s: float = IDLE_TIMEOUT_S
     burst_s: float = BURST_S
+    max_wait_s: float = MAX_WAIT_S
     allowed_hosts: tuple[str, ...] = ()
 
 
@@ -200,7 +206,8 @@ def create_app(settings: Settings) -> Starlette:
         loop = asyncio.get_running_loop()
         client = _Client(None, None)
         rate = settings.config.sample_rate
-        allowance = RealTime(rate, settings.burst_s * rate, loop.time())
+        largest = settings.max_message_bytes // min(f.itemsize for f in FORMATS.values())
+        allowance = RealTime(rate, max(settings.burst_s * rate, largest), loop.time())
         last_audio = loop.time()
         try:
             while True:
@@ -219,8 +226,21 @@ def create_app(settings: Settings) -> Starlette:
                         chunk = client.samples(message["bytes"], settings.max_message_bytes)
                         last_audio = loop.time()
                         # Faster than real time: this client's next message waits, no one else's.
-                        await asyncio.sleep(allowance.take(chunk.size, last_audio))
-                        found = await hub.score(client.stream, chunk)
+                        hold = allowance.take(chunk.size, last_audio)
+                        if allowance.held > settings.max_wait_s:  # a flood: neighbours first
+                            reason = "sending faster than real time: stream closed"
+                            await _send_error(websocket, reason)
+                            await websocket.close(code=1008, reason=reason)
+                            break
+                        await asyncio.sleep(hold)
+                        stream = client.stream
+                        stream.share = allowance.tokens / allowance.burst
+                        # ahead of real time: a hop a turn, so that a turn's share of a
+                        # flood stays small
+                        step = chunk.size if stream.share >= 0.5 else stream.hop
+                        found = []
+                        for first in range(0, chunk.size, step):
+                            found += await hub.score(stream, chunk[first : first + step])
                         await _send_scores(websocket, client.detector, columns)
                         for event in found:
                             await websocket.send_json({"type": "event", **event.to_dict()})

@@ -42,6 +42,7 @@ class Stream:
         self.received = 0  # samples given to the model
         self.next_end = config.window  # end of the next window to answer for
         self.answers: deque[np.ndarray] = deque()  # (C,) per window, in order
+        self.share = 1.0  # of its real-time allowance left: under 1/2, it is ahead
         stepper = classifier.stepper
         if stepper is not None:  # a forward model: its state and its recent frames
             self.state = stepper.start(1)
@@ -67,6 +68,10 @@ class Stream:
         self.next_end = int(ends[-1]) + self.hop
         return ends
 
+
+AHEAD_PER_TURN = 4
+"""Messages of streams ahead of real time (a flood) a turn takes: the streams at real
+time never wait behind more than these."""
 
 MIN_SHARE = 32
 """Fewest messages a model thread takes from a turn: a model call's cost grows slowly with
@@ -106,7 +111,8 @@ class Hub:
         return [item for turns in list(self._loops.values()) for item in turns.pending]
 
     async def score(self, stream: Stream, chunk: np.ndarray) -> list[Event]:
-        """Push ``chunk`` into ``stream``'s detector, scored in the next turn: its events."""
+        """Push ``chunk`` into ``stream``'s detector, scored in a coming turn: its events.
+        A stream whose ``share`` is under one half waits while others come first."""
         loop = asyncio.get_running_loop()
         turns = self._loops.get(loop)
         if turns is None or turns.task.done():
@@ -132,7 +138,9 @@ class Hub:
             await turns.wake.wait()
             turns.wake.clear()
             await asyncio.sleep(0)  # clients woken by the last turn hand in their next message
-            items, turns.pending = turns.pending, []
+            items, turns.pending = self._take(turns.pending)
+            if turns.pending:
+                turns.wake.set()  # the streams ahead of real time go in a later turn
             if not items:
                 continue
             # a large turn is shared among the model threads; a small one is one call
@@ -153,6 +161,20 @@ class Hub:
                         future.set_exception(result)
                     else:
                         future.set_result(result[k])
+
+    @staticmethod
+    def _take(pending: list) -> tuple[list, list]:
+        """This turn's messages and those left for later: every stream at real time (a
+        ``share`` of its allowance of one half or more), and at most ``AHEAD_PER_TURN`` of
+        the streams ahead of it, most allowance left first."""
+        ahead = sorted(
+            (item for item in pending if item[0].share < 0.5), key=lambda item: -item[0].share
+        )
+        if len(ahead) <= AHEAD_PER_TURN:
+            return pending, []
+        late = {id(item) for item in ahead[AHEAD_PER_TURN:]}
+        now = [item for item in pending if id(item) not in late]
+        return now, [item for item in pending if id(item) in late]
 
     def turn(self, items: list[tuple[Stream, np.ndarray]]) -> list[list[Event]]:
         """One model call for every stream's new audio, then each detector: the events
