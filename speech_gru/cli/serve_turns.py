@@ -69,7 +69,7 @@ class Stream:
         return ends
 
 
-AHEAD_PER_TURN = 4
+AHEAD_PER_TURN = 1
 """Messages of streams ahead of real time (a flood) a turn takes: the streams at real
 time never wait behind more than these."""
 
