@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -359,11 +360,21 @@ class Server:
 def test_the_server_streams_over_a_real_websocket_and_stops_on_ctrl_c(tiny: Path) -> None:
     from websockets.sync.client import connect
 
-    server = Server(tiny, "--threshold", "0.6")
+    server = Server(tiny, "--threshold", "0.6", "--allow-host", "kitchen.lan")
     try:
         assert any(line.startswith("operating point: defaults") for line in server.lines)
         with urllib.request.urlopen(server.url + "api/info", timeout=30) as response:
             assert json.load(response)["threshold"] == 0.6
+        port = server.url.rstrip("/").rsplit(":", 1)[1]
+        for host, status in [("kitchen.lan", 200), ("localhost", 200), ("evil.example", 400)]:
+            request = urllib.request.Request(
+                server.url + "api/info", headers={"Host": f"{host}:{port}"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    assert response.status == status, host
+            except urllib.error.HTTPError as err:
+                assert err.code == status, host
         ws_url = server.url.replace("http://", "ws://") + "ws"
         with connect(ws_url) as ws, connect(ws_url) as other:
             ws.send(json.dumps({"type": "start", "format": "int16", "sample_rate": 16000}))

@@ -44,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--workers",
         type=positive_int,
         default=min(4, os.cpu_count() or 1),
-        help="model runs at once (one per client at a time)",
+        help="model threads; a turn of many streams is shared among them",
     )
     p.add_argument(
         "--max-clients",
