@@ -226,6 +226,23 @@ def test_an_upload_is_admitted_by_its_decoded_duration(
     assert list((tmp_path / "tmp").iterdir()) == []  # every upload's folder is gone
 
 
+def test_an_upload_whose_header_gives_no_length_stops_at_the_limit(tmp_path: Path) -> None:
+    stand_in = StandIn()
+    client = TestClient(create_app(settings(stand_in.classifier, max_upload_seconds=30)))
+    flac = tmp_path / "long.flac"
+    sf.write(flac, np.resize(word_audio(), 120 * 16000), 16000)
+    data = bytearray(flac.read_bytes())
+    data[21] &= 0xF0  # STREAMINFO's 36-bit sample count: 0, "unknown"
+    data[22:26] = bytes(4)
+    files = {"file": ("long.flac", bytes(data))}
+    response = client.post(f"http://{HOST}/api/transcribe", files=files)
+    assert response.status_code == 413
+    assert response.json() == {
+        "error": "long.flac: more than 30 s of audio (its header did not say how long)"
+    }
+    assert stand_in.upload_calls <= 16  # 40 s at most of the 120: 32 windows a call
+
+
 def test_uploads_never_hold_up_a_live_stream(tmp_path: Path) -> None:
     stand_in = StandIn(hold=True)  # every upload's model run waits until released
     app = create_app(settings(stand_in.classifier, max_clients=2, upload_queue=3))

@@ -106,6 +106,11 @@ MAX_MESSAGE_BYTES = 64 * 1024
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 """Largest file ``/api/transcribe`` takes."""
 
+UNKNOWN_FRAMES = 2**62
+"""A header that gives at least this many frames does not know the length (libsndfile's
+answer for a FLAC without a sample count): such a file is admitted, and stopped once it
+runs past the limit, as a long recording is streamed in blocks."""
+
 UPLOAD_PREFIX = "speech-gru-upload-"
 """Temporary folders of uploads are named so."""
 
@@ -385,9 +390,12 @@ class _Upload:
             AudioError: the file is not audio.
             _CancelledError: ``cancel`` was set.
         """
-        duration = info(path).duration_s
-        if duration > limit_s:
-            raise _TooLongError(f"{duration:.0f} s of audio is over the {limit_s:g} s limit")
+        header = info(path)
+        unknown = header.frames >= UNKNOWN_FRAMES  # a FLAC written to a pipe, say
+        if header.duration_s > limit_s and not unknown:
+            raise _TooLongError(
+                f"{header.duration_s:.0f} s of audio is over the {limit_s:g} s limit"
+            )
         heard = 0.0
 
         def on_audio(seconds: float) -> None:
@@ -396,7 +404,8 @@ class _Upload:
             if self.cancel.is_set():
                 raise _CancelledError()
             if heard > limit_s + 1.0:
-                raise _TooLongError(f"more than {limit_s:g} s of audio (the header said less)")
+                said = "did not say how long" if unknown else "said less"
+                raise _TooLongError(f"more than {limit_s:g} s of audio (its header {said})")
 
         if self.cancel.is_set():
             raise _CancelledError()
