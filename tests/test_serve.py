@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ import soundfile as sf
 from starlette.testclient import TestClient
 
 from speech_gru.cli.main import main
-from speech_gru.cli.serve import Batcher, Settings, create_app
+from speech_gru.cli.serve import Settings, create_app
 from speech_gru.runtime.classifier import Classifier, load_classifier
 from speech_gru.runtime.detector import DetectorConfig, StreamingDetector
 from tests.helpers import SEQUENCE, TINY_LABELS, keyword_sequence, tiny_checkpoint, tone_burst
@@ -56,6 +57,10 @@ def stand_in(started: threading.Event | None = None, release: threading.Event | 
 
 def make_client(classifier: Classifier, **settings) -> TestClient:  # noqa: ANN003
     config = DetectorConfig(batch_windows=1)
+    settings.setdefault("allowed_hosts", ("testserver",))  # TestClient's Host
+    # these tests send seconds of audio at once; holding a client to real time is
+    # tested in test_hostile_serve.py
+    settings.setdefault("burst_s", 60.0)
     return TestClient(create_app(Settings(classifier, config, workers=2, **settings)))
 
 
@@ -355,11 +360,21 @@ class Server:
 def test_the_server_streams_over_a_real_websocket_and_stops_on_ctrl_c(tiny: Path) -> None:
     from websockets.sync.client import connect
 
-    server = Server(tiny, "--threshold", "0.6")
+    server = Server(tiny, "--threshold", "0.6", "--allow-host", "kitchen.lan")
     try:
         assert any(line.startswith("operating point: defaults") for line in server.lines)
         with urllib.request.urlopen(server.url + "api/info", timeout=30) as response:
             assert json.load(response)["threshold"] == 0.6
+        port = server.url.rstrip("/").rsplit(":", 1)[1]
+        for host, status in [("kitchen.lan", 200), ("localhost", 200), ("evil.example", 400)]:
+            request = urllib.request.Request(
+                server.url + "api/info", headers={"Host": f"{host}:{port}"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    assert response.status == status, host
+            except urllib.error.HTTPError as err:
+                assert err.code == status, host
         ws_url = server.url.replace("http://", "ws://") + "ws"
         with connect(ws_url) as ws, connect(ws_url) as other:
             ws.send(json.dumps({"type": "start", "format": "int16", "sample_rate": 16000}))
@@ -479,46 +494,42 @@ def test_the_page_hears_the_keywords_from_a_microphone(
 # -- batching clients ------------------------------------------------------------------------
 
 
-def test_the_batcher_runs_the_requests_that_waited_as_one_call() -> None:
+def test_the_streams_that_waited_are_scored_in_one_model_call() -> None:
     started, release = threading.Event(), threading.Event()
+    classifier, _ = stand_in(started, release)
     sizes: list[int] = []
+    backend = classifier.backend
 
-    def run_many(requests: list) -> list:
-        sizes.append(len(requests))
-        if len(sizes) == 1:
-            started.set()
-            assert release.wait(20)
-        if -1 in requests:
-            raise ValueError("bad request")
-        return [2 * r for r in requests]
+    def counting(batch: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+        sizes.append(len(batch))
+        return backend(batch, lengths)
 
-    batcher = Batcher(run_many)
-    results: dict[int, object] = {}
-
-    def client(value: int) -> None:
-        try:
-            results[value] = batcher.submit(value)
-        except ValueError as err:
-            results[value] = str(err)
-
-    threads = [threading.Thread(target=client, args=(0,))]
-    threads[0].start()
-    assert started.wait(20)  # the model is busy with the first request
-    for value in (1, 2, 3, 4):
-        threads.append(threading.Thread(target=client, args=(value,)))
-        threads[-1].start()
-    deadline = time.monotonic() + 20
-    while batcher._queue.qsize() < 4 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    release.set()
-    for thread in threads:
-        thread.join(20)
-    assert sizes == [1, 4] and results == {0: 0, 1: 2, 2: 4, 3: 6, 4: 8}
-    assert (batcher.calls, batcher.requests) == (2, 5)
-    assert batcher.submit(5) == 10  # alone: answered at once
-    with pytest.raises(ValueError, match="bad request"):  # the model's error, to the caller
-        batcher.submit(-1)
-    batcher.close()
+    classifier.backend = counting
+    client = make_client(classifier)
+    hub = client.app.state.hub
+    window = pcm(word_audio())[:10]  # one second: one window each
+    with (
+        client,  # one event loop for every connection, as a server has
+        client.websocket_connect("/ws") as first,
+        client.websocket_connect("/ws") as second,
+        client.websocket_connect("/ws") as third,
+    ):
+        for ws in (first, second, third):
+            start(ws)
+        for frame in window:
+            first.send_bytes(frame)
+        assert started.wait(20)  # the model is busy with the first stream's window
+        for ws in (second, third):
+            ws.send_bytes(b"".join(window))  # one message each: the pair waits together
+        deadline = time.monotonic() + 20
+        while len(hub.pending) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        release.set()
+        for ws in (first, second, third):
+            message = ws.receive_json()
+            assert message["type"] == "scores" and message["times"] == [1.0]
+    assert sizes == [1, 2]  # the two that waited: one call
+    assert hub.model_calls == 2 and hub.messages == 12
 
 
 def test_clients_of_a_forward_model_keep_their_own_state_in_shared_batches(
@@ -528,7 +539,8 @@ def test_clients_of_a_forward_model_keep_their_own_state_in_shared_batches(
     get the scores their audio gets streamed alone."""
     forward = load_classifier(tiny_checkpoint(tmp_path / "forward.ckpt", forward=True))
     config = DetectorConfig(batch_windows=1, hop_s=0.02)
-    client = TestClient(create_app(Settings(forward, config, workers=1)))
+    settings = Settings(forward, config, workers=1, allowed_hosts=("testserver",), burst_s=60.0)
+    client = TestClient(create_app(settings))
     audio = [word_audio(), tone_burst(seconds=4.0, start_s=1.0, length_s=1.0, amp=0.2)]
     expected = []
     for wave in audio:
@@ -547,5 +559,5 @@ def test_clients_of_a_forward_model_keep_their_own_state_in_shared_batches(
         rows = np.array([row for message in scores for row in message["scores"]])
         assert rows.shape == want.shape == (1 + (64000 - 16000) // 320, 2)
         np.testing.assert_allclose(rows, want, atol=6e-5)  # the server rounds to 4 digits
-    batcher = client.app.state.batcher
-    assert batcher.requests == 2 * 151  # one per window and client: a hop of audio each
+    hub = client.app.state.hub
+    assert hub.messages == 2 * 40  # each client's 100 ms messages, scored in turns

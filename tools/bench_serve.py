@@ -12,15 +12,24 @@ when no client got an error and every client's 95th-percentile latency is within
 server's CPU time per second of audio (from /proc), whose inverse is the streams a core
 would carry with nothing else running.
 
-Example (a few seconds per level):
+With ``--flood N --idle M`` it runs the abuse load test instead: N clients send 64 KiB
+messages as fast as the server reads them, M clients open a stream and send nothing, and
+one well-behaved client streams at real time; it reports the well-behaved client's
+latency (the server holds each client to real time, so the flood should not reach it).
+Everything runs on 127.0.0.1 and stops after ``--seconds``.
+
+Examples (a few seconds per level):
     python tools/bench_serve.py --checkpoint model.ckpt --clients 1 4 16 32 64 --seconds 4
+    python tools/bench_serve.py --checkpoint model.ckpt --flood 60 --idle 64 --seconds 10
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -90,6 +99,107 @@ async def run_client(url: str, frames: list[bytes], delay_s: float, slack_s: flo
     return result
 
 
+async def flood_client(url: str, message: bytes, seconds: float) -> tuple[int, bool]:
+    """Send ``message`` over and over for ``seconds``, as fast as the server reads, while
+    reading what comes back: (messages sent, whether the server closed the stream)."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    sent = 0
+    async with connect(url, max_size=1 << 22) as ws:
+        await ws.send(json.dumps({"type": "start", "format": "int16", "sample_rate": SAMPLE_RATE}))
+        await ws.recv()
+
+        async def drain() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                async for _ in ws:
+                    pass
+
+        reader = asyncio.create_task(drain())
+        end = time.perf_counter() + seconds
+        try:
+            while time.perf_counter() < end:
+                try:
+                    await asyncio.wait_for(ws.send(message), max(0.01, end - time.perf_counter()))
+                except TimeoutError:
+                    break
+                sent += 1
+        except ConnectionClosed:
+            return sent, True
+        finally:
+            reader.cancel()
+    return sent, False
+
+
+async def idle_client(url: str, seconds: float) -> bool:
+    """Open a stream and send nothing for ``seconds``: whether the server took it."""
+    from websockets.asyncio.client import connect
+
+    async with connect(url) as ws:
+        await ws.send(json.dumps({"type": "start", "format": "int16", "sample_rate": SAMPLE_RATE}))
+        ready = json.loads(await ws.recv())
+        await asyncio.sleep(seconds)
+    return ready.get("type") == "ready"
+
+
+def good_client(url: str, frames: list[bytes], results: multiprocessing.Queue) -> None:
+    """The well-behaved client, in a process of its own: the flood's client side does not
+    delay what it measures."""
+    result = asyncio.run(run_client(url, frames, 0.0, 5.0))
+    results.put(result)
+
+
+async def run_abuse(url: str, frames: list[bytes], flood: int, idle: int) -> tuple:
+    """The idle clients, then the flooders, then one well-behaved client, all at once."""
+    seconds = len(frames) * FRAME / SAMPLE_RATE
+    message = np.random.default_rng(0).integers(-3000, 3000, 32768, dtype="<i2").tobytes()
+    idles = [asyncio.create_task(idle_client(url, seconds + 2)) for _ in range(idle)]
+    await asyncio.sleep(0.5)
+    floods = [asyncio.create_task(flood_client(url, message, seconds + 1)) for _ in range(flood)]
+    await asyncio.sleep(0.5)
+    results: multiprocessing.Queue = multiprocessing.Queue()
+    process = multiprocessing.Process(target=good_client, args=(url, frames, results))
+    process.start()
+    good = await asyncio.to_thread(results.get, True, seconds + 30)
+    await asyncio.to_thread(process.join, 30)
+    flooded = await asyncio.gather(*floods, return_exceptions=True)
+    idled = await asyncio.gather(*idles, return_exceptions=True)
+    return good, flooded, idled
+
+
+def abuse(args: argparse.Namespace, url: str, frames: list[bytes]) -> dict:
+    """Run the abuse load test once and print what the well-behaved client saw."""
+    ws_url = url.replace("http://", "ws://") + "ws"
+    good, flooded, idled = asyncio.run(run_abuse(ws_url, frames, args.flood, args.idle))
+    latency = np.array(good.latencies or [np.inf])
+    sent = [n for n, _ in (f for f in flooded if isinstance(f, tuple))]
+    closed = sum(1 for f in flooded if isinstance(f, tuple) and f[1])
+    audio_s = len(frames) * FRAME / SAMPLE_RATE
+    row = {
+        "flood": args.flood,
+        "idle": args.idle,
+        "idle_taken": sum(1 for ok in idled if ok is True),
+        "flood_audio_s_each": float(np.mean(sent) * 32768 / SAMPLE_RATE) if sent else 0.0,
+        "flood_closed": closed,
+        "flood_failures": len(flooded) - len(sent),
+        "windows": len(good.latencies),
+        "latency_p50_ms": 1000 * float(np.percentile(latency, 50)),
+        "latency_p95_ms": 1000 * float(np.percentile(latency, 95)),
+        "latency_max_ms": 1000 * float(latency.max()),
+        "behind_s": float(audio_s - good.last_scored_s),
+        "errors": good.errors,
+        "kept_up": bool(not good.errors and float(np.percentile(latency, 95)) <= args.max_latency),
+    }
+    print(f"{args.flood} flooding + {args.idle} idle ({row['idle_taken']} taken) + 1 "
+          f"well-behaved client, {audio_s:g} s: each flooder sent "
+          f"{row['flood_audio_s_each']:.1f} s of audio ({closed} closed by the server); the "
+          f"well-behaved client's "
+          f"{row['windows']} windows: p50 {row['latency_p50_ms']:.0f} ms, p95 "
+          f"{row['latency_p95_ms']:.0f} ms, max {row['latency_max_ms']:.0f} ms, "
+          f"{row['behind_s']:.2f} s behind, errors {good.errors[:1]}")  # fmt: skip
+    return row
+
+
 async def run_level(url: str, frames: list[bytes], clients: int, slack_s: float) -> list:
     hop_s = FRAME / SAMPLE_RATE
     tasks = [run_client(url, frames, hop_s * i / clients, slack_s) for i in range(clients)]
@@ -106,8 +216,8 @@ def start_server(
     checkpoint: str, core: int, max_clients: int, hop: float | None = None
 ) -> tuple[subprocess.Popen, str]:
     command = [sys.executable, "-m", "speech_gru.cli", "serve", "--checkpoint", checkpoint,
-               "--port", "0", "--workers", "1", "--threads", "1",
-               "--max-clients", str(max_clients)]  # fmt: skip
+               "--host", "127.0.0.1", "--port", "0", "--workers", "1", "--threads", "1",
+               "--max-clients", str(max_clients), "--idle-timeout", "600"]  # fmt: skip
     if hop is not None:
         command += ["--hop", str(hop)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -157,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--core", type=int, default=None,
                    help="CPU core the server runs on (default: the last one)")  # fmt: skip
     p.add_argument("--hop", type=float, help="the server's --hop, s (default: its own)")
+    p.add_argument("--flood", type=int, default=0,
+                   help="abuse test: clients sending 64 KiB messages at full speed")  # fmt: skip
+    p.add_argument("--idle", type=int, default=0,
+                   help="abuse test: clients that open a stream and send nothing")  # fmt: skip
     p.add_argument("--json", help="write the results to this file")
     return p
 
@@ -181,7 +295,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     audio_s = len(frames) * FRAME / SAMPLE_RATE
 
     size = model_size(args.checkpoint)
-    process, url = start_server(args.checkpoint, core, max(args.clients), args.hop)
+    most = max(max(args.clients), args.flood + args.idle + 1)
+    process, url = start_server(args.checkpoint, core, most, args.hop)
+    if args.flood or args.idle:
+        try:
+            print(f"model: {args.checkpoint}: {size}; server on core {core}, clients on "
+                  f"{sorted(others) or [core]}")  # fmt: skip
+            row = abuse(args, url, frames)
+        finally:
+            process.terminate()
+            process.wait(30)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"model": size, **row}, indent=2) + "\n")
+        return 0 if row["kept_up"] else 1
     ws_url = url.replace("http://", "ws://") + "ws"
     print(f"model: {args.checkpoint}: {size}")
     print(f"server: {url} on core {core} (1 worker, 1 thread); clients on cores "

@@ -3,16 +3,16 @@
 The page (plain HTML, JavaScript and CSS in ``speech_gru/cli/web``, no build step) captures
 the microphone with ``getUserMedia``, resamples it to 16 kHz in an AudioWorklet and sends
 PCM frames over a WebSocket. Each connection gets its own ``StreamingDetector``
-(``factory.new_detector``, at the settings and operating point of ``speech-gru stream``),
-whose ``push`` runs in a thread pool so that one client's model runs never hold up
-another's messages. The page draws each keyword's averaged score against the threshold,
+(``factory.new_detector``, at the settings and operating point of ``speech-gru stream``).
+The page draws each keyword's averaged score against the threshold,
 lists the events, sets the threshold, and uploads files to ``Transcriber`` (``speech-gru
 transcribe``).
 
-Every client's audio is scored by one ``Batcher``: while the model runs, the requests of
-other clients queue up, and the next model call takes all of them as one batch (windows of
-a bidirectional model; frames of a forward model, whose state each client carries), so a
-busy server runs fewer, larger model calls.
+Every client's audio is scored by one ``serve_turns.Hub``: each turn takes the messages of
+every client that waited since the last one and runs the model once for all of them in a
+model thread (windows of a bidirectional model; frames of a forward model, whose state
+each client carries), so a busy server runs fewer, larger model calls, and the event loop
+never waits for the model.
 
 WebSocket protocol (``/ws``), JSON text unless said otherwise:
 
@@ -30,43 +30,68 @@ WebSocket protocol (``/ws``), JSON text unless said otherwise:
   was refused (not JSON, unknown type, wrong sample format, too large); the message is
   dropped and the connection stays open.
 
+A stream is held to real time (``guard.RealTime``: a client that sends faster has its
+messages read no faster than real time plus a small burst, and a client still further
+ahead, a flood, is closed with a one-line reason), and one that sends no audio
+for ``idle_timeout_s`` is closed (code 1008, the reason in one line), so neither a flood
+nor idle sockets hold the server from other clients.
+
 Uploads: ``POST /api/transcribe`` (multipart field ``file``, optional ``threshold``) gives
 ``{"file", "audio_s", "results": [...]}``, or a 4xx status with ``{"error": "one line"}``.
+An upload is admitted by its duration, read from the header before anything is decoded
+(413 over ``max_upload_seconds``); it runs in its own small pool (``upload_workers``
+threads at a lower priority, ``upload_queue`` waiting, more are 503), never in the
+threads that score live streams; it stops when its client hangs up or the server stops,
+and its temporary folder goes on every way out.
+
+Every request and WebSocket passes ``guard.HostGuard`` first: the ``Host`` header must be
+an allowed host and an ``Origin`` the page's own (scheme, host and port).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import math
-import queue
+import os
 import re
+import shutil
 import socket
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 from starlette.applications import Starlette
-from starlette.datastructures import Headers, UploadFile
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from speech_gru.core.audio import SAMPLE_RATE, printable
+from speech_gru.cli.guard import (
+    BURST_S,
+    IDLE_TIMEOUT_S,
+    MAX_UPLOAD_SECONDS,
+    MAX_WAIT_S,
+    HostGuard,
+    RealTime,
+    host_name,
+)
+from speech_gru.cli.serve_turns import Hub, Stream
+from speech_gru.core.audio import SAMPLE_RATE, AudioError, info, printable
 from speech_gru.core.labels import is_keyword
 from speech_gru.runtime.classifier import Classifier
 from speech_gru.runtime.detector import DetectorConfig, StreamingDetector
-from speech_gru.runtime.factory import file_config, new_detector
-from speech_gru.runtime.stateful import Scorer, StatefulScorer, Stepper
+from speech_gru.runtime.factory import file_config
 from speech_gru.runtime.transcribe import ClipResult, EventResult, Failure, Transcriber
 
 WEB = Path(__file__).resolve().parent / "web"
@@ -80,6 +105,14 @@ MAX_MESSAGE_BYTES = 64 * 1024
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 """Largest file ``/api/transcribe`` takes."""
+
+UNKNOWN_FRAMES = 2**62
+"""A header that gives at least this many frames does not know the length (libsndfile's
+answer for a FLAC without a sample count): such a file is admitted, and stopped once it
+runs past the limit, as a long recording is streamed in blocks."""
+
+UPLOAD_PREFIX = "speech-gru-upload-"
+"""Temporary folders of uploads are named so."""
 
 
 class ServeError(Exception):
@@ -97,12 +130,21 @@ class Settings:
     Attributes:
         classifier: the model.
         config: live detector settings (``batch_windows`` 1), as ``stream`` builds them.
-        workers: threads running the model (``Batcher``); each client's audio is scored
-            in order, different clients' in one batch.
+        workers: threads running the model (``Hub``); each client's audio is scored in
+            order, different clients' in one batch per turn.
         max_message_bytes: largest WebSocket message taken.
         max_upload_bytes: largest uploaded file taken.
         max_clients: WebSocket clients served at once; more are refused.
         origin: one line saying where the detector settings come from (the page shows it).
+        max_upload_seconds: longest audio an upload may hold, by its header.
+        upload_workers: uploads transcribed at once, in their own threads.
+        upload_queue: uploads that may wait for a worker; more are refused (503).
+        idle_timeout_s: a stream that sends no audio for this long is closed.
+        burst_s: audio a stream may send ahead of real time before it is slowed (at
+            least one largest message).
+        max_wait_s: longest a stream is held back for real time, message after message;
+            a client held back longer is flooding and is closed (code 1008).
+        allowed_hosts: host names besides the loopback ones that ``Host`` may name.
     """
 
     classifier: Classifier
@@ -112,23 +154,31 @@ class Settings:
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     max_clients: int = 64
     origin: str = ""
+    max_upload_seconds: float = MAX_UPLOAD_SECONDS
+    upload_workers: int = 1
+    upload_queue: int = 4
+    idle_timeout_s: float = IDLE_TIMEOUT_S
+    burst_s: float = BURST_S
+    max_wait_s: float = MAX_WAIT_S
+    allowed_hosts: tuple[str, ...] = ()
 
 
 def create_app(settings: Settings) -> Starlette:
     """The Starlette app: the page, its static files, ``/api/info``, ``/ws`` and
-    ``/api/transcribe``. ``app.state.clients`` counts open WebSocket streams."""
+    ``/api/transcribe``, behind ``HostGuard``. ``app.state.clients`` counts open WebSocket
+    streams; ``app.state.uploads`` holds the uploads admitted and not yet finished."""
     classifier = settings.classifier
-    batcher = Batcher(batch_runner(classifier), max(1, settings.workers))
-    # Client pushes wait on the batcher (and uploads run the model): a thread for each.
-    pool = ThreadPoolExecutor(settings.max_clients + 2, thread_name_prefix="speech-gru-client")
-
-    def scorer_for(config: DetectorConfig) -> Scorer:
-        return batched_scorer(classifier, batcher, config)
+    hub = Hub(classifier, settings.workers)  # live streams, in turns
+    upload_pool = ThreadPoolExecutor(
+        max(1, settings.upload_workers),
+        thread_name_prefix="speech-gru-upload",
+        initializer=_lower_priority,
+    )
 
     keywords = [label for label in classifier.labels if is_keyword(label)]
     columns = np.array([i for i, label in enumerate(classifier.labels) if is_keyword(label)])
 
-    def info(config: DetectorConfig) -> dict:
+    def info_of(config: DetectorConfig) -> dict:
         return {
             "model": Path(classifier.source).name,
             "labels": classifier.labels,
@@ -141,6 +191,7 @@ def create_app(settings: Settings) -> Starlette:
             "sample_rate": config.sample_rate,
             "formats": list(FORMATS),
             "max_message_bytes": settings.max_message_bytes,
+            "max_upload_seconds": settings.max_upload_seconds,
             "origin": settings.origin,
         }
 
@@ -148,12 +199,9 @@ def create_app(settings: Settings) -> Starlette:
         return FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def api_info(request: Request) -> JSONResponse:
-        return JSONResponse(info(settings.config))
+        return JSONResponse(info_of(settings.config))
 
     async def stream(websocket: WebSocket) -> None:
-        if not _same_origin(websocket.headers):  # another site's page in the user's browser
-            await websocket.close(code=1008)
-            return
         await websocket.accept()
         if app.state.clients >= settings.max_clients:
             await _send_error(websocket, f"server busy: {settings.max_clients} streams open")
@@ -162,22 +210,49 @@ def create_app(settings: Settings) -> Starlette:
         app.state.clients += 1
         loop = asyncio.get_running_loop()
         client = _Client(None, None)
+        rate = settings.config.sample_rate
+        largest = settings.max_message_bytes // min(f.itemsize for f in FORMATS.values())
+        allowance = RealTime(rate, max(settings.burst_s * rate, largest), loop.time())
+        last_audio = loop.time()
         try:
             while True:
-                message = await websocket.receive()
+                wait = settings.idle_timeout_s - (loop.time() - last_audio)
+                try:
+                    message = await asyncio.wait_for(websocket.receive(), max(wait, 0.0))
+                except TimeoutError:
+                    reason = f"no audio for {settings.idle_timeout_s:g} s: stream closed"
+                    await _send_error(websocket, reason)
+                    await websocket.close(code=1008, reason=reason)
+                    break
                 if message["type"] == "websocket.disconnect":
                     break
                 try:
                     if message.get("bytes") is not None:
                         chunk = client.samples(message["bytes"], settings.max_message_bytes)
-                        found = await loop.run_in_executor(pool, client.detector.push, chunk)
+                        last_audio = loop.time()
+                        # Faster than real time: this client's next message waits, no one else's.
+                        hold = allowance.take(chunk.size, last_audio)
+                        if allowance.held > settings.max_wait_s:  # a flood: neighbours first
+                            reason = "sending faster than real time: stream closed"
+                            await _send_error(websocket, reason)
+                            await websocket.close(code=1008, reason=reason)
+                            break
+                        await asyncio.sleep(hold)
+                        stream = client.stream
+                        stream.share = allowance.tokens / allowance.burst
+                        # ahead of real time: a hop a turn, so that a turn's share of a
+                        # flood stays small
+                        step = chunk.size if stream.share >= 0.5 else stream.hop
+                        found = []
+                        for first in range(0, chunk.size, step):
+                            found += await hub.score(stream, chunk[first : first + step])
                         await _send_scores(websocket, client.detector, columns)
                         for event in found:
                             await websocket.send_json({"type": "event", **event.to_dict()})
                     else:
-                        reply = client.command(message.get("text") or "", settings, scorer_for)
+                        reply = client.command(message.get("text") or "", settings)
                         await websocket.send_json(
-                            {"type": "ready", **info(client.detector.config)}
+                            {"type": "ready", **info_of(client.detector.config)}
                             if reply == "ready"
                             else {"type": "threshold", "value": client.detector.config.threshold}
                         )
@@ -189,14 +264,25 @@ def create_app(settings: Settings) -> Starlette:
             app.state.clients -= 1  # the detector and its audio go with ``client``
 
     async def transcribe(request: Request) -> JSONResponse:
-        if not _same_origin(request.headers):
-            return _http_error(403, "uploads come from this server's own page only")
         length = request.headers.get("content-length")
         if length is None or not length.isdigit():
             return _http_error(411, "send the file with a Content-Length")
         if int(length) > settings.max_upload_bytes + 64 * 1024:  # the form's own bytes
             limit = settings.max_upload_bytes / 2**20
             return _http_error(413, f"file too large (at most {limit:.3g} MiB)")
+        uploads: set[_Upload] = app.state.uploads
+        if len(uploads) >= max(1, settings.upload_workers) + settings.upload_queue:
+            return _http_error(503, f"server busy: {len(uploads)} uploads in progress")
+        job = _Upload(Path(tempfile.mkdtemp(prefix=UPLOAD_PREFIX)))
+        uploads.add(job)
+        try:
+            return await run_upload(request, job)
+        finally:
+            job.cancel.set()  # a worker still on it stops at its next block of audio
+            uploads.discard(job)
+            job.remove()
+
+    async def run_upload(request: Request, job: _Upload) -> JSONResponse:
         form = await request.form(max_files=1, max_fields=4, max_part_size=4096)
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
@@ -208,15 +294,26 @@ def create_app(settings: Settings) -> Starlette:
                 config = config.with_threshold(_threshold(form.get("threshold")))
         except MessageError as err:
             return _http_error(400, str(err))
-        with tempfile.TemporaryDirectory(prefix="speech-gru-upload-") as folder:
-            path = Path(folder) / f"upload{_suffix(name)}"
-            with path.open("wb") as out:
-                while block := await upload.read(1 << 20):
-                    out.write(block)
-            transcriber = Transcriber(classifier, top_k=3, jobs=1, detector=config)
-            records = await asyncio.get_running_loop().run_in_executor(
-                pool, lambda: list(transcriber.run([path]))
-            )
+        path = job.folder / f"upload{_suffix(name)}"
+        with path.open("wb") as out:
+            while block := await upload.read(1 << 20):
+                out.write(block)
+        transcriber = Transcriber(classifier, top_k=3, jobs=1, detector=config)
+        limit = settings.max_upload_seconds
+        work = asyncio.wrap_future(upload_pool.submit(job.transcribe, transcriber, path, limit))
+        while not work.done():  # the client may leave while its file is transcribed
+            await asyncio.wait([work], timeout=0.2)
+            if not work.done() and await request.is_disconnected():
+                job.cancel.set()  # the worker stops at its next block of audio
+                # nobody waits for it: its exception is taken here, not logged as lost
+                work.add_done_callback(lambda done: done.cancelled() or done.exception())
+                return _http_error(499, "the client closed the connection")
+        try:
+            records = work.result()
+        except _TooLongError as err:
+            return _http_error(413, f"{name}: {err}")
+        except AudioError as err:
+            return _http_error(415, f"{name}: {err.problem}")
         failures = [r for r in records if isinstance(r, Failure)]
         if failures:
             return _http_error(415, f"{name}: {failures[0].problem}")
@@ -236,9 +333,14 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        batcher.close()
-        pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            yield
+        finally:  # stopping (Ctrl-C, SIGTERM): uploads stop, their folders go
+            for job in list(app.state.uploads):
+                job.cancel.set()
+                job.remove()
+            hub.close()
+            upload_pool.shutdown(wait=False, cancel_futures=True)
 
     app = Starlette(
         routes=[
@@ -248,127 +350,89 @@ def create_app(settings: Settings) -> Starlette:
             WebSocketRoute("/ws", stream),
             Mount("/static", StaticFiles(directory=WEB), name="static"),
         ],
+        middleware=[Middleware(HostGuard, allowed=settings.allowed_hosts)],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
     app.state.clients = 0
-    app.state.batcher = batcher
+    app.state.uploads = set()
+    app.state.upload_pool = upload_pool
+    app.state.hub = hub
     return app
 
 
-class Batcher:
-    """Runs the model for all clients, in batches.
-
-    ``submit`` queues a request and waits for its result. Each of ``threads`` threads takes
-    every request waiting when it is free (at most ``max_batch``) and runs them in one call
-    of ``run_many``, so under load the frames or windows of many streams become one batch,
-    and with one client nothing waits for company.
-
-    Args:
-        run_many: requests -> results, in order (``batch_runner``).
-        threads: model threads.
-        max_batch: most requests per call.
-    """
-
-    def __init__(
-        self, run_many: Callable[[list], list], threads: int = 1, max_batch: int = 256
-    ) -> None:
-        self.run_many = run_many
-        self.max_batch = max_batch
-        self.calls = 0  # model calls made
-        self.requests = 0  # requests answered
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._loop, name=f"speech-gru-model-{i}", daemon=True)
-            for i in range(threads)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, request: object) -> object:
-        """The result of one request (its exception, if the model raised one)."""
-        future: Future = Future()
-        self._queue.put((request, future))
-        return future.result()
-
-    def close(self) -> None:
-        """Stop the threads once the queued requests are answered."""
-        for _ in self._threads:
-            self._queue.put(None)
-
-    def _loop(self) -> None:
-        stop = False
-        while not stop:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:  # answer what was taken, then stop
-                    stop = True
-                    break
-                batch.append(item)
-            try:
-                results = self.run_many([request for request, _ in batch])
-            except Exception as err:  # noqa: BLE001 - handed to every waiting client
-                for _, future in batch:
-                    future.set_exception(err)
-                continue
-            self.calls += 1
-            self.requests += len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
-                future.set_result(result)
+class _TooLongError(Exception):
+    """An upload holds more audio than the server takes; ``str()`` says how much."""
 
 
-def batch_runner(classifier: Classifier) -> Callable[[list], list]:
-    """How a batch of requests runs: a forward model's (audio, state) steps through
-    ``Stepper.many``; a window model's (B_i, window) windows as one
-    ``Classifier.score_windows`` call, split back."""
-    if classifier.stepper is not None:
-        return classifier.stepper.many
-
-    def windows(requests: list) -> list:
-        probs = classifier.score_windows(np.concatenate(requests))  # (sum B_i, C)
-        return np.split(probs, np.cumsum([len(r) for r in requests])[:-1])
-
-    return windows
+class _CancelledError(Exception):
+    """An upload whose client left, or a server that is stopping."""
 
 
-class _QueuedStepper:
-    """A Stepper whose calls go through the batcher (one stream, batch 1)."""
+class _Upload:
+    """One admitted upload: its temporary folder and the flag that stops its work."""
 
-    def __init__(self, stepper: Stepper, batcher: Batcher) -> None:
-        self.frame_hop, self.n_fft, self.start = stepper.frame_hop, stepper.n_fft, stepper.start
-        self.batcher = batcher
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.cancel = threading.Event()
 
-    def __call__(self, audio: np.ndarray, state: object) -> tuple:
-        return self.batcher.submit((audio, state))
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def transcribe(self, transcriber: Transcriber, path: Path, limit_s: float) -> list:
+        """The upload's records, in a worker thread. Admitted by the header's duration
+        before anything is decoded; a long recording is then streamed in blocks and
+        stopped between blocks when ``cancel`` is set or the audio runs past ``limit_s``
+        (a header may understate it).
+
+        Raises:
+            _TooLongError: the audio is longer than ``limit_s``.
+            AudioError: the file is not audio.
+            _CancelledError: ``cancel`` was set.
+        """
+        header = info(path)
+        unknown = header.frames >= UNKNOWN_FRAMES  # a FLAC written to a pipe, say
+        if header.duration_s > limit_s and not unknown:
+            raise _TooLongError(
+                f"{header.duration_s:.0f} s of audio is over the {limit_s:g} s limit"
+            )
+        heard = 0.0
+
+        def on_audio(seconds: float) -> None:
+            nonlocal heard
+            heard += seconds
+            if self.cancel.is_set():
+                raise _CancelledError()
+            if heard > limit_s + 1.0:
+                said = "did not say how long" if unknown else "said less"
+                raise _TooLongError(f"more than {limit_s:g} s of audio (its header {said})")
+
+        if self.cancel.is_set():
+            raise _CancelledError()
+        return list(transcriber.run([path], on_audio=on_audio))
 
 
-def batched_scorer(classifier: Classifier, batcher: Batcher, config: DetectorConfig) -> Scorer:
-    """One client's scorer, scoring through the batcher: a ``StatefulScorer`` for a forward
-    model (the client's state stays its own), else the windows themselves."""
-    if classifier.stepper is not None:
-        return StatefulScorer(_QueuedStepper(classifier.stepper, batcher), config)
-    return batcher.submit
+def _lower_priority() -> None:
+    """Run this thread at a lower priority (Linux: a thread has its own nice value), so
+    that live streams get the CPU first while an upload is transcribed."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 @dataclass
 class _Client:
-    """One WebSocket client's state: its detector and its sample format."""
+    """One WebSocket client's state: its stream (and detector) and its sample format."""
 
-    detector: StreamingDetector | None
+    stream: Stream | None
     dtype: np.dtype | None
 
-    def command(
-        self, text: str, settings: Settings, scorer: Callable[[DetectorConfig], Scorer]
-    ) -> str:
+    @property
+    def detector(self) -> StreamingDetector | None:
+        return None if self.stream is None else self.stream.detector
+
+    def command(self, text: str, settings: Settings) -> str:
         """Apply a text message; ``"ready"`` or ``"threshold"`` names the reply. A start
-        builds the detector, scoring with ``scorer(config)``."""
+        begins a new stream at time zero."""
         if len(text) > settings.max_message_bytes:
             raise MessageError(f"message of {len(text)} characters is too large")
         try:
@@ -385,9 +449,7 @@ class _Client:
                     f"sample rate {rate!r}: send {settings.config.sample_rate} Hz mono audio"
                 )
             self.dtype = FORMATS[fmt]
-            self.detector = new_detector(
-                settings.classifier, settings.config, scorer(settings.config), keep_trace=True
-            )
+            self.stream = Stream(settings.classifier, settings.config)
             return "ready"
         if kind == "threshold":
             if self.detector is None:
@@ -443,13 +505,6 @@ async def _send_error(websocket: WebSocket, message: str) -> None:
     await websocket.send_json({"type": "error", "message": printable(message)})
 
 
-def _same_origin(headers: Headers) -> bool:
-    """No ``Origin`` (not a browser), or the page's own: a page of another site that the
-    user has open may not stream to, or upload through, this server."""
-    origin = headers.get("origin")
-    return origin is None or urlsplit(origin).netloc == headers.get("host")
-
-
 def _http_error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": printable(message)}, status_code=status)
 
@@ -503,12 +558,15 @@ def serve(
 
     sock = listen(host, port)
     bound = sock.getsockname()[1]
-    app = create_app(settings)
+    # The address the server is bound to is a name its users may type, as localhost is.
+    hosts = (*settings.allowed_hosts, host_name(host))
+    app = create_app(dataclasses.replace(settings, allowed_hosts=hosts))
     config = uvicorn.Config(
         app,
         log_level="warning",
         access_log=False,
         ws_max_size=max(1 << 20, 4 * settings.max_message_bytes),  # larger: closed by uvicorn
+        ws_max_queue=4,  # a client held to real time keeps at most this many messages waiting
         timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)

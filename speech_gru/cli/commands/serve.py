@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 
+from speech_gru.cli.guard import IDLE_TIMEOUT_S, MAX_UPLOAD_SECONDS
 from speech_gru.cli.options import (
     CliError,
     add_detector_arguments,
@@ -14,6 +15,7 @@ from speech_gru.cli.options import (
     load_runtime,
     non_negative_int,
     operating_point_line,
+    positive_float,
     positive_int,
 )
 from speech_gru.runtime.factory import LIVE_BATCH_WINDOWS
@@ -41,13 +43,33 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--workers",
         type=positive_int,
         default=min(4, os.cpu_count() or 1),
-        help="model runs at once (one per client at a time)",
+        help="model threads; a turn of many streams is shared among them",
     )
     p.add_argument(
         "--max-clients",
         type=positive_int,
         default=64,
         help="streams served at once; more are refused with a message",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name the page may be reached by besides localhost, 127.0.0.1, [::1] "
+        "and --host (repeatable); requests naming any other Host are refused",
+    )
+    p.add_argument(
+        "--max-upload-seconds",
+        type=positive_float,
+        default=MAX_UPLOAD_SECONDS,
+        help="longest audio an uploaded file may hold (by its header); longer is refused",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=positive_float,
+        default=IDLE_TIMEOUT_S,
+        help="seconds a stream may go without sending audio before it is closed",
     )
     p.set_defaults(func=run)
     return p
@@ -64,7 +86,14 @@ def run(args: argparse.Namespace) -> int:
     origin = operating_point_line(args, config, classifier)
     print(origin, file=sys.stderr, flush=True)
     settings = Settings(
-        classifier, config, args.workers, max_clients=args.max_clients, origin=origin
+        classifier,
+        config,
+        args.workers,
+        max_clients=args.max_clients,
+        origin=origin,
+        max_upload_seconds=args.max_upload_seconds,
+        idle_timeout_s=args.idle_timeout,
+        allowed_hosts=tuple(args.allow_host),
     )
 
     def announce(url: str) -> None:
