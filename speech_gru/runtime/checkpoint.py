@@ -262,6 +262,34 @@ def write_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> 
     write_atomic(path, lambda f: torch.save(checkpoint, f))
 
 
+SLIM_KEYS = (
+    "state_dict", HYPER_PARAMETERS, DATA_SETTINGS, VERSION, TEST_METRICS, OPERATING_POINT,
+    "epoch", "global_step",
+)  # fmt: skip
+"""What a checkpoint keeps to be loaded, fine-tuned (``--model.init_from``), calibrated
+and described: no optimizer, scheduler or loop state."""
+
+
+def slim_checkpoint(path: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write ``path``'s checkpoint without its training state (``SLIM_KEYS`` only, the
+    weights as float32) to ``out``: how a model ships, at about a third of the size.
+
+    Raises:
+        CheckpointError: ``path`` is not a readable training checkpoint.
+        OSError: ``out`` cannot be written.
+    """
+    checkpoint = read_checkpoint(path)
+    stored_hyper_parameters(path, checkpoint)  # a speech_gru checkpoint, nested settings
+    slim = {key: checkpoint[key] for key in SLIM_KEYS if key in checkpoint}
+    slim["state_dict"] = {
+        key: value.float() if value.is_floating_point() else value
+        for key, value in checkpoint["state_dict"].items()
+        if key.startswith(STATE_PREFIX)
+    }
+    write_checkpoint(slim, out)
+    return Path(out)
+
+
 def record_test_metrics(path: Path, metrics: dict[str, float]) -> None:
     """Store test metrics inside a checkpoint (for ``speech-gru info``), atomically."""
     checkpoint = read_checkpoint(path)
