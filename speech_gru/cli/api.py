@@ -22,6 +22,7 @@ same factory as the command's.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,6 +38,7 @@ from speech_gru.core.audio import (
     loudest_window,
     printable,
 )
+from speech_gru.runtime.bundled import bundled_model
 from speech_gru.runtime.checkpoint import OperatingPoint
 from speech_gru.runtime.classifier import Classifier
 from speech_gru.runtime.detector import DetectorConfig, Event, StreamingDetector
@@ -77,9 +79,12 @@ class Spotter:
         self.classifier = classifier
 
     @classmethod
-    def load(cls, path: str | os.PathLike, trust_torchscript: bool = False) -> Spotter:
+    def load(
+        cls, path: str | os.PathLike | None = None, trust_torchscript: bool = False
+    ) -> Spotter:
         """Load a checkpoint (``.ckpt``), an ONNX export (``.onnx``) or, when trusted, a
-        TorchScript export (``.pt``).
+        TorchScript export (``.pt``); with no path, the bundled model
+        (``speech_gru.runtime.bundled.DEFAULT``: the ten Speech Commands keywords).
 
         A checkpoint is read weights-only and an ONNX file is a graph: neither carries
         code, so either is safe to take from anyone. A TorchScript file carries code that
@@ -88,7 +93,8 @@ class Spotter:
         run while loading.
 
         Args:
-            path: the model file; what it is (by content) must agree with its name.
+            path: the model file; what it is (by content) must agree with its name. None:
+                the bundled model, said on stderr in one line.
             trust_torchscript: load a TorchScript file, running its code.
 
         Raises:
@@ -96,6 +102,10 @@ class Spotter:
                 content, or a TorchScript file without ``trust_torchscript``, in one line
                 naming it.
         """
+        if path is None:
+            model = bundled_model()
+            print(f"model: the bundled {model.name} ({model.path})", file=sys.stderr)
+            path = model.path
         return cls(load_model(path, trust_torchscript))
 
     @property

@@ -13,6 +13,7 @@ Sub-commands:
     calibrate    choose the detector's operating point for a target false-alarm rate
     explain      plot what a GRU checkpoint attends to and how its gates move, on one file
     info         print a model card: labels, features, architecture, parameters, test accuracy
+    models       list the bundled models and their measured figures
     record       record takes of your own word from the microphone, checked and named
     synth        write a dataset of synthetic voices saying your words, and other words
     vocabulary   a dataset of new keywords cut from a test archive's _unknown_ words
@@ -34,6 +35,7 @@ from speech_gru.cli.commands import (
     explain,
     export,
     info,
+    models,
     noise_robustness,
     record,
     serve,
@@ -42,7 +44,7 @@ from speech_gru.cli.commands import (
     transcribe,
     vocabulary,
 )
-from speech_gru.cli.options import CliError, DefaultsFormatter, fail
+from speech_gru.cli.options import CliError, DefaultsFormatter, fail, use_bundled_model
 
 COMMANDS = (
     transcribe,
@@ -55,6 +57,7 @@ COMMANDS = (
     noise_robustness,
     explain,
     info,
+    models,
     record,
     synth,
     vocabulary,
@@ -76,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        use_bundled_model(args)
         status = args.func(args)
         sys.stdout.flush()  # a reader that went away (| head) shows here, not at exit
         return status

@@ -85,19 +85,20 @@ def check_folder(folder: Path, where: str, create: bool) -> None:
 def add_model_argument(
     p: argparse.ArgumentParser,
     exports: bool = True,
-    required: bool = True,
     help: str | None = None,  # noqa: A002 - argparse's name
 ) -> None:
-    """``--checkpoint``, the model file every command that runs a model takes, and with
-    ``exports`` its ``--trust-torchscript`` opt-in (what ``load_model`` reads).
+    """``--checkpoint``, the model file every command that runs a model takes (the bundled
+    model when none is given: ``use_bundled_model``), and with ``exports`` its
+    ``--trust-torchscript`` opt-in (what ``load_model`` reads).
 
     Args:
         p: the command's parser.
         exports: the command also runs exported models (ONNX, trusted TorchScript); False
             for commands that need a training checkpoint, which never runs code.
-        required: argparse's ``required``.
         help: the ``--checkpoint`` help (default: the kinds the command takes).
     """
+    from speech_gru.runtime.bundled import DEFAULT
+
     if help is None:
         help = (
             "model file: a training checkpoint (.ckpt) or an ONNX export (.onnx); a "
@@ -105,7 +106,7 @@ def add_model_argument(
             if exports
             else "training checkpoint (.ckpt)"
         )
-    p.add_argument("--checkpoint", required=required, help=help)
+    p.add_argument("--checkpoint", help=f"{help} (default: the bundled model {DEFAULT})")
     if exports:
         p.add_argument(
             "--trust-torchscript",
@@ -114,6 +115,30 @@ def add_model_argument(
             "torch.jit.load does, so only for files from a source you trust (checkpoints "
             "and ONNX files carry no code and need no trust)",
         )
+
+
+def use_bundled_model(args: argparse.Namespace) -> None:
+    """Point a command given no ``--checkpoint`` at the bundled model, and say so on
+    stderr in one line (a command that takes no model, or lists devices, is left alone).
+
+    Raises:
+        CliError: no model was given and none ships with this installation.
+    """
+    from speech_gru.runtime.bundled import bundled_model
+    from speech_gru.runtime.checkpoint import ModelLoadError
+
+    if "checkpoint" not in vars(args) or args.checkpoint or getattr(args, "list_devices", 0):
+        return
+    try:
+        model = bundled_model()
+    except ModelLoadError as err:
+        raise CliError(f"no --checkpoint given, and {err}") from None
+    args.checkpoint = str(model.path)
+    print(
+        f"model: the bundled {model.name} ({printable(model.path)}); --checkpoint FILE "
+        "uses another",
+        file=sys.stderr,
+    )
 
 
 def load_model(args: argparse.Namespace):  # noqa: ANN201 - a Classifier

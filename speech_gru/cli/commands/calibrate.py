@@ -117,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from speech_gru.analysis.calibrate import CalibrationError, calibrate, save_point
     from speech_gru.analysis.negatives import from_dataset, from_files
     from speech_gru.analysis.streaming.scores import record
+    from speech_gru.runtime.bundled import is_bundled
     from speech_gru.runtime.checkpoint import (
         ChangedError,
         ModelLoadError,
@@ -128,6 +129,11 @@ def run(args: argparse.Namespace) -> int:
     from speech_gru.runtime.classifier import checkpoint_classifier
 
     source_path = Path(args.checkpoint)
+    if is_bundled(source_path) and not args.out:
+        raise CliError(
+            f"{args.checkpoint}: a bundled model is part of the installed package and is "
+            "not changed in place; give --out FILE for the calibrated copy"
+        )
     inputs = [*(args.negatives or []), *([args.clips] if args.clips else [])]
     out = check_output(args.out, "--out", inputs) if args.out else source_path
     try:

@@ -40,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from speech_gru.analysis.evaluate import evaluate_folder, write_report
+    from speech_gru.runtime.bundled import is_bundled
 
     if args.out:  # the report's two files go in this folder, created if missing
         try:
@@ -66,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(err)) from None
     for message in report.errors:
         fail(message)
-    out_dir = Path(args.out) if args.out else classifier.source.parent
+    # Next to the model, unless it is a bundled one (inside the installed package): here.
+    here = Path() if is_bundled(classifier.source) else classifier.source.parent
+    out_dir = Path(args.out) if args.out else here
     if args.split != "all":
         print(f"split: {args.split} speakers of {printable(root)}, as in training")
     print(report.table())

@@ -1,0 +1,143 @@
+"""The bundled model (speech_gru/models): the shipped file matches its card, and every
+command that takes --checkpoint, and Spotter.load(), uses it when no model is named."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speech_gru import Spotter
+from speech_gru.cli.main import main
+from speech_gru.core.audio import SAMPLE_RATE, write_wav
+from speech_gru.runtime.bundled import DEFAULT, MODELS, bundled_model, bundled_models, is_bundled
+from speech_gru.runtime.checkpoint import load_checkpoint_model, read_checkpoint
+from tests.helpers import write_tone
+
+MODEL = MODELS / f"{DEFAULT}.ckpt"
+BUNDLED_LINE = f"model: the bundled {DEFAULT}"
+TWELVE = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+
+
+def test_the_default_model_ships_with_its_cards() -> None:
+    model = bundled_model()
+    assert model.path == MODEL and model.path.is_file()
+    assert model.card_text.is_file()
+    assert DEFAULT in [m.name for m in bundled_models()]
+    assert model.path.stat().st_size <= 2_000_000  # the shipped file's budget
+
+
+def test_the_shipped_file_matches_its_card() -> None:
+    model = bundled_model()
+    card = model.card
+    network, labels, _ = load_checkpoint_model(model.path)
+    checkpoint = read_checkpoint(model.path)
+    assert labels == card["labels"]
+    assert set(TWELVE) <= set(labels) and {"_unknown_", "_silence_"} <= set(labels)
+    assert card["parameters"] == sum(p.numel() for p in network.parameters())
+    assert card["bytes"] == model.path.stat().st_size
+    assert card["sha256"] == hashlib.sha256(model.path.read_bytes()).hexdigest()
+    assert card["operating_point"] == checkpoint["operating_point"]  # it is calibrated
+    assert {"optimizer_states", "lr_schedulers", "loops"}.isdisjoint(checkpoint)  # slim
+    for figure in card["figures"]:
+        assert figure["what"] and figure["value"] and figure["command"]
+
+
+def test_models_lists_the_bundled_model(capsys: pytest.CaptureFixture) -> None:
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert f"{DEFAULT} (default)" in out and "yes no up down" in out
+    assert main(["models", "--json"]) == 0
+    cards = json.loads(capsys.readouterr().out)
+    assert cards[0]["name"] == DEFAULT and Path(cards[0]["path"]) == MODEL
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-second clip to label (a tone: what the model calls it does not matter here)."""
+    return write_tone(tmp_path_factory.mktemp("clips") / "tone.wav", seconds=1.0)
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "speech_gru.cli", *args],
+        capture_output=True, text=True, cwd=cwd, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )  # fmt: skip
+
+
+def test_info_without_a_checkpoint_describes_the_bundled_model() -> None:
+    result = run_cli("info", "--json")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"{BUNDLED_LINE} ({MODEL}); --checkpoint FILE uses another"
+    ]
+    card = json.loads(result.stdout)
+    assert card["labels"] == bundled_model().card["labels"]
+
+
+def test_transcribe_and_stream_use_the_bundled_model(clip: Path, tmp_path: Path) -> None:
+    talk = tmp_path / "talk.wav"
+    write_wav(talk, np.zeros(3 * SAMPLE_RATE, dtype=np.float32))
+    for args in (["transcribe", str(clip)], ["stream", "--input", str(talk)]):
+        result = run_cli(*args)
+        assert result.returncode == 0, result.stderr
+        assert BUNDLED_LINE in result.stderr, args
+
+
+@pytest.mark.slow
+def test_every_command_that_takes_a_model_uses_the_bundled_one(
+    clip: Path, tmp_path: Path, unseen_dir: Path
+) -> None:
+    """export, explain, evaluate, evaluate-stream, noise-robustness and calibrate (to a
+    copy) run with no --checkpoint; evaluate's report goes to the current folder, since
+    the model's own folder belongs to the installed package."""
+    out = tmp_path / "out"
+    out.mkdir()
+    noise = tmp_path / "room.wav"
+    write_wav(noise, np.random.default_rng(0).normal(0, 0.01, 20 * SAMPLE_RATE).astype(np.float32))
+    commands = [
+        ["export", "--format", "onnx", "--out", str(out / "kws.onnx")],
+        ["explain", str(clip), "--out", str(out / "explain.png")],
+        ["evaluate", str(unseen_dir)],
+        ["evaluate-stream", "--clips", str(unseen_dir), "--split", "all", "--minutes", "0.5"],
+        ["noise-robustness", "--data", str(unseen_dir), "--split", "training", "--snr", "10"],
+        ["calibrate", "--negatives", str(noise), "--target-fa", "10",
+         "--out", str(out / "calibrated.ckpt")],
+    ]  # fmt: skip
+    for args in commands:
+        result = run_cli(*args, cwd=out)
+        assert BUNDLED_LINE in result.stderr, (args, result.stderr)
+        assert result.returncode == 0, (args, result.stderr)
+    assert (out / "kws.onnx").is_file() and (out / "explain.png").is_file()
+    assert (out / "evaluation.json").is_file() and (out / "calibrated.ckpt").is_file()
+    assert not list(MODELS.glob("*.bak")) and not list(MODELS.glob("evaluation*"))
+
+
+def test_calibrate_never_changes_the_bundled_model_in_place(tmp_path: Path) -> None:
+    before = MODEL.read_bytes()
+    result = run_cli("calibrate", "--negatives", str(tmp_path), "--target-fa", "1")
+    assert result.returncode == 2
+    assert "not changed in place; give --out FILE" in result.stderr.strip().splitlines()[-1]
+    assert MODEL.read_bytes() == before
+
+
+def test_spotter_load_without_a_path_is_the_bundled_model(
+    clip: Path, capsys: pytest.CaptureFixture
+) -> None:
+    spotter = Spotter.load()
+    assert BUNDLED_LINE in capsys.readouterr().err
+    assert spotter.labels == bundled_model().card["labels"]
+    assert spotter.operating_point is not None
+    assert len(spotter.classify(clip, top_k=3)) == 3
+
+
+def test_is_bundled_knows_the_package_folder(tmp_path: Path) -> None:
+    assert is_bundled(MODEL)
+    assert not is_bundled(tmp_path / f"{DEFAULT}.ckpt")
