@@ -54,6 +54,9 @@ def test_stream_a_file_reports_keywords_in_order(checkpoint: Path, sequence_wav:
     for i, event in enumerate(events):  # word i is inside [1 + 2.5 i, 2 + 2.5 i] s
         assert 1.0 + 2.5 * i <= event["time_s"] <= 3.0 + 2.5 * i
     assert "summary: 11.0 s of audio, 4 events" in result.stderr.decode()
+    # A file ends by itself: it is read, not listened to until Ctrl-C.
+    first = result.stderr.decode().splitlines()[0]
+    assert first == f"reading {sequence_wav}", first
 
 
 def test_stream_stdin_pcm_gives_the_same_events(checkpoint: Path, sequence_wav: Path) -> None:

@@ -25,7 +25,7 @@ from speech_gru.runtime.factory import FILE_BATCH_WINDOWS, LIVE_BATCH_WINDOWS
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("stream", help="detect keywords live (microphone, file or stdin)")
-    add_model_argument(p, required=False)
+    add_model_argument(p)
     p.add_argument("--input", help="audio file, or - for raw 16-bit PCM on stdin (default: mic)")
     p.add_argument("--device", help="microphone: device index or part of its name")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
@@ -76,8 +76,6 @@ def run(args: argparse.Namespace) -> int:
         except AudioError as err:
             raise CliError(str(err)) from None
         return 0
-    if not args.checkpoint:
-        raise CliError("--checkpoint is required")
     torch.set_num_threads(args.threads)  # one window at a time: more threads only add overhead
     live = args.input is None or args.realtime
     runtime = load_runtime(args, LIVE_BATCH_WINDOWS if live else FILE_BATCH_WINDOWS)
@@ -111,11 +109,10 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, terminate) if main_thread else None
     try:
         with source:
-            print(
-                f"listening to {printable(source.name)}; Ctrl-C to stop",
-                file=sys.stderr,
-                flush=True,
-            )
+            # Only a live source runs until stopped; a file ends by itself.
+            what = "listening to" if live else "reading"
+            stop = "; Ctrl-C to stop" if args.input is None or args.input == "-" else ""
+            print(f"{what} {printable(source.name)}{stop}", file=sys.stderr, flush=True)
             print(operating_point_line(args, config, classifier), file=sys.stderr, flush=True)
             on_chunk = view.on_chunk if view is not None else None
             with view if view is not None else contextlib.nullcontext():
