@@ -126,6 +126,7 @@ CONFIGS = {
     "v2_12.yaml": ["v2_12.yaml"],
     "v2_35.yaml": ["v2_35.yaml"],
     "small.yaml": ["folder.yaml", "small.yaml"],  # overlays: after a recipe config
+    "bundled.yaml": ["folder.yaml", "bundled.yaml"],
     "ddp_gpus.yaml": ["v2_12.yaml", "ddp_gpus.yaml"],
 }
 
@@ -142,7 +143,7 @@ def test_configs_parse_in_the_nested_form(name: str, capsys: pytest.CaptureFixtu
     printed = print_config(capsys, *args, "--data.root", "x")["model"]
     ArchitectureConfig(**printed["architecture"])
     FeatureConfig(**printed["features"])
-    if name == "small.yaml":
+    if name in ("small.yaml", "bundled.yaml"):  # the deployment size
         assert printed["architecture"]["hidden_size"] == 128 and printed["features"]["n_fft"] == 480
         assert printed["features"]["hop_length"] == 320  # from folder.yaml
 

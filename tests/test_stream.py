@@ -319,3 +319,21 @@ def test_the_smallest_hop_and_largest_spans_still_run() -> None:
     wave = signal((0, 1.0), (0.1, 0.8), (0, 1.0))
     detector = StreamingDetector(level_scorer, LABELS, DetectorConfig(hop_s=0.01))
     assert [e.label for e in detector.run([wave])] == ["yes"]
+
+
+def test_a_word_that_ends_with_the_input_is_heard_when_the_input_ends() -> None:
+    """A file's last word never reached the threshold: its averaged score needs the
+    windows after it. ``ends=True`` (files, pipes, arrays) scores the windows that still
+    hold some of the input, silence after it; a live stream (the microphone) is only
+    flushed."""
+    wave = signal((0.0, 2.0), (0.1, 0.7))  # "yes" in the last 0.7 s
+    config = DetectorConfig(threshold=0.45, average_s=0.8, refractory_s=1.5)
+    unfinished = StreamingDetector(level_scorer, LABELS, config)
+    assert list(unfinished.events([wave])) == []
+    finished = StreamingDetector(level_scorer, LABELS, config)
+    events = list(finished.events([wave], ends=True))
+    assert [e.label for e in events] == ["yes"]
+    assert finished.time_s == pytest.approx(2.7)  # the silence added is not audio received
+    assert finished.windows_scored == 18 + 9  # windows ending at 1.0 ... 2.7 s, then to 3.6 s
+    quiet = StreamingDetector(level_scorer, LABELS, config)  # nothing received: nothing added
+    assert list(quiet.events([], ends=True)) == [] and quiet.windows_scored == 0

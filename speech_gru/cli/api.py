@@ -221,7 +221,7 @@ class Spotter:
 
 def _run(detector: StreamingDetector, source: Source) -> Iterator[Event]:
     with source:  # starts and stops a microphone, also when the caller stops early
-        yield from detector.events(source)
+        yield from detector.events(source, ends=not source.live)
 
 
 def _read(audio: AudioInput) -> np.ndarray:

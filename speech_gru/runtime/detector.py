@@ -350,11 +350,28 @@ class StreamingDetector:
         """End of stream: score the windows still waiting for a full group."""
         return self._score_ready(final=True)
 
+    def finish(self) -> list[Event]:
+        """End of an input that ends (a file, a pipe, an array): silence after its last
+        sample for the windows that still hold some of it (up to a window less a hop),
+        then ``flush``. A keyword that ends with the input then passes through the
+        windows after it, as one in mid-stream does; without them its averaged score
+        never rose (a word at a file's very end was missed). No window of silence alone is
+        scored, and the silence is not counted in ``time_s``."""
+        if not self._received:
+            return self.flush()
+        received = self._received
+        tail = max(0, self.config.window - self.config.hop)
+        found = self.push(np.zeros(tail, dtype=np.float32))
+        found += self.flush()
+        self._received = received
+        return found
+
     def events(
         self,
         chunks: Iterable[np.ndarray],
         on_audio: Callable[[float], None] | None = None,
         on_chunk: Callable[[np.ndarray, np.ndarray | None], None] | None = None,
+        ends: bool = False,
     ) -> Iterator[Event]:
         """The stream loop every caller runs: push each chunk, yield its events as they
         come, and flush when the chunks end (``speech_gru.runtime.source`` opens the chunks).
@@ -365,6 +382,8 @@ class StreamingDetector:
             on_chunk: called with each chunk and the averaged posteriors (C,) of the
                 latest window scored (None before the first), once the chunk is scored:
                 what a live view draws (``speech_gru.cli.live``).
+            ends: the input is one that ends (a file, standard input, an array, not a
+                microphone): ``finish`` it, so its last word is heard too.
         """
         for chunk in chunks:
             found = self.push(chunk)
@@ -373,7 +392,7 @@ class StreamingDetector:
             if on_chunk is not None:
                 on_chunk(chunk, self._latest)
             yield from found
-        yield from self.flush()
+        yield from self.finish() if ends else self.flush()
 
     def run(self, chunks: Iterable[np.ndarray]) -> list[Event]:
         """Every event of a finite stream (``events`` collected)."""

@@ -163,7 +163,7 @@ class Transcriber:
                 on_audio(seconds)
 
         try:
-            for event in detector.events(open_source(path, block_s=10.0), scanned):
+            for event in detector.events(open_source(path, block_s=10.0), scanned, ends=True):
                 yield EventResult(path, event)
         except AudioError as err:
             yield Failure(path, err.problem)

@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             print(operating_point_line(args, config, classifier), file=sys.stderr, flush=True)
             on_chunk = view.on_chunk if view is not None else None
             with view if view is not None else contextlib.nullcontext():
-                for event in detector.events(source, on_chunk=on_chunk):
+                for event in detector.events(source, on_chunk=on_chunk, ends=not source.live):
                     counts[event.label] += 1
                     if view is not None:  # above the meter and scores
                         view.print(format_event(event, args.json))
