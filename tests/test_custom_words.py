@@ -227,7 +227,9 @@ def test_init_from_a_missing_or_mismatched_checkpoint_is_one_line(
 ) -> None:
     missing = tmp_path / "none.ckpt"
     message = run_error(fit_args(my_words, tmp_path / "run", "--model.init_from", str(missing)))
-    assert message == f"error: {missing}: checkpoint file not found (model.init_from)"
+    assert message == (
+        f"error: {missing}: checkpoint file not found, nor a bundled model (model.init_from)"
+    )
     other = KeywordSpotter(
         labels=["lights", UNKNOWN],
         architecture=ArchitectureConfig(hidden_size=8, num_layers=1),
@@ -276,3 +278,25 @@ def test_a_label_set_partly_present_trains_with_a_warning(tmp_path: Path) -> Non
         f"{root}: labels of the set v2_12 without clips: no; the model keeps them but never "
         "learns them"
     )
+
+
+@pytest.mark.slow
+def test_init_from_the_bundled_model_by_its_name(
+    my_words: Path, tmp_path: Path, capsys: pytest.CaptureFixture, caplog
+) -> None:
+    """``--model.init_from keywords12``: a new user's words start from the bundled model's
+    encoder (its architecture adopted), and the run says what it loaded and froze."""
+    from speech_gru.runtime.bundled import bundled_model
+
+    bundled = bundled_model()
+    run_dir = tmp_path / "mine"
+    args = ("--data.labels", "lights,_unknown_", "--model.init_from", bundled.name)
+    with caplog.at_level("INFO"):
+        main(fit_args(my_words, run_dir, *args, "--model.freeze_encoder_epochs", "1"))
+    said = caplog.text + capsys.readouterr().err
+    assert f"features and encoder loaded from {bundled.path}, new head" in said
+    assert "encoder frozen for the first 1 epochs" in said
+    state = checkpoint_state(run_dir / "checkpoints" / "last.ckpt")
+    assert state["model.head.1.weight"].shape == (2, 256)  # 2 x 128 units: the bundled size
+    shipped = encoder_state(checkpoint_state(bundled.path))
+    assert all(torch.equal(v, shipped[k]) for k, v in encoder_state(state).items())

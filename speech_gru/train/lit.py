@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics import SumMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -161,7 +162,11 @@ class KeywordSpotter(L.LightningModule):
                 "train with the checkpoint's model.architecture and model.features"
             )
         self.model.load_state_dict(shared, strict=False)  # all but the head, checked above
-        log.info("model.init_from %s: features and encoder loaded, new head", path)
+        frozen = self.hparams.freeze_encoder_epochs
+        rank_zero_info(
+            f"model.init_from: features and encoder loaded from {path}, new head"
+            + (f"; encoder frozen for the first {frozen} epochs" if frozen else "")
+        )
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         """Everything but the head: what ``freeze_encoder_epochs`` holds still."""

@@ -36,7 +36,13 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from speech_gru.runtime.checkpoint import CheckpointError, read_checkpoint, stored_hyper_parameters
+from speech_gru.runtime.bundled import bundled_model
+from speech_gru.runtime.checkpoint import (
+    CheckpointError,
+    ModelLoadError,
+    read_checkpoint,
+    stored_hyper_parameters,
+)
 from speech_gru.train.callbacks import AtomicCheckpointIO, EpochLines, LastCheckpoint
 from speech_gru.train.data import DataError, SpeechCommandsDataModule
 from speech_gru.train.download import DownloadError
@@ -103,8 +109,16 @@ class SpeechGruCLI(LightningCLI):
         path = self.config[subcommand].get("model", {}).get("init_from") if subcommand else None
         if not path:
             return
-        if not Path(path).is_file():
-            raise CheckpointError(f"{path}: checkpoint file not found (model.init_from)")
+        if not Path(path).is_file():  # a bundled model's name (keywords12) stands for its file
+            try:
+                path = str(bundled_model(str(path)).path)
+            except ModelLoadError:
+                raise CheckpointError(
+                    f"{path}: checkpoint file not found, nor a bundled model (model.init_from)"
+                ) from None
+            self.config = self.parser.parse_object(
+                {subcommand: {"model": {"init_from": path}}}, self.config
+            )
         adopted = init_checkpoint_config(path)
         if adopted:
             model = {subcommand: {"model": adopted}}
