@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import logging
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -42,6 +43,8 @@ def test_fit_draws_curves_prints_a_line_per_epoch_and_logs_to_tensorboard(
         )
     )  # fmt: skip
     err = capsys.readouterr().err  # captured: not a terminal, as a log file
+    chatty = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    assert any(isinstance(f, training.QuietLightning) for f in chatty.filters)
     epochs = [int(match.group(1)) for match in LINE.finditer(err)]
     assert epochs == [1, 2], err[-3000:]
 
@@ -131,3 +134,34 @@ def test_tensorboard_is_used_when_installed_and_required_with_true(
         tensorboard_logger(tmp_path, True)
     message = str(exit_info.value.code)
     assert message.startswith("error: ") and "pip install 'speech-gru[tensorboard]'" in message
+
+
+def test_lightnings_start_up_chatter_is_left_out_and_the_rest_kept() -> None:
+    """Tips for Lightning's cloud and 'GPU available: False' clutter every CPU run; a
+    GPU that is there, and every other line, are still said."""
+    training.quiet_lightning()
+    training.quiet_lightning()  # once is enough: no second filter
+    chatty = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    assert sum(isinstance(f, training.QuietLightning) for f in chatty.filters) == 1
+    said: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    chatty.addHandler(handler)
+    level = chatty.level
+    chatty.setLevel(logging.INFO)
+    try:
+        for line in (
+            "💡 Tip: For seamless cloud logging, try installing litlogger",
+            "GPU available: False, used: False",
+            "TPU available: False, using: 0 TPU cores",
+            "GPU available: True (cuda), used: True",
+            "`Trainer.fit` stopped: `max_epochs=2` reached.",
+        ):
+            chatty.info(line)
+    finally:
+        chatty.removeHandler(handler)
+        chatty.setLevel(level)
+    assert said == [
+        "GPU available: True (cuda), used: True",
+        "`Trainer.fit` stopped: `max_epochs=2` reached.",
+    ]

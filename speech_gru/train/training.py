@@ -23,8 +23,10 @@ launch the same command. ``SpeechGruCLI`` adds only what every recipe run needs:
 from __future__ import annotations
 
 import importlib.util
+import logging
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import IO, Any
 
@@ -249,6 +251,33 @@ class SpeechGruCLI(LightningCLI):
         print(f"test accuracy: {metrics.get('test/acc', float('nan')):.4f}  ({checkpoint})")
 
 
+LIGHTNING_CHATTER = (
+    "💡 Tip",  # advertisements for Lightning's cloud services
+    "GPU available: False",
+    "TPU available: False",
+    "HPU available: False",
+    "Loading `train_dataloader` to estimate",
+)
+"""Start-up lines of Lightning that say nothing about this run; every other line stays."""
+
+
+class QuietLightning(logging.Filter):
+    """Drops ``LIGHTNING_CHATTER`` from Lightning's own log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(LIGHTNING_CHATTER)
+
+
+def quiet_lightning() -> None:
+    """Leave Lightning's chatter and its own deprecation warnings out of a run's output."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        chatty = logging.getLogger(name)
+        if not any(isinstance(f, QuietLightning) for f in chatty.filters):
+            chatty.addFilter(QuietLightning())
+    # Lightning 2.6 calls a torch pytree API that torch 2.14 deprecates; nothing to act on.
+    warnings.filterwarnings("ignore", r".isinstance.treespec, LeafSpec.. is deprecated")
+
+
 def main(args: list[str] | None = None) -> SpeechGruCLI:
     """Entry point of ``recipes/speech_commands/train.py``; returns the finished CLI.
 
@@ -256,6 +285,7 @@ def main(args: list[str] | None = None) -> SpeechGruCLI:
     ``last.ckpt``, with a one-line message saying how to resume.
     """
     torch.set_float32_matmul_precision("high")
+    quiet_lightning()
     try:
         return SpeechGruCLI(
             KeywordSpotter,
