@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job end to end, offline (`make demo`):
-#   1. the bundled model labels the real example clips of docs/clips/ and finds the
+#   1. the bundled model labels the real example clips of docs/examples/ and finds the
 #      keywords of a synthesized sentence streamed through the detector;
 #   2. `speech-gru synth` writes a Speech-Commands-layout dataset of synthetic voices
 #      (espeak-ng, flite, festival; pitch, tempo, vocal-tract length, rooms, noise), the
@@ -16,9 +16,9 @@ WORDS=(yes no up down left right on off stop go)
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "1/5 the bundled model on real voices (docs/clips, Speech Commands, CC BY 4.0)"
+step "1/5 the bundled model on real voices (docs/examples, Speech Commands, CC BY 4.0)"
 speech-gru models
-speech-gru transcribe --top-k 2 docs/clips/*.wav
+speech-gru transcribe --top-k 2 docs/examples/*.wav
 
 step "2/5 a synthesized sentence streamed through the detector"
 mkdir -p "$RUN"
