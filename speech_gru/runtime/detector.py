@@ -324,7 +324,8 @@ class StreamingDetector:
             restart()
         self._buffer = np.zeros(0, dtype=np.float32)  # samples from _buffer_start on
         self._buffer_start = 0
-        self._received = 0
+        self._received = 0  # samples pushed, silence of ``finish`` included
+        self._padded = 0  # of which silence added by ``finish``
         self._next_end = c.window  # end sample of the next window to score
         self._recent: deque[tuple[int, np.ndarray]] = deque(maxlen=c.average_count)
         self._last_event_end = -(10**12)
@@ -335,8 +336,8 @@ class StreamingDetector:
 
     @property
     def time_s(self) -> float:
-        """Seconds of audio received so far."""
-        return self._received / self.config.sample_rate
+        """Seconds of audio received so far (not the silence ``finish`` adds)."""
+        return (self._received - self._padded) / self.config.sample_rate
 
     def push(self, chunk: np.ndarray) -> list[Event]:
         """Add samples (1-D float32 at the configured rate); return new events."""
@@ -359,12 +360,9 @@ class StreamingDetector:
         scored, and the silence is not counted in ``time_s``."""
         if not self._received:
             return self.flush()
-        received = self._received
         tail = max(0, self.config.window - self.config.hop)
-        found = self.push(np.zeros(tail, dtype=np.float32))
-        found += self.flush()
-        self._received = received
-        return found
+        self._padded += tail
+        return self.push(np.zeros(tail, dtype=np.float32)) + self.flush()
 
     def events(
         self,
