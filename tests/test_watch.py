@@ -40,13 +40,18 @@ def test_fit_draws_curves_prints_a_line_per_epoch_and_logs_to_tensorboard(
             "--trainer.max_epochs", "2",
             "--trainer.log_every_n_steps", "1",
             "--test_after_fit", "false",
+            "--trainer.enable_progress_bar", "true",  # as users run it
         )
     )  # fmt: skip
-    err = capsys.readouterr().err  # captured: not a terminal, as a log file
+    captured = capsys.readouterr()  # not a terminal, as a log file
+    err = captured.err
     chatty = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     assert any(isinstance(f, training.QuietLightning) for f in chatty.filters)
     epochs = [int(match.group(1)) for match in LINE.finditer(err)]
     assert epochs == [1, 2], err[-3000:]
+    # the progress bar counts epochs as the lines do: from 1, out of max_epochs
+    bar = captured.out + captured.err
+    assert "Epoch 2/2" in bar and "Epoch 0" not in bar and "Epoch 1/1" not in bar, bar[-2000:]
 
     curves = run_dir / "curves.png"
     assert curves.read_bytes().startswith(PNG) and curves.stat().st_size > 5000

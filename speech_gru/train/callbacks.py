@@ -25,7 +25,7 @@ from typing import IO, Any
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from speech_gru.runtime.checkpoint import read_checkpoint, write_checkpoint
@@ -120,6 +120,44 @@ def _main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
+
+
+def _epoch_text(trainer: L.Trainer, current_epoch: int) -> str:
+    total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+    return f"Epoch {current_epoch + 1}{total}"
+
+
+class EpochBar(TQDMProgressBar):
+    """Lightning's plain progress bar, with epochs counted as the epoch lines count them:
+    from 1 and out of ``max_epochs`` ("Epoch 8/30" where Lightning's bar says "Epoch 7")."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description(_epoch_text(trainer, trainer.current_epoch))
+
+
+class EpochRichBar(RichProgressBar):
+    """Lightning's rich progress bar (its default where ``rich`` is installed), with epochs
+    counted from 1 out of ``max_epochs`` ("Epoch 8/30" where it says "Epoch 7/29")."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        text = _epoch_text(self.trainer, current_epoch)
+        return f"{text:{len(self.validation_description)}}"
+
+
+def number_epochs_from_one(trainer: L.Trainer) -> None:
+    """Put ``EpochRichBar``/``EpochBar`` in place of Lightning's default bar of exactly
+    that class (a bar the user configured is kept), with the same settings."""
+    for i, callback in enumerate(trainer.callbacks):
+        if type(callback) is RichProgressBar:
+            trainer.callbacks[i] = EpochRichBar(
+                refresh_rate=callback.refresh_rate, leave=callback._leave,
+                theme=callback.theme, console_kwargs=callback._console_kwargs,
+            )  # fmt: skip
+        elif type(callback) is TQDMProgressBar:
+            trainer.callbacks[i] = EpochBar(
+                refresh_rate=callback.refresh_rate, leave=callback._leave
+            )
 
 
 CURVE_KEYS = ("train/loss", "val/loss", "train/acc", "val/acc")

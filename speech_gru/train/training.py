@@ -45,7 +45,12 @@ from speech_gru.runtime.checkpoint import (
     read_checkpoint,
     stored_hyper_parameters,
 )
-from speech_gru.train.callbacks import AtomicCheckpointIO, EpochLines, LastCheckpoint
+from speech_gru.train.callbacks import (
+    AtomicCheckpointIO,
+    EpochLines,
+    LastCheckpoint,
+    number_epochs_from_one,
+)
 from speech_gru.train.data import DataError, SpeechCommandsDataModule
 from speech_gru.train.download import DownloadError
 from speech_gru.train.lit import KeywordSpotter, init_checkpoint_config
@@ -199,6 +204,7 @@ class SpeechGruCLI(LightningCLI):
             callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=patience))
         trainer = super().instantiate_trainer(plugins=plugins, **kwargs)
         trainer.callbacks.extend(callbacks)
+        number_epochs_from_one(trainer)
         return trainer
 
     def _hold_run_dir(self) -> None:
