@@ -1,0 +1,83 @@
+"""``speech-gru wakeword``: a wake-phrase detector from its spelling
+(``speech_gru.cli.wakeword``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from speech_gru.cli.options import CliError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "wakeword",
+        help="make a detector for your own wake phrase from its spelling",
+        description="Synthetic voices say PHRASE and words and phrases that sound like it; "
+        "a model trained from the bundled model's encoder learns to tell them apart, is "
+        "calibrated for a false-alarm rate and written to DIR as model.ckpt, model.onnx and "
+        "its card (model.md). Several phrases make one model that hears each. A re-run with "
+        "the same --out resumes.",
+    )
+    p.add_argument("phrases", nargs="+", metavar="PHRASE", help='e.g. "hey computer"')
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write")
+    p.add_argument("--minutes", type=float, default=15.0,
+                   help="time budget of the whole run; training gets what synthesis leaves")
+    p.add_argument("--speakers", type=int, default=160, help="synthetic speakers")
+    p.add_argument("--takes", type=int, default=2, help="takes of each phrase per speaker")
+    p.add_argument("--negatives-per-speaker", type=int, default=10, metavar="N",
+                   help="other words and phrases each synthetic speaker says")
+    p.add_argument("--recordings", type=Path, nargs="*", default=[], metavar="DIR",
+                   help="your own takes: folders written by speech-gru record")
+    p.add_argument("--negatives", type=Path, nargs="*", default=[], metavar="FILE_OR_DIR",
+                   help="real speech without the phrase (one window of each file, as "
+                   "_unknown_)")
+    p.add_argument("--noise", type=Path, metavar="DIR",
+                   help="background recordings (default: generated noise)")
+    p.add_argument("--target-fa", type=float, default=5.0, metavar="PER_HOUR",
+                   help="false alarms per hour allowed on the keyword-free audio "
+                   "(sensitivity: a lower rate is a less sensitive detector)")
+    p.add_argument("--init-from", default="keywords12", metavar="MODEL",
+                   help="checkpoint (or bundled model) whose encoder training starts from")
+    p.add_argument("--epochs", type=int, help="training epochs (default: as the budget allows)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, help="clips synthesized at once (default: CPU cores)")
+    p.set_defaults(func=run)  # fmt: skip
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from speech_gru.cli.wakeword import Plan, default_jobs, make
+    from speech_gru.train.synth import SynthError, phrase_label
+
+    try:
+        labels = [phrase_label(phrase) for phrase in args.phrases]
+    except SynthError as err:
+        raise CliError(str(err)) from None
+    if len(set(labels)) != len(labels):
+        raise CliError(f"the same phrase twice: {' / '.join(args.phrases)}")
+    if args.speakers < 10:
+        raise CliError(f"--speakers {args.speakers}: at least 10 (a tenth validate, a tenth test)")
+    if args.takes < 1 or args.negatives_per_speaker < 1:
+        raise CliError("--takes and --negatives-per-speaker must be at least 1")
+    if args.minutes <= 0 or (args.epochs is not None and args.epochs < 1):
+        raise CliError("--minutes and --epochs must be positive")
+    plan = Plan(
+        phrases=[" ".join(phrase.lower().split()) for phrase in args.phrases],
+        labels=labels,
+        out=args.out,
+        speakers=args.speakers,
+        takes=args.takes,
+        negatives_per_speaker=args.negatives_per_speaker,
+        minutes=args.minutes,
+        target_fa=args.target_fa,
+        recordings=list(args.recordings),
+        negatives=list(args.negatives),
+        noise=args.noise,
+        init_from=args.init_from,
+        epochs=args.epochs,
+        seed=args.seed,
+        jobs=args.jobs or default_jobs(),
+    )
+    make(plan)
+    return 0
