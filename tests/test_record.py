@@ -443,3 +443,72 @@ def test_record_from_a_virtual_microphone(tmp_path: Path, pulse) -> None:
         assert abs(centre_s(clip) - 0.5) < 0.1, path  # the word in the middle
         fit = np.correlate(clip, spoken_word, "valid").max() / np.sum(spoken_word**2)
         assert 0.95 < fit < 1.05, path  # the whole word, as played
+
+
+# -- phrases ----------------------------------------------------------------------------------
+
+
+def test_a_phrase_keeps_its_whole_length_in_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 1.6 s "phrase" in a 3 s take (a phrase's default): the clip is its span plus 0.3 s,
+    centred on it, in OUT/hey_computer, named by the speaker; nothing else is written."""
+    take = word(seconds=3.0, start_s=0.6, length_s=1.6)
+    written, said = run(tmp_path, take, monkeypatch=monkeypatch, word="Hey  Computer",
+                        seconds=None)  # fmt: skip
+    who = speaker_id("alice")
+    assert written == [tmp_path / "hey_computer" / f"{who}_nohash_0.wav"]
+    assert [p.name for p in tmp_path.iterdir()] == ["hey_computer"]
+    assert said[0].startswith(f'recording "hey computer" into {tmp_path / "hey_computer"}')
+    assert "3 s a take" in said[0] and said[1] == 'say "hey computer" (1/1)...'
+    assert said[-1].startswith("ok: 1.6")
+    clip = load_audio(written[0])
+    span = measure(take).span
+    assert clip.size == span[1] - span[0] + round(0.3 * SAMPLE_RATE)
+    assert 1.85 < clip.size / SAMPLE_RATE < 1.95 and speaker_of(written[0]) == who
+    assert abs(centre_s(clip) - clip.size / SAMPLE_RATE / 2) < 0.03
+    burst = take[round(0.6 * SAMPLE_RATE) : round(2.2 * SAMPLE_RATE)]
+    assert np.sum(clip**2) == pytest.approx(np.sum(burst**2), rel=0.02)  # all of it
+
+
+def test_a_phrase_over_the_longest_clip_keeps_its_loudest_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    take = word(seconds=4.0, start_s=0.5, length_s=3.0)
+    written, said = run(tmp_path, take, monkeypatch=monkeypatch, word="hey computer",
+                        seconds=4.0)  # fmt: skip
+    assert sf.info(written[0]).frames == round(2.5 * SAMPLE_RATE)
+    assert any(re.search(r"3\.0\d s long \(over 2\.5 s\): kept its loudest 2\.5 s", line)
+               for line in said)  # fmt: skip
+    short_take = word(seconds=1.5, start_s=0.1, length_s=1.3)  # span + 0.3 s: over the take
+    written, _ = run(tmp_path, short_take, monkeypatch=monkeypatch, word="hey computer",
+                     seconds=1.5)  # fmt: skip
+    np.testing.assert_allclose(load_audio(written[0]), short_take, atol=1 / 32768)  # the take
+
+
+def test_cli_records_a_phrase(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    use_microphone(monkeypatch, word(seconds=3.0, start_s=0.5, length_s=1.4))
+    args = ["record", "hey computer", "--out", str(tmp_path), "--countdown", "0",
+            "--count", "1", "--speaker", "alice"]  # fmt: skip
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    folder = tmp_path / "hey_computer"
+    assert out.splitlines() == [str(folder / f"{speaker_id('alice')}_nohash_0.wav")]
+    assert err.splitlines()[-1] == f"done: 1 takes in {folder}"
+    assert sf.info(out.strip()).frames > SAMPLE_RATE
+
+
+@pytest.mark.parametrize(
+    ("phrase", "problem"),
+    [("hey computer!", "use letters a-z only"), ("hey 2 you", "use letters a-z only"),
+     ("a b c d e f", "too many words")],
+)  # fmt: skip
+def test_bad_phrases_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture, phrase: str, problem: str
+) -> None:
+    assert main(["record", phrase, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: word {phrase!r}: ") and problem in err
+    assert not list(tmp_path.iterdir())

@@ -246,7 +246,7 @@ def test_unknown_words_leave_out_homophones_and_inflections() -> None:
 
 
 def test_bad_words_are_refused(tmp_path: Path) -> None:
-    for word in ("", "n0", "two words", "_unknown_", "../x"):
+    for word in ("", "n0", "two words!", "_unknown_", "../x", "hey, you"):
         with pytest.raises(synth.SynthError, match="bad word"):
             synth.synthesize_dataset(tmp_path / "out", ["yes", word])
     with pytest.raises(synth.SynthError, match="bad unknown word"):
@@ -260,7 +260,7 @@ def test_a_word_too_long_for_a_file_name_is_refused_before_writing(tmp_path: Pat
         with pytest.raises(synth.SynthError) as err:
             synth.synthesize_dataset(tmp_path / "out", words, unknown=unknown)
         message = str(err.value)
-        assert "too long (300 letters, at most 64)" in message
+        assert "too long (300 letters, at most 40)" in message
         assert "\n" not in message and len(message) < 200
         assert not (tmp_path / "out").exists()
     result = run_cli("yes", "a" * 300, "--out", str(tmp_path / "out"))
@@ -387,3 +387,114 @@ def test_synthetic_voices_join_a_folder_of_recordings_and_replace_none(tmp_path:
     assert take.read_bytes() == before
     assert len(list((mine / "yes").glob("*_nohash_0.wav"))) == 3
     assert (mine / synth.MANIFEST).is_file()  # a later run extends it as its own output
+
+
+# -- phrases ---------------------------------------------------------------------------------
+
+PHRASE = "hey computer"
+
+
+def test_a_phrase_gets_its_folder_and_clips_that_hold_it_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slow speakers (tempo about 0.5): "hey computer" takes over a second, so its clips are
+    longer than one second, each its speech plus the room, and nothing is written outside
+    the output folder."""
+    require_espeak()
+    monkeypatch.setattr(synth_speakers, "TEMPO_RANGE", (0.5, 0.55))
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    summary = synth.synthesize_dataset(
+        out, ["Hey  Computer"], unknown=["hey commuter", "computer"], unknown_per_speaker=2,
+        speakers=2, engines=("espeak-ng",), reverb=0.0, seed=SEED,
+    )  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert summary.words == [PHRASE] and summary.failed == 0
+    assert {p.name for p in out.iterdir()} == {"hey_computer", UNKNOWN, BACKGROUND_NOISE,
+                                               synth.MANIFEST}  # fmt: skip
+    ids = {s.id for s in summary.speakers}
+    clips = sorted((out / "hey_computer").iterdir())
+    assert [speaker_of(p) for p in clips] == sorted(ids)
+    assert all(WORD_CLIP.match(p.name) for p in clips)
+    spoken = synth.spoken_durations(out, PHRASE)
+    assert len(spoken) == 2 and spoken == [summary.spoken[f"hey_computer/{p.name}"] for p in clips]
+    for path, seconds, speaker in zip(clips, spoken, sorted(summary.speakers, key=lambda s: s.id),
+                                      strict=True):  # fmt: skip
+        frames = sf.info(path).frames
+        assert frames > SAMPLE_RATE, path  # longer than the one-second clips of words
+        assert frames == round((seconds + 0.3) * SAMPLE_RATE)  # the speech and the room
+        # The whole phrase: as long as the speaker says it (less a take's 5 % jitter).
+        dry = synth_speakers.speak(PHRASE, speaker, speaker.tempo, speaker.pitch)
+        assert seconds > 0.9 * dry.size / SAMPLE_RATE > 1.0
+        assert np.sqrt(np.mean(load_audio(path) ** 2)) > 0.005
+    unknown = sorted(p.name for p in (out / UNKNOWN).iterdir())
+    assert sorted(UNKNOWN_PHRASE.match(n).group(1) for n in unknown) == [
+        "computer", "computer", "hey_commuter", "hey_commuter"
+    ]  # fmt: skip
+    assert {speaker_of(n) for n in unknown} == ids
+    one_word = [sf.info(out / UNKNOWN / n).frames for n in unknown if n.startswith("computer")]
+    assert one_word == [SAMPLE_RATE, SAMPLE_RATE]  # a word's clip stays one second
+    window = synth.window_for(spoken)
+    assert 1.0 <= window <= 2.0 and window >= max(spoken)
+
+
+UNKNOWN_PHRASE = re.compile(r"^([a-z_]+)_([0-9a-f]{8})_nohash_(\d+)\.wav$")
+
+
+def test_phrase_checks() -> None:
+    assert synth.check_words(["Hey  Computer", "hey computer", "yes"]) == [PHRASE, "yes"]
+    assert synth.phrase_label(PHRASE) == "hey_computer"
+    cases = {
+        "hey computer!": "use letters a-z only",
+        "hey 2 computers": "use letters a-z only",
+        "hey_computer": "use letters a-z only",
+        "   ": "use letters a-z only",
+        "a b c d e f": "too many words (6, at most 5)",
+        "supercalifragilistic expialidocious forever": "too long (41 letters, at most 40)",
+    }
+    for phrase, problem in cases.items():
+        with pytest.raises(synth.SynthError) as err:
+            synth.check_words(["yes", phrase])
+        message = str(err.value)
+        assert problem in message and "\n" not in message, message
+        assert message.startswith("bad word '")
+    # Too close: a phrase of homophones or inflections, word for word.
+    kept = synth.unknown_words(["hey two"], ["hey to", "hey twos", "hey you", "two", "hey"])
+    assert kept == ["hey you", "two", "hey"]
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["hey computer!"], "bad word 'hey computer!'"),
+        (["yes", "a b c d e f"], "too many words"),
+        (["yes", "--unknown", "hey 2 you"], "bad unknown word 'hey 2 you'"),
+    ],
+)
+def test_cli_bad_phrase_is_one_line(tmp_path: Path, args: list[str], named: str) -> None:
+    result = run_cli(*args, "--out", str(tmp_path / "out"))
+    assert_one_line_error(result, named)
+    assert not (tmp_path / "out").exists()
+
+
+def test_window_for() -> None:
+    assert synth.window_for([0.5] * 10) == 1.0  # at least a second
+    assert synth.window_for([0.9] * 10) == 1.2  # 0.9 + 0.3, not 1.3 for a rounding error
+    assert synth.window_for([0.91] * 10) == 1.3  # rounded up
+    assert synth.window_for([3.0]) == 2.0  # at most two seconds
+    slow = [0.8] * 9 + [1.6]  # one slow speaker in ten moves the window a little only
+    assert synth.window_for(slow) == 1.2  # 90th percentile 0.88 s, + 0.3 s, rounded up
+    assert synth.window_for(slow) < synth.window_for([1.6] * 10)
+    for bad in ([], [float("nan")], [-1.0]):
+        with pytest.raises(ValueError):
+            synth.window_for(bad)
+
+
+def test_spoken_durations_need_a_manifest(tmp_path: Path) -> None:
+    with pytest.raises(synth.SynthError, match="cannot read"):
+        synth.spoken_durations(tmp_path, PHRASE)
+    (tmp_path / synth.MANIFEST).write_text(json.dumps({
+        "runs": [], synth.SPOKEN: {"hey_computer/a_nohash_0.wav": 1.2, "yes/a_nohash_0.wav": 0.5,
+                                   "hey_computer/b_nohash_0.wav": 0.9},
+    }))  # fmt: skip
+    assert synth.spoken_durations(tmp_path, "Hey Computer") == [1.2, 0.9]

@@ -14,6 +14,12 @@ one person keeps one id across sessions and the folder recipe's speaker hash kee
 person's takes in one split. Two special words record the room instead of a word:
 ``_silence_`` writes one-second clips (``_silence_`` training examples), and
 ``_background_noise_`` writes each whole take (noise that augmentation mixes in).
+
+A word with spaces is a phrase (``"hey computer"``, ``train/phrases.py``: letters a-z, at
+most 5 words and 40 letters): its folder joins its words with ``_`` (``OUT/hey_computer``),
+the prompts show it with its spaces, a take is 3 s unless ``seconds`` says otherwise, and
+its clip holds the whole phrase: the phrase's span plus 0.3 s, centred on it, from one
+second to 2.5 s (the loudest 2.5 s of a longer one), never longer than the take.
 """
 
 from __future__ import annotations
@@ -35,11 +41,20 @@ from speech_gru.core.audio import SAMPLE_RATE, loudest_start, printable
 from speech_gru.core.labels import BACKGROUND_NOISE, SILENCE
 from speech_gru.runtime.source import open_source
 from speech_gru.train.corpus import CLIP_SAMPLES, MAX_WORD_BYTES
+from speech_gru.train.phrases import (
+    PhraseError,
+    check_phrase,
+    is_phrase,
+    phrase_clip_samples,
+    phrase_label,
+)
 
 ROOM_WORDS = (SILENCE, BACKGROUND_NOISE)
 """Words that record the room, not speech: no word is looked for, only clipping refused."""
 
 MIN_SECONDS = 1.0  # a take holds at least the one-second clip
+WORD_SECONDS = 2.0  # a take of a word, by default
+PHRASE_SECONDS = 3.0  # a take of a phrase, by default
 BLOCK_S = 0.1  # microphone chunk
 FRAME, HOP = 320, 160  # 20 ms level frames every 10 ms
 
@@ -76,16 +91,24 @@ class RecordError(Exception):
 
 
 def check_word(word: str) -> str:
-    """Return ``word`` if it can be a dataset folder, else raise.
+    """Return ``word`` if it can be a dataset folder, else raise; a phrase (a word with
+    spaces inside) as ``phrases.check_phrase`` writes it, lower case with single spaces.
 
     A word is one folder name that can also be written in a comma-separated label list
     (no separators, commas, control characters, leading dot or bracket; at most
     ``MAX_WORD_BYTES`` in UTF-8, a keyword or a short phrase); among the names
-    starting with ``_`` only ``_silence_`` and ``_background_noise_`` are trained on.
+    starting with ``_`` only ``_silence_`` and ``_background_noise_`` are trained on. A
+    phrase is letters a-z and spaces only, at most 5 words and 40 letters; its folder is
+    ``phrases.phrase_label`` (``hey_computer``).
 
     Raises:
         RecordError: naming the word and what is wrong with it.
     """
+    if is_phrase(word) and printable(word) == word:
+        try:
+            return check_phrase(word)
+        except PhraseError as err:
+            raise RecordError(str(err).removeprefix("bad ")) from None
     plain = printable(word) == word and word.strip() == word
     if not plain or not word or set("/\\,") & set(word) or word.startswith((".", "[")):
         raise RecordError(f"word {printable(repr(word))}: not usable as a folder and label name")
@@ -302,16 +325,17 @@ def refusal(take: np.ndarray, word: str) -> str | None:
     return None
 
 
-def cut_clip(take: np.ndarray, span: tuple[int, int]) -> np.ndarray:
-    """(CLIP_SAMPLES,) clip of a take: the second centred on the word ``span`` (zeros where
-    it reaches past the take's ends), or the loudest second of a word longer than that."""
+def cut_clip(take: np.ndarray, span: tuple[int, int], samples: int = CLIP_SAMPLES) -> np.ndarray:
+    """(samples,) clip of a take, one second by default: the ``samples`` centred on the word
+    ``span`` (zeros where they reach past the take's ends), or the loudest ``samples`` of
+    a word longer than that."""
     start, end = span
-    if end - start > CLIP_SAMPLES:
-        first = start + loudest_start(take[start:end], CLIP_SAMPLES)
+    if end - start > samples:
+        first = start + loudest_start(take[start:end], samples)
     else:
-        first = (start + end) // 2 - CLIP_SAMPLES // 2
-    clip = np.zeros(CLIP_SAMPLES, dtype=take.dtype)
-    part = take[max(first, 0) : first + CLIP_SAMPLES]
+        first = (start + end) // 2 - samples // 2
+    clip = np.zeros(samples, dtype=take.dtype)
+    part = take[max(first, 0) : first + samples]
     clip[max(-first, 0) :][: part.size] = part
     return clip
 
@@ -351,7 +375,7 @@ def record(
     out: str | os.PathLike[str],
     count: int,
     *,
-    seconds: float = 2.0,
+    seconds: float | None = None,
     countdown: float = 1.0,
     speaker: str | None = None,
     device: int | str | None = None,
@@ -362,10 +386,12 @@ def record(
     """Record ``count`` accepted takes of ``word`` from the microphone into ``out/word``.
 
     Args:
-        word: the word (folder name), or ``_silence_`` / ``_background_noise_``.
+        word: the word (folder name), a phrase (``"hey computer"``, folder
+            ``hey_computer``), or ``_silence_`` / ``_background_noise_``.
         out: dataset folder; ``out/word`` is created.
         count: takes to keep.
-        seconds: length of each take (at least 1; a ``_background_noise_`` take is kept whole).
+        seconds: length of each take (at least 1; a ``_background_noise_`` take is kept
+            whole); None: ``PHRASE_SECONDS`` for a phrase, else ``WORD_SECONDS``.
         countdown: seconds of audio between "get ready" and the prompt (0: none).
         speaker: the speaker's name (hashed by ``speaker_id``); None: the login name.
         device: microphone index or part of its name; None: the default input.
@@ -381,12 +407,14 @@ def record(
         AudioError: no microphone, sounddevice or PortAudio (``MicrophoneError``).
         ValueError: ``count`` or ``tries`` under 1, ``seconds`` under 1, negative ``countdown``.
     """
+    if seconds is None:
+        seconds = PHRASE_SECONDS if is_phrase(word) else WORD_SECONDS
     if count < 1 or tries < 1 or not seconds >= MIN_SECONDS or not countdown >= 0:
         raise ValueError("count, tries >= 1, seconds >= 1 and countdown >= 0 required")
     word = check_word(word)
     name = default_speaker() if speaker is None else speaker
     who = speaker_id(name)
-    folder, made = prepare_folder(out, word)
+    folder, made = prepare_folder(out, phrase_label(word) if is_phrase(word) else word)
     written: list[Path] = []
     try:
         source = open_source(None, BLOCK_S, device=device)
@@ -449,12 +477,22 @@ def _accepted_take(
 
 def _clip_of(wave: np.ndarray, word: str, say: Callable[[str], None]) -> np.ndarray:
     """What is written of an accepted take: a ``_background_noise_`` take whole, the middle
-    second of a ``_silence_`` take, the second around a word (``cut_clip``)."""
+    second of a ``_silence_`` take, the second around a word (``cut_clip``), the span of a
+    phrase with room around it (``phrases.phrase_clip_samples``, at most the take)."""
     if word == BACKGROUND_NOISE:
         return wave
     if word in ROOM_WORDS:
         return wave[(wave.size - CLIP_SAMPLES) // 2 :][:CLIP_SAMPLES]
     start, end = measure(wave).span
+    if is_phrase(word):
+        samples = min(phrase_clip_samples(end - start), max(wave.size, CLIP_SAMPLES))
+        if end - start > samples:
+            say(
+                f"the phrase is {(end - start) / SAMPLE_RATE:.2f} s long (over "
+                f"{samples / SAMPLE_RATE:g} s): kept its loudest {samples / SAMPLE_RATE:g} s"
+            )
+        say(f"ok: {(end - start) / SAMPLE_RATE:.2f} s of speech")
+        return cut_clip(wave, (start, end), samples)
     if end - start > CLIP_SAMPLES:
         say(
             f"the word is {(end - start) / SAMPLE_RATE:.2f} s long (over 1 s): "

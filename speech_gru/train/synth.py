@@ -5,9 +5,18 @@
     OUT/WORD/SPEAKER_nohash_N.wav              a requested word, take N of a speaker
     OUT/_unknown_/WORD_SPEAKER_nohash_N.wav    other words, named as the real test archive
     OUT/_background_noise_/*.wav               the --noise recordings, or generated noise
-    OUT/synth.json                             the settings and speakers of every run
+    OUT/synth.json                             the settings and speakers of every run, and
+                                               the spoken duration of every clip
 
 Every clip is 16 kHz mono 16-bit PCM, exactly one second, the word at a random offset.
+
+A WORD may be a phrase, words of letters a-z separated by spaces (``"hey computer"``,
+``phrases.py``): the engines speak it with its spaces, and its label and folder are its
+words joined by ``_`` (``OUT/hey_computer/SPEAKER_nohash_N.wav``,
+``OUT/_unknown_/hey_commuter_SPEAKER_nohash_N.wav``). A phrase's clip holds the whole
+phrase: its speech plus 0.3 s, from one second to 2.5 s (a phrase said too slowly for
+that is spoken faster). ``synth.json`` keeps every clip's spoken (trimmed) duration,
+``spoken_durations`` reads them back and ``window_for`` picks a model window from them.
 The engines and voices are ``synth_voices.py``; a speaker (one voice with its pitch,
 tempo, vocal-tract length, level and room) and how one clip of it is made,
 ``synth_speakers.py``. This module picks the words (``_unknown_`` leaves out the
@@ -32,12 +41,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +53,8 @@ import numpy as np
 from speech_gru.core.atomic import write_atomic
 from speech_gru.core.audio import SAMPLE_RATE, AudioError, load_audio
 from speech_gru.core.labels import BACKGROUND_NOISE, UNKNOWN
-from speech_gru.train.corpus import MAX_WORD_BYTES, audio_files, is_audio
+from speech_gru.train.corpus import audio_files, is_audio
+from speech_gru.train.phrases import PhraseError, check_phrase, is_phrase, phrase_label, window_for
 from speech_gru.train.synth_speakers import (
     NOISE_FILES,
     NOISE_KINDS,
@@ -56,7 +65,7 @@ from speech_gru.train.synth_speakers import (
     make_speakers,
     require_pyroomacoustics,
     room_impulse_response,
-    synthesize_clip,
+    synthesize_take,
     write_clip,
 )
 from speech_gru.train.synth_voices import ENGINES, SynthError, available_engines
@@ -64,14 +73,16 @@ from speech_gru.train.synth_voices import ENGINES, SynthError, available_engines
 # ENGINES is here for the command line's --engines choices.
 __all__ = [
     "ENGINES", "MANIFEST", "REVERB_SHARE", "SNR_RANGE", "UNKNOWN_PER_SPEAKER", "UNKNOWN_WORDS",
-    "SynthError", "SynthSummary", "check_folder", "check_words", "is_dataset", "too_close",
-    "synthesize_dataset", "unknown_words",
+    "SynthError", "SynthSummary", "check_folder", "check_words", "is_dataset", "phrase_label",
+    "spoken_durations", "too_close", "synthesize_dataset", "unknown_words", "window_for",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "synth.json"
 """The file that marks a folder as synth output; it records every run's settings."""
+SPOKEN = "spoken_s"
+"""The manifest's map of clip (path relative to the folder) to spoken duration, seconds."""
 UNKNOWN_WORDS: tuple[str, ...] = (
     # Speech Commands v2's 35 words: the real _unknown_ holds the ones not asked for.
     "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go",
@@ -106,8 +117,6 @@ INFLECTIONS = ("s", "es", "d", "ed", "ing")
 UNKNOWN_PER_SPEAKER = 3
 NOISE_SECONDS = 30.0
 
-_WORD = re.compile(r"[a-z]+")
-
 
 # --------------------------------------------------------------------------------------------
 # Words
@@ -115,33 +124,36 @@ _WORD = re.compile(r"[a-z]+")
 
 
 def check_words(words: Iterable[str], what: str = "word") -> list[str]:
-    """Words as lower-case letters, duplicates dropped.
+    """Words and phrases as lower-case letters, a phrase's words separated by single
+    spaces, duplicates dropped (``phrases.check_phrase``).
 
     Raises:
-        SynthError: a word that is empty, not only letters a-z, or longer than
-            ``MAX_WORD_BYTES`` (it names a folder and files).
+        SynthError: one that is empty, not only letters a-z and spaces, of more than 5
+            words or more than 40 letters; the message names it.
     """
     result = []
     for word in words:
-        clean = str(word).strip().lower()
-        if not _WORD.fullmatch(clean):
-            raise SynthError(f"bad {what} {str(word)!r}: use letters a-z only, one word each")
-        if len(clean) > MAX_WORD_BYTES:
-            raise SynthError(
-                f"bad {what} {clean[:20] + '...'!r}: too long ({len(clean)} letters, at most "
-                f"{MAX_WORD_BYTES})"
-            )
-        result.append(clean)
+        try:
+            result.append(check_phrase(word, what))
+        except PhraseError as err:
+            raise SynthError(str(err)) from None
     return list(dict.fromkeys(result))
 
 
-def too_close(a: str, b: str) -> bool:
-    """Whether ``a`` and ``b`` are one word, homophones (``to``/``two``) or inflections."""
+def _word_too_close(a: str, b: str) -> bool:
     if a == b:
         return True
     if any(a in group and b in group for group in HOMOPHONES):
         return True
     return any(a == b + end or b == a + end for end in INFLECTIONS)
+
+
+def too_close(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` are one word, homophones (``to``/``two``) or inflections;
+    phrases of as many words, when each word is too close to its counterpart
+    (``hey two``/``hey to``)."""
+    wa, wb = a.split(), b.split()
+    return len(wa) == len(wb) and all(_word_too_close(x, y) for x, y in zip(wa, wb, strict=True))
 
 
 def unknown_words(words: Sequence[str], candidates: Sequence[str] = UNKNOWN_WORDS) -> list[str]:
@@ -156,7 +168,15 @@ def unknown_words(words: Sequence[str], candidates: Sequence[str] = UNKNOWN_WORD
 
 @dataclass
 class SynthSummary:
-    """What ``synthesize_dataset`` did."""
+    """What ``synthesize_dataset`` did.
+
+    Attributes:
+        words, unknown_words: the words and phrases (with spaces; their folders and file
+            names join the words with ``_``).
+        spoken: spoken (trimmed) duration in seconds of every clip the manifest knows,
+            this run's and earlier runs', by path relative to ``out``
+            (``hey_computer/SPEAKER_nohash_0.wav``).
+    """
 
     out: Path
     words: list[str]
@@ -170,6 +190,7 @@ class SynthSummary:
     failed: int = 0
     unknown_clips: int = 0
     seconds: float = 0.0
+    spoken: dict[str, float] = field(default_factory=dict)
 
 
 def _reason(err: OSError) -> str:
@@ -225,6 +246,39 @@ def check_folder(out: Path) -> list[dict]:
     return []
 
 
+def _earlier_spoken(out: Path) -> dict[str, float]:
+    """The spoken durations an earlier run's manifest holds (none if unreadable)."""
+    try:
+        spoken = json.loads((out / MANIFEST).read_text()).get(SPOKEN, {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    if not isinstance(spoken, dict):
+        return {}
+    return {
+        str(k): float(v) for k, v in spoken.items()
+        if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0
+    }  # fmt: skip
+
+
+def spoken_durations(out: str | Path, word: str) -> list[float]:
+    """Spoken (trimmed) durations, in seconds, of the clips of ``word`` (a word or phrase)
+    in a synth output, as its ``synth.json`` records them, in file-name order; the input
+    of ``window_for``.
+
+    Raises:
+        SynthError: a bad word, or no readable manifest in ``out``.
+    """
+    label = phrase_label(check_words([word])[0])
+    path = Path(out) / MANIFEST
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        detail = _reason(err) if isinstance(err, OSError) else "not JSON"
+        raise SynthError(f"{path}: cannot read ({detail})") from None
+    spoken = _earlier_spoken(Path(out))
+    return [spoken[k] for k in sorted(spoken) if k.startswith(f"{label}/")]
+
+
 def _load_noise(noise_dir: Path) -> list[tuple[str, np.ndarray]]:
     """(name in _background_noise_, 16 kHz mono audio) of every readable file of a folder."""
     if not noise_dir.is_dir():
@@ -253,6 +307,13 @@ def _clip_rng(seed: int, speaker: Speaker, word: str, take: int) -> np.random.Ge
     return np.random.default_rng([seed, int(speaker.id, 16), zlib.crc32(word.encode()), take])
 
 
+def _write_manifest(out: Path, runs: list[dict], spoken: dict[str, float]) -> None:
+    record = {"tool": "speech-gru synth", "runs": runs,
+              SPOKEN: {k: round(spoken[k], 4) for k in sorted(spoken)}}  # fmt: skip
+    text = json.dumps(record, indent=1) + "\n"
+    write_atomic(out / MANIFEST, lambda f: f.write(text.encode()))
+
+
 def synthesize_dataset(
     out: str | Path,
     words: Sequence[str],
@@ -275,9 +336,10 @@ def synthesize_dataset(
 
     Args:
         out: output folder: missing, empty, or an earlier synth output (added to).
-        words: the words to record, one folder each.
-        unknown: candidates for ``_unknown_``; None: ``UNKNOWN_WORDS``; empty: none.
-            Those too close to a requested word are left out.
+        words: the words or phrases to record, one folder each (a phrase's words joined
+            by ``_``).
+        unknown: candidates for ``_unknown_`` (words or phrases); None: ``UNKNOWN_WORDS``;
+            empty: none. Those too close to a requested word are left out.
         unknown_per_speaker: other words each speaker says (a seeded choice per speaker),
             each ``takes`` times; 0: none.
         speakers: number of speakers.
@@ -309,6 +371,7 @@ def synthesize_dataset(
         raise SynthError(f"reverb {reverb:g}: a share, from 0 to 1")
     out = Path(out)
     runs = check_folder(out)
+    spoken = _earlier_spoken(out) if runs else {}
     voices = available_engines(engines)
     noise = _load_noise(Path(noise_dir)) if noise_dir is not None else []
     if reverb > 0:
@@ -326,13 +389,11 @@ def synthesize_dataset(
     try:
         for folder in [*reversed(out.parents), out][1:]:
             _new_folder(folder, made)
-        for folder in [*words, *([UNKNOWN] if others else [])]:
+        for folder in [*map(phrase_label, words), *([UNKNOWN] if others else [])]:
             _new_folder(out / folder, made)
         noise_files = _write_noise(out / BACKGROUND_NOISE, noise, seed, made)
         # The manifest last: an earlier run's is replaced only once the rest is in place.
-        record = {"tool": "speech-gru synth", "runs": runs}
-        text = json.dumps(record, indent=1) + "\n"
-        write_atomic(out / MANIFEST, lambda f: f.write(text.encode()))
+        _write_manifest(out, runs, spoken)
     except OSError as err:
         _undo(made)
         raise SynthError(f"{out}: cannot write ({_reason(err)})") from None
@@ -340,34 +401,37 @@ def synthesize_dataset(
     tasks = []
     for speaker in cast:
         for word in words:
-            tasks += [(out / word / f"{speaker.id}_nohash_{t}.wav", word, speaker, t)
-                      for t in range(takes)]  # fmt: skip
+            tasks += [(out / phrase_label(word) / f"{speaker.id}_nohash_{t}.wav", word,
+                       speaker, t) for t in range(takes)]  # fmt: skip
         pick = np.random.default_rng([seed, int(speaker.id, 16), 0x0A])
         chosen = [others[i] for i in sorted(pick.permutation(len(others))[:unknown_per_speaker])]
         for word in chosen:
-            tasks += [(out / UNKNOWN / f"{word}_{speaker.id}_nohash_{t}.wav", word, speaker, t)
-                      for t in range(takes)]  # fmt: skip
+            tasks += [(out / UNKNOWN / f"{phrase_label(word)}_{speaker.id}_nohash_{t}.wav",
+                       word, speaker, t) for t in range(takes)]  # fmt: skip
     summary = SynthSummary(
         out, words, others, cast, voices, str(noise_dir) if noise else "generated noise",
         noise_files, unknown_clips=sum(t[0].parent.name == UNKNOWN for t in tasks),
+        spoken=spoken,
     )  # fmt: skip
     recordings = [audio for _, audio in noise]
 
-    def make(path: Path, word: str, speaker: Speaker, take: int) -> str:
+    def make(path: Path, word: str, speaker: Speaker, take: int) -> tuple[str, float | None]:
         if path.exists():
-            return "skipped"
+            return "skipped", None
         try:
-            clip = synthesize_clip(word, speaker, _clip_rng(seed, speaker, word, take),
-                                   recordings, (low, high))  # fmt: skip
+            clip, seconds = synthesize_take(
+                word, speaker, _clip_rng(seed, speaker, word, take), recordings, (low, high),
+                fit=is_phrase(word),
+            )  # fmt: skip
         except RuntimeError as err:
             log.warning("%s; clip %s left out", err, path.name)
-            return "failed"
+            return "failed", None
         try:
             write_clip(path, clip)
         except (OSError, RuntimeError) as err:  # soundfile's errors are RuntimeErrors
             detail = _reason(err) if isinstance(err, OSError) else str(err)
             raise SynthError(f"{path}: cannot write ({detail})") from None
-        return "created"
+        return "created", seconds
 
     rooms = sorted({s.room for s in cast if s.room is not None}, key=repr)
     total = len(tasks)
@@ -377,13 +441,20 @@ def synthesize_dataset(
     try:
         list(pool.map(room_impulse_response, rooms))
         futures = [pool.submit(make, *task) for task in tasks]
-        for done, future in enumerate(futures, start=1):
-            result = future.result()
+        for done, (future, task) in enumerate(zip(futures, tasks, strict=True), start=1):
+            result, seconds = future.result()
             setattr(summary, result, getattr(summary, result) + 1)
+            if seconds is not None:
+                spoken[task[0].relative_to(out).as_posix()] = seconds
             if progress is not None:
                 progress(done, total)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        if summary.created:  # the durations of the clips written, even when stopped part way
+            try:
+                _write_manifest(out, runs, spoken)
+            except OSError as err:
+                log.warning("%s: durations not recorded (%s)", out / MANIFEST, _reason(err))
     summary.seconds = time.perf_counter() - start
     return summary
 

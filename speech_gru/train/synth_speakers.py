@@ -34,6 +34,10 @@ random SNR (``snr``, 15-40 dB by default; speech RMS over the word's span to noi
 over the clip): a random second of a noise recording, or generated white, pink or brown
 noise (``make_noise``). The peak is then limited to 0.97.
 
+A phrase (words separated by spaces, ``phrases.py``) is spoken whole by the engine, and
+its clip (``synthesize_take(fit=True)``) is as long as its speech plus 0.3 s, from one
+second to 2.5 s: a phrase that would take longer is spoken faster to fit.
+
 The signal pieces (``trim_silence``, ``make_noise``, ``fade_out``, ``write_clip``) are
 shared with the espeak-ng-only folders of ``synth_espeak.py``.
 """
@@ -56,6 +60,7 @@ import soundfile as sf
 import soxr
 
 from speech_gru.core.audio import SAMPLE_RATE
+from speech_gru.train.phrases import MAX_PHRASE_SECONDS, PHRASE_ROOM_S, phrase_clip_samples
 from speech_gru.train.synth_voices import ENGINES, SynthError, available_engines
 
 PYROOMACOUSTICS_HINT = "pip install pyroomacoustics"
@@ -409,10 +414,44 @@ def synthesize_clip(
     Raises:
         RuntimeError: the engine failed or gave silence.
     """
+    return synthesize_take(word, speaker, rng, noise, snr, sr)[0]
+
+
+def synthesize_take(
+    word: str,
+    speaker: Speaker,
+    rng: np.random.Generator,
+    noise: Sequence[np.ndarray] = (),
+    snr: tuple[float, float] = SNR_RANGE,
+    sr: int = SAMPLE_RATE,
+    *,
+    fit: bool = False,
+) -> tuple[np.ndarray, float]:
+    """One take of ``word`` by ``speaker`` (``synthesize_clip``), and how long it speaks.
+
+    Args:
+        word: lower-case letters, or words of them separated by spaces (a phrase).
+        speaker, rng, noise, snr, sr: as ``synthesize_clip``.
+        fit: False: a one-second clip, the speech spoken faster when it would fill more
+            than ``MAX_FILL`` of it. True (a phrase): the clip is as long as the speech
+            plus ``PHRASE_ROOM_S``, from one second to ``MAX_PHRASE_SECONDS``
+            (``phrases.phrase_clip_samples``); speech longer than that less the room is
+            spoken faster (up to ``MAX_TEMPO``), and cut with a fade as a last resort.
+
+    Returns:
+        The clip, (n,) float32, peak at most 0.97, and the spoken (trimmed, dry) duration
+        of the speech in it, seconds.
+
+    Raises:
+        RuntimeError: the engine failed or gave silence.
+    """
     tempo = speaker.tempo * (1 + rng.uniform(-TAKE_TEMPO, TAKE_TEMPO))
     pitch = speaker.pitch + rng.uniform(-TAKE_PITCH, TAKE_PITCH)
     level = speaker.level + rng.uniform(-TAKE_LEVEL_DB, TAKE_LEVEL_DB)
-    max_len = int(sr * MAX_FILL)
+    if fit:
+        max_len = round(MAX_PHRASE_SECONDS * sr) - round(PHRASE_ROOM_S * sr)
+    else:
+        max_len = int(sr * MAX_FILL)
     voiced = speak(word, speaker, tempo, pitch, sr)
     for _ in range(3):
         if len(voiced) <= max_len or tempo >= MAX_TEMPO:
@@ -423,9 +462,10 @@ def synthesize_clip(
         raise RuntimeError(f"{speaker.engine} voice {speaker.voice!r}, word {word!r}: silence")
     if len(voiced) > max_len:
         voiced = fade_out(voiced[:max_len], sr // 50)
+    n = phrase_clip_samples(len(voiced), sr) if fit else sr
 
-    clip = np.zeros(sr, dtype=np.float64)
-    offset = int(rng.integers(0, sr - len(voiced) + 1))
+    clip = np.zeros(n, dtype=np.float64)
+    offset = int(rng.integers(0, n - len(voiced) + 1))
     clip[offset : offset + len(voiced)] = voiced
     if speaker.room is not None:
         clip = reverberate(clip, room_impulse_response(speaker.room, sr))
@@ -437,17 +477,17 @@ def synthesize_clip(
     snr_db = float(rng.uniform(*snr))
     if noise:
         recording = noise[int(rng.integers(len(noise)))]
-        if recording.size < sr:
-            recording = np.tile(recording, -(-sr // recording.size))
-        start = int(rng.integers(0, recording.size - sr + 1))
-        background = recording[start : start + sr].astype(np.float64)
+        if recording.size < n:
+            recording = np.tile(recording, -(-n // recording.size))
+        start = int(rng.integers(0, recording.size - n + 1))
+        background = recording[start : start + n].astype(np.float64)
     else:
         kind = str(rng.choice(NOISE_KINDS[:3]))
-        background = make_noise(kind, 1.0, sr, rng).astype(np.float64)
+        background = make_noise(kind, n / sr, sr, rng).astype(np.float64)
     noise_rms = float(np.sqrt(np.mean(background**2)))
     if noise_rms > 0:
         clip += background * (speech_rms / 10 ** (snr_db / 20) / noise_rms)
     peak = float(np.abs(clip).max())
     if peak > PEAK:
         clip *= PEAK / peak
-    return clip.astype(np.float32)
+    return clip.astype(np.float32), len(voiced) / sr

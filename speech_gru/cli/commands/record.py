@@ -21,15 +21,21 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "already there. SPEAKER is 8 hex digits of a hash of --speaker (default: your user "
         "name), so a person keeps one id across sessions and one split in training. WORD "
         "_silence_ records one-second clips of the quiet room, _background_noise_ whole "
-        "takes of room noise.",
+        'takes of room noise. WORD may be a phrase in quotes ("hey computer": letters a-z, '
+        "up to 5 words): its folder is OUT/hey_computer and each clip keeps the whole phrase "
+        "(1 to 2.5 s).",
     )
     p.add_argument(
-        "word", metavar="WORD", help="the word (folder name), or _silence_ / _background_noise_"
+        "word",
+        metavar="WORD",
+        help="the word (folder name), a phrase, or _silence_ / _background_noise_",
     )
     p.add_argument("--out", required=True, help="dataset folder (one sub-folder per word)")
     p.add_argument("--count", type=positive_int, default=10, help="takes to keep")
     p.add_argument(
-        "--seconds", type=positive_float, default=2.0, help="length of a take, at least 1 s"
+        "--seconds",
+        type=positive_float,
+        help="length of a take, at least 1 s (default: 2 s for a word, 3 s for a phrase)",
     )
     p.add_argument(
         "--countdown",
@@ -48,9 +54,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speech_gru.cli.record import MIN_SECONDS, RecordError, record
+    from speech_gru.cli.record import MIN_SECONDS, RecordError, check_word, record
+    from speech_gru.train.phrases import is_phrase, phrase_label
 
-    if args.seconds < MIN_SECONDS:
+    if args.seconds is not None and args.seconds < MIN_SECONDS:
         raise CliError(f"--seconds {args.seconds:g}: a take must be at least {MIN_SECONDS:g} s")
     written: list[Path] = []
 
@@ -76,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"stopped: {len(written)} of {args.count} takes written", file=sys.stderr)
         return 130
-    folder = Path(args.out) / args.word
+    word = check_word(args.word)  # checked by record already: the folder it wrote
+    folder = Path(args.out) / (phrase_label(word) if is_phrase(word) else word)
     print(f"done: {len(written)} takes in {printable(folder)}", file=sys.stderr)
     return 0

@@ -22,10 +22,18 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "festival voices, each speaker with its own pitch, speed, vocal-tract length and "
         "room) into a folder in the Speech Commands layout, which "
         "recipes/speech_commands/conf/folder.yaml trains on: DIR/WORD/SPEAKER_nohash_N.wav, "
-        "other words in DIR/_unknown_, noise in DIR/_background_noise_. DIR must be new, "
+        "other words in DIR/_unknown_, noise in DIR/_background_noise_. A WORD may be a "
+        'phrase, words separated by spaces ("hey computer"): its folder joins them with _ '
+        "(DIR/hey_computer) and its clips are as long as the phrase needs (1-2.5 s); "
+        "DIR/synth.json records every clip's spoken duration. DIR must be new, "
         "empty or an earlier synth output, to which missing clips are added.",
     )
-    p.add_argument("words", nargs="+", metavar="WORD", help="words to record (letters a-z)")
+    p.add_argument(
+        "words",
+        nargs="+",
+        metavar="WORD",
+        help="words to record (letters a-z), or phrases of up to 5 words (quoted)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
     p.add_argument(
         "--speakers", type=positive_int, default=20, metavar="N", help="synthetic speakers"
@@ -38,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--unknown",
         nargs="+",
         metavar="WORD",
-        help=f"words for _unknown_ (default: {len(synth.UNKNOWN_WORDS)} "
+        help=f"words or phrases for _unknown_ (default: {len(synth.UNKNOWN_WORDS)} "
         "common words; those too close to a WORD are left out)",
     )
     others.add_argument("--no-unknown", action="store_true", help="no _unknown_ clips")
