@@ -17,6 +17,7 @@ Sub-commands:
     record       record takes of your own word from the microphone, checked and named
     synth        write a dataset of synthetic voices saying your words, and other words
     vocabulary   a dataset of new keywords cut from a test archive's _unknown_ words
+    wakeword     a detector for your own wake phrase, from its spelling
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from speech_gru.cli.commands import (
     synth,
     transcribe,
     vocabulary,
+    wakeword,
 )
 from speech_gru.cli.options import CliError, DefaultsFormatter, fail, use_bundled_model
 
@@ -61,6 +63,7 @@ COMMANDS = (
     record,
     synth,
     vocabulary,
+    wakeword,
 )
 """The command modules, in the order ``--help`` lists them."""
 

@@ -30,6 +30,7 @@ import hashlib
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -97,8 +98,8 @@ def _cli(*args: str) -> list[str]:
 
 
 def _run(command: list[str], what: str) -> None:
-    shown = " ".join(["speech-gru", *command[3:]] if command[1:3] == ["-m", "speech_gru.cli"]
-                     else command)  # fmt: skip
+    cli = command[1:3] == ["-m", "speech_gru.cli"]
+    shown = shlex.join(["speech-gru", *command[3:]] if cli else command)
     print(f"$ {shown}", flush=True)
     status = subprocess.run(command).returncode
     if status != 0:
@@ -195,7 +196,7 @@ def phrase_window(plan: Plan, synth: Path) -> float:
     lengths (the longest phrase decides)."""
     from speech_gru.train.synth import spoken_durations, window_for
 
-    durations = [d for label in plan.labels for d in spoken_durations(synth, label)]
+    durations = [d for phrase in plan.phrases for d in spoken_durations(synth, phrase)]
     if not durations:
         raise CliError(f"{synth}: no synthetic takes of {', '.join(plan.phrases)}")
     return window_for(durations)
@@ -263,8 +264,7 @@ def assemble(plan: Plan, synth: Path, window_s: float) -> Path:
         own += link_clips(folder, data, prefix="own")
     cut = cut_negatives(plan.negatives, data, window_s)
     print(
-        f"{data}: {linked} synthetic clips, {own} of your takes, {cut} windows of other "
-        "speech",
+        f"{data}: {linked} synthetic clips, {own} of your takes, {cut} windows of other speech",
         flush=True,
     )
     return data
@@ -386,8 +386,9 @@ def write_model(plan: Plan, calibrated: Path, window_s: float, clock: Clock) -> 
         "negatives": [str(p) for p in plan.negatives],
         "init_from": plan.init_from,
         "minutes": round(clock.elapsed_s / 60, 1),
-        "command": " ".join(["speech-gru", "wakeword", *(f'"{p}"' for p in plan.phrases),
-                             "--out", str(plan.out)]),  # fmt: skip
+        "command": " ".join(
+            ["speech-gru", "wakeword", *(f'"{p}"' for p in plan.phrases), "--out", str(plan.out)]
+        ),  # fmt: skip
     }
     (plan.out / "model.json").write_text(json.dumps(card, indent=2) + "\n")
     (plan.out / "model.md").write_text(card_text(card))

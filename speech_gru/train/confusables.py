@@ -238,6 +238,10 @@ def _by_pron(dictionary: Dictionary) -> dict[tuple[str, ...], list[str]]:
 # --------------------------------------------------------------------------------------------
 
 
+FEW_ALIKES = 8
+"""Fewer sound-alikes than this for the phrase's words: allow one more sound off."""
+
+
 def max_distance(length: int) -> int:
     """Edits (phonemes, or letters for a word the dictionary lacks) within which a word of
     ``length`` sounds alike: a quarter of its length, at least 1, at most 3."""
@@ -310,13 +314,14 @@ def _rank(dictionary: Dictionary, alike: _Alike) -> tuple:
 
 
 @cache
-def _alikes(dictionary: Dictionary, word: str) -> list[_Alike]:
-    """Sound-alikes of one word, ranked (module docstring); its homophones left out."""
+def _alikes(dictionary: Dictionary, word: str, looser: int = 0) -> list[_Alike]:
+    """Sound-alikes of one word, ranked (module docstring); its homophones left out.
+    ``looser`` sounds more than ``max_distance`` allowed (for a word with few)."""
     prons = dictionary.prons.get(word)
     lengths = dictionary.lengths.astype(np.int64)
     if prons:
         n = min(len(p) for p in prons)
-        limit = max_distance(n)
+        limit = max_distance(n) + looser
         longest = max(len(p) for p in prons)
         index = np.flatnonzero(
             dictionary.usable & (lengths >= n - limit) & (lengths <= longest + limit)
@@ -328,7 +333,7 @@ def _alikes(dictionary: Dictionary, word: str) -> list[_Alike]:
         )  # fmt: skip
     else:
         n = len(word)
-        limit = max_distance(n)
+        limit = max_distance(n) + looser
         letters = dictionary.letters.astype(np.int64)
         index = np.flatnonzero(dictionary.usable & (np.abs(letters - n) <= limit))
         width = int(letters[index].max(initial=1))
@@ -477,6 +482,8 @@ def hard_negatives(
         " ".join(words[i : i + size]) for size in range(1, n) for i in range(n - size + 1)
     ))  # fmt: skip
     alikes = {w: _alikes(dictionary, w) for w in dict.fromkeys(words)}
+    if sum(map(len, alikes.values())) < FEW_ALIKES:  # "athena": one sound off is too strict
+        alikes = {w: _alikes(dictionary, w, looser=1) for w in alikes}
     alone = [a.word for a in sorted((a for v in alikes.values() for a in v),
                                     key=lambda a: _rank(dictionary, a))]  # fmt: skip
     replaced: list[str] = []

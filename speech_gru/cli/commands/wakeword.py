@@ -21,24 +21,54 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("phrases", nargs="+", metavar="PHRASE", help='e.g. "hey computer"')
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write")
-    p.add_argument("--minutes", type=float, default=15.0,
-                   help="time budget of the whole run; training gets what synthesis leaves")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=15.0,
+        help="time budget of the whole run; training gets what synthesis leaves",
+    )
     p.add_argument("--speakers", type=int, default=160, help="synthetic speakers")
     p.add_argument("--takes", type=int, default=2, help="takes of each phrase per speaker")
-    p.add_argument("--negatives-per-speaker", type=int, default=10, metavar="N",
-                   help="other words and phrases each synthetic speaker says")
-    p.add_argument("--recordings", type=Path, nargs="*", default=[], metavar="DIR",
-                   help="your own takes: folders written by speech-gru record")
-    p.add_argument("--negatives", type=Path, nargs="*", default=[], metavar="FILE_OR_DIR",
-                   help="real speech without the phrase (one window of each file, as "
-                   "_unknown_)")
-    p.add_argument("--noise", type=Path, metavar="DIR",
-                   help="background recordings (default: generated noise)")
-    p.add_argument("--target-fa", type=float, default=5.0, metavar="PER_HOUR",
-                   help="false alarms per hour allowed on the keyword-free audio "
-                   "(sensitivity: a lower rate is a less sensitive detector)")
-    p.add_argument("--init-from", default="keywords12", metavar="MODEL",
-                   help="checkpoint (or bundled model) whose encoder training starts from")
+    p.add_argument(
+        "--negatives-per-speaker",
+        type=int,
+        default=10,
+        metavar="N",
+        help="other words and phrases each synthetic speaker says",
+    )
+    p.add_argument(
+        "--recordings",
+        type=Path,
+        nargs="*",
+        default=[],
+        metavar="DIR",
+        help="your own takes: folders written by speech-gru record",
+    )
+    p.add_argument(
+        "--negatives",
+        type=Path,
+        nargs="*",
+        default=[],
+        metavar="FILE_OR_DIR",
+        help="real speech without the phrase (one window of each file, as _unknown_)",
+    )
+    p.add_argument(
+        "--noise", type=Path, metavar="DIR", help="background recordings (default: generated noise)"
+    )
+    p.add_argument(
+        "--target-fa",
+        type=float,
+        default=5.0,
+        metavar="PER_HOUR",
+        help="false alarms per hour allowed on the keyword-free audio "
+        "(sensitivity: a lower rate is a less sensitive detector)",
+    )
+    p.add_argument(
+        "--init-from",
+        default="keywords12",
+        metavar="MODEL",
+        help="checkpoint (or bundled model) whose encoder training starts from",
+    )
     p.add_argument("--epochs", type=int, help="training epochs (default: as the budget allows)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, help="clips synthesized at once (default: CPU cores)")
@@ -48,12 +78,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from speech_gru.cli.wakeword import Plan, default_jobs, make
-    from speech_gru.train.synth import SynthError, phrase_label
+    from speech_gru.train.phrases import PhraseError, check_phrase, phrase_label
 
     try:
-        labels = [phrase_label(phrase) for phrase in args.phrases]
-    except SynthError as err:
+        phrases = [check_phrase(phrase, "phrase") for phrase in args.phrases]
+    except PhraseError as err:
         raise CliError(str(err)) from None
+    labels = [phrase_label(phrase) for phrase in phrases]
     if len(set(labels)) != len(labels):
         raise CliError(f"the same phrase twice: {' / '.join(args.phrases)}")
     if args.speakers < 10:
@@ -63,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if args.minutes <= 0 or (args.epochs is not None and args.epochs < 1):
         raise CliError("--minutes and --epochs must be positive")
     plan = Plan(
-        phrases=[" ".join(phrase.lower().split()) for phrase in args.phrases],
+        phrases=phrases,
         labels=labels,
         out=args.out,
         speakers=args.speakers,
