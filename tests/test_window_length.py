@@ -205,6 +205,27 @@ def classifier_architecture() -> ArchitectureConfig:
     return ArchitectureConfig(hidden_size=8, num_layers=1, direction="forward", feature_norm="none")
 
 
+@pytest.mark.parametrize("kind", ["bidirectional", "forward"])
+def test_serve_turns_score_the_models_window_as_the_detector_does(
+    kind: str, checkpoint: Path, forward_checkpoint: Path
+) -> None:
+    from speech_gru.cli.serve_turns import Hub, Stream
+
+    classifier = load_model(forward_checkpoint if kind == "forward" else checkpoint)
+    config = detector_config(classifier, batch_windows=1)
+    audio = phrase(700.0, seconds=3.0)
+    alone = Runtime(classifier, config).detector(keep_trace=True)
+    alone.push(audio)
+    hub, stream = Hub(classifier), Stream(classifier, config)
+    for chunk in np.array_split(audio, 7):
+        hub.turn([(stream, chunk)])
+    hub.executor.shutdown()
+    assert stream.window == WINDOW
+    assert stream.detector.trace_times == alone.trace_times
+    assert stream.detector.trace_times[0] == pytest.approx(WINDOW_S)
+    np.testing.assert_allclose(stream.detector.trace, alone.trace, atol=1e-5)
+
+
 # -- exports -------------------------------------------------------------------------------------
 
 
