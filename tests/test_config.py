@@ -91,12 +91,14 @@ def test_each_model_setting_is_defined_once() -> None:
     assert parameters["architecture"].default == ArchitectureConfig()
     assert parameters["features"].default == FeatureConfig()
     # ModelConfig inherits the architecture fields, with their defaults, and adds its own.
-    assert set(ModelConfig.__annotations__) == {"num_classes", "features"}
+    assert set(ModelConfig.__annotations__) == {"num_classes", "features", "window_s"}
+    assert parameters["window_s"].default == ModelConfig(num_classes=3).window_s == 1.0
     assert ModelConfig(num_classes=3).architecture == ArchitectureConfig()
     spotter = KeywordSpotter()
     assert spotter.model.config == ModelConfig(num_classes=12)
     assert spotter.hparams["architecture"] == asdict(ArchitectureConfig())
     assert spotter.hparams["features"] == asdict(FeatureConfig())
+    assert spotter.hparams["window_s"] == 1.0
     for name in ARCHITECTURE_KEYS + FEATURE_KEYS:  # documented once, in its dataclass
         assert f"{name}:" not in (KeywordSpotter.__doc__ or "")
 

@@ -93,3 +93,34 @@ def test_prepare_is_safe_to_rerun(tmp_path: Path, capsys: pytest.CaptureFixture)
     second = capsys.readouterr().out
     assert "training 0, validation 0, testing 0" in second and first != second
     assert prepare(["--data.root", str(tmp_path / "missing"), "--data.version", "folder"]) == 2
+
+
+def test_a_pack_written_before_the_length_was_recorded_is_of_one_second_clips(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from speech_gru.train.pack import open_pack, read_index, write_pack
+
+    root = tone_folder(tmp_path / "data", TONES, speakers=2)
+    files = sorted(root.glob("*/*.wav"))
+    write_pack(tmp_path / "pack", "training", files)
+    index_path = tmp_path / "pack" / "training.json"
+    index = json.loads(index_path.read_text())
+    assert index["samples"] == 16000
+    del index["samples"]  # as packs were written before
+    index_path.write_text(json.dumps(index))
+    assert open_pack(tmp_path / "pack", "training", files).samples == 16000
+    assert read_index(tmp_path / "pack", "training", 24000) is None  # not for a 1.5 s model
+    assert open_pack(tmp_path / "pack", "training", files, 24000) is None
+
+
+def test_prepare_packs_the_clip_length_it_is_given(tmp_path: Path) -> None:
+    root = tone_folder(tmp_path / "data", TONES, speakers=12)
+    args = [
+        "--data.root", str(root), "--data.version", "folder", "--data.labels", "v2_12",
+        "--data.pack_dir", str(tmp_path / "pack"), "--data.window_s", "2",
+    ]  # fmt: skip
+    assert prepare(args) == 0
+    assert np.load(tmp_path / "pack" / "training.32000.npy").shape[1] == 32000
+    assert not (tmp_path / "pack" / "training.npy").exists()

@@ -220,8 +220,9 @@ def calibrate(
         labels: class names in output order.
         target: false alarms per hour of negative audio.
         averages: averaging spans to try (seconds).
-        config: hop, window and refractory time (the ones the outputs were recorded at);
-            default ``DetectorConfig()``.
+        config: hop, window and refractory time (the ones the outputs were recorded at:
+            the window is the model's, ``factory.detector_config`` sets it); default
+            ``DetectorConfig()``, a 1 s window.
         per_keyword: one threshold per keyword instead of one for all.
         floor: the lowest threshold considered.
         positives: recorded outputs over one-clip keyword streams (``ScoredStream.label``

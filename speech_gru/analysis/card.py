@@ -22,6 +22,7 @@ from speech_gru.runtime.checkpoint import (
     OPERATING_POINT,
     TEST_METRICS,
     VERSION,
+    WINDOW_S,
     ModelLoadError,
     OperatingPoint,
     load_checkpoint_model,
@@ -71,7 +72,8 @@ def describe_model(model: KeywordModel) -> tuple[dict, dict]:
 def model_card(path: str | Path, trust_torchscript: bool = False) -> dict:
     """What a checkpoint or an exported model records about itself.
 
-    Keys: ``file``, ``kind``, ``labels``, ``features``, ``architecture``, ``parameters``
+    Keys: ``file``, ``kind``, ``labels``, ``window_s`` (the seconds of audio it was trained
+    on and scores at a time), ``features``, ``architecture``, ``parameters``
     (per part), ``training`` (data and progress; None when not recorded), ``test_metrics``
     (None when not recorded), ``operating_point`` (the calibrated detector settings and
     how they were measured, as stored; None when not calibrated), ``speech_gru_version``,
@@ -101,6 +103,7 @@ def model_card(path: str | Path, trust_torchscript: bool = False) -> dict:
         card["test_metrics"] = checkpoint.get(TEST_METRICS) or None
         point = read_operating_point(path, checkpoint.get(OPERATING_POINT), labels)
         card["speech_gru_version"] = checkpoint.get(VERSION)
+        card["window_s"] = model.config.window_s
     else:
         classifier = load_classifier(path, trust_torchscript)
         card = {"file": str(path), "kind": classifier.kind, "labels": classifier.labels}
@@ -112,10 +115,11 @@ def model_card(path: str | Path, trust_torchscript: bool = False) -> dict:
         card["test_metrics"] = None
         point = classifier.operating_point
         card["speech_gru_version"] = meta.get(VERSION)
+        card["window_s"] = classifier.window_s
         card["metadata"] = {
             k: v
             for k, v in meta.items()
-            if k not in ("labels", CLASSES, HYPER_PARAMETERS, VERSION, OPERATING_POINT)
+            if k not in ("labels", CLASSES, HYPER_PARAMETERS, VERSION, OPERATING_POINT, WINDOW_S)
         }
     card["runs_code"] = runs_code(kind)
     card["operating_point"] = point.to_dict() if point is not None else None
@@ -147,6 +151,11 @@ def format_card(card: dict) -> str:
     lines = [
         ("file", f"{card['file']} ({card['kind']}, speech_gru {card['speech_gru_version']})"),
         ("labels", f"{len(card['labels'])}: {' '.join(card['labels'])}"),
+        (
+            "window",
+            f"{card['window_s']:g} s ({round(card['window_s'] * rate)} samples): the clips it "
+            "was trained on, the windows it scores",
+        ),
         (
             "features",
             f"{rate} Hz, n_fft {f['n_fft']} ({1000 * f['n_fft'] / rate:g} ms), "

@@ -27,12 +27,13 @@ from speech_gru.core.audio import AudioError, info, load_audio, loudest_window, 
 from speech_gru.core.labels import is_keyword
 from speech_gru.core.plots import pyplot, save_figure
 from speech_gru.runtime.classifier import Classifier
-from speech_gru.train.corpus import CLIP_SAMPLES, MAX_CLIP_S, scan_folder, split_rule
+from speech_gru.train.corpus import MAX_CLIP_S, scan_folder, split_rule
 
 SPLITS = ("training", "validation", "testing", "all")
 
-# Labelled files up to ``MAX_CLIP_S`` long are scored on their loudest second; longer
-# ones are recordings, refused from their header without being decoded.
+# Labelled files up to ``MAX_CLIP_S`` long are scored on their loudest window of the
+# model's length (one second for Speech Commands models); longer ones are recordings,
+# refused from their header without being decoded.
 
 
 @dataclass
@@ -133,10 +134,11 @@ def evaluate_folder(
 ) -> Report:
     """Classify every clip of a labelled folder and tally the confusion matrix.
 
-    Each clip is scored on its loudest second (zero-padded if shorter), as ``transcribe``
-    labels a short clip and ``explain`` explains any file. Unreadable files, and files
-    longer than ``MAX_CLIP_S`` (recordings, not clips: they are never decoded whole), are
-    reported in ``Report.errors`` and left out of the scores.
+    Each clip is scored on its loudest window of the model's length
+    (``classifier.window_s``, as it was trained; zero-padded if shorter), as
+    ``transcribe`` labels a short clip and ``explain`` explains any file. Unreadable
+    files, and files longer than ``MAX_CLIP_S`` (recordings, not clips: they are never
+    decoded whole), are reported in ``Report.errors`` and left out of the scores.
 
     Args:
         classifier: the model.
@@ -173,7 +175,7 @@ def evaluate_folder(
             waves, targets = [], []
             for path, label in items[start : start + batch_size]:
                 try:
-                    waves.append(_read_clip(path))
+                    waves.append(_read_clip(path, classifier.window))
                     targets.append(index[label])
                 except AudioError as err:
                     errors.append(str(err))
@@ -186,14 +188,14 @@ def evaluate_folder(
     return Report(list(labels), confusion.numpy(), errors, split)
 
 
-def _read_clip(path: Path) -> np.ndarray:
-    """(CLIP_SAMPLES,) samples of a labelled clip: its loudest second. The header is read
-    first, so a long recording is refused without being decoded."""
+def _read_clip(path: Path, window: int) -> np.ndarray:
+    """(window,) samples of a labelled clip: its loudest ``window`` samples. The header is
+    read first, so a long recording is refused without being decoded."""
     duration = info(path).duration_s
     if duration > MAX_CLIP_S:
         problem = f"too long for a clip ({duration:.1f} s; at most {MAX_CLIP_S:g} s)"
         raise AudioError(path, problem)
-    return loudest_window(load_audio(path), CLIP_SAMPLES)
+    return loudest_window(load_audio(path), window)
 
 
 def plot_confusion(report: Report, path: Path, title: str = "") -> Path:

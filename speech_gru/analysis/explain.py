@@ -29,7 +29,6 @@ from speech_gru.core.explicit_gru import DIRECTIONS, ExplicitGRU
 from speech_gru.core.labels import is_keyword
 from speech_gru.core.model import KeywordModel, window_max
 from speech_gru.core.plots import pyplot, save_figure
-from speech_gru.train.corpus import CLIP_SAMPLES  # the model is trained on 1 s clips
 
 if TYPE_CHECKING:
     from speech_gru.analysis.gradients import ClipGradients
@@ -66,7 +65,8 @@ class Explanation:
         source: the audio file.
         labels: class names, in output order.
         probabilities: (C,) softmax of the logits.
-        wave: (N,) the explained samples (the loudest second, zero-padded if shorter).
+        wave: (N,) the explained samples (the loudest window of the model's length,
+            zero-padded if shorter; a forward model's whole recording).
         sample_rate: of ``wave``.
         start_s: where ``wave`` starts in the file, in seconds.
         file_s: duration of the file, in seconds.
@@ -76,8 +76,10 @@ class Explanation:
         attention: (T,) attention weights (sum to 1); for a forward model, one-hot on the
             frame whose logit became the predicted class's maximum.
         gates: one ``GateTrack`` per layer and direction.
-        scores: (T, C) for a forward model, each frame's probabilities of the 1 s window
-            ending there (what the streaming detector reads); None for a bidirectional one.
+        scores: (T, C) for a forward model, each frame's probabilities of the model's
+            window ending there (what the streaming detector reads); None for a
+            bidirectional one.
+        window_s: the model's window (``ModelConfig.window_s``), in seconds.
     """
 
     source: str
@@ -93,6 +95,7 @@ class Explanation:
     attention: np.ndarray
     gates: list[GateTrack] = field(default_factory=list)
     scores: np.ndarray | None = None
+    window_s: float = 1.0
 
     def peaks(self, count: int = 3) -> list[tuple[str, float, float]]:
         """The ``count`` keywords of highest peak window score over a recording (forward
@@ -127,8 +130,8 @@ class Explanation:
         return float(np.max(self.probabilities))
 
     def window_note(self) -> str:
-        """One line on which part of the file was explained ("" for a 1 s clip or a
-        whole recording)."""
+        """One line on which part of the file was explained ("" for a clip of the model's
+        window or a whole recording)."""
         if self.scores is not None:
             return ""
         window_s = self.wave.size / self.sample_rate
@@ -156,6 +159,7 @@ class Explanation:
                 "start_s": round(self.start_s, 6),
                 "end_s": round(self.start_s + self.wave.size / self.sample_rate, 6),
                 "file_s": round(self.file_s, 6),
+                "model_s": self.window_s,
                 "note": self.window_note(),
             },
             "frame_s": self.frame_s,
@@ -219,9 +223,8 @@ def explain_wave(
     scores = None
     if not model.bidirectional:  # each frame's window, as StreamingDetector reads it
         frame_logits = result["frame_logits"]  # (1, T, C)
-        past = frame_logits.new_full(
-            (1, config.num_frames(CLIP_SAMPLES) - 1, frame_logits.shape[-1]), float("-inf")
-        )
+        window_frames = config.num_frames(model.config.window_samples)
+        past = frame_logits.new_full((1, window_frames - 1, frame_logits.shape[-1]), float("-inf"))
         scores = window_max(past, frame_logits)[0][0].softmax(-1).numpy()  # (T, C)
     centres = np.arange(num_frames) * config.hop_length + config.n_fft / 2  # samples
     gates = [
@@ -248,14 +251,16 @@ def explain_wave(
         attention=result["attention"][0].float().numpy(),
         gates=gates,
         scores=scores,
+        window_s=model.config.window_s,
     )
 
 
 def explain_file(checkpoint: str | Path, path: str | Path) -> Explanation:
     """Explain a checkpoint's prediction on one audio file.
 
-    Clips longer than one second are cut to their loudest second, shorter ones
-    zero-padded, as ``speech-gru transcribe`` does. A forward model explains the whole
+    Clips longer than the model's window (``window_s``: one second for Speech Commands
+    models) are cut to their loudest window, shorter ones zero-padded, as ``speech-gru
+    transcribe`` does. A forward model explains the whole
     file (at least one frame), as it streams it.
 
     Raises:
@@ -279,8 +284,9 @@ def explain_file(checkpoint: str | Path, path: str | Path) -> Explanation:
         explanation = explain_wave(model, labels, whole, str(path))
         explanation.file_s = wave.size / rate
         return explanation
-    start = loudest_start(wave, CLIP_SAMPLES)
-    window = fit_length(wave[start : start + CLIP_SAMPLES], CLIP_SAMPLES)
+    samples = model.config.window_samples
+    start = loudest_start(wave, samples)
+    window = fit_length(wave[start : start + samples], samples)
     explanation = explain_wave(model, labels, window, str(path), start / rate)
     explanation.file_s = wave.size / rate
     return explanation
@@ -339,7 +345,7 @@ def plot_explanation(explanation: Explanation, path: str | Path, dpi: int = 100)
             attention_ax.plot(
                 e.times, e.scores[:, e.labels.index(label)], linewidth=1.2, label=label
             )
-        attention_ax.set_ylabel("keyword score\n(1 s window)")
+        attention_ax.set_ylabel(f"keyword score\n({e.window_s:g} s window)")
         attention_ax.set_ylim(0, 1)
         attention_ax.grid(alpha=0.3)
         attention_ax.legend(loc="upper right", fontsize=7, ncol=6, framealpha=0.8)

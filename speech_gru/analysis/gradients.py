@@ -124,8 +124,8 @@ def clip_gradients(
 
 
 def gradients_file(checkpoint: str | Path, path: str | Path) -> ClipGradients:
-    """``clip_gradients`` of a checkpoint's model on an audio file's loudest second (as
-    ``explain`` and ``transcribe`` take a clip).
+    """``clip_gradients`` of a checkpoint's model on an audio file's loudest window of the
+    model's length (as ``explain`` and ``transcribe`` take a clip).
 
     Raises:
         ModelLoadError: the checkpoint cannot be loaded (or is an export: gradients need
@@ -134,14 +134,13 @@ def gradients_file(checkpoint: str | Path, path: str | Path) -> ClipGradients:
     """
     from speech_gru.core.audio import load_audio, loudest_window
     from speech_gru.runtime.checkpoint import ModelLoadError, load_checkpoint_model, model_kind
-    from speech_gru.train.corpus import CLIP_SAMPLES
 
     if model_kind(checkpoint) != "checkpoint":
         raise ModelLoadError(
             f"{checkpoint}: an exported model; gradients need the training checkpoint (.ckpt)"
         )
     model, labels, _ = load_checkpoint_model(checkpoint)
-    wave = loudest_window(load_audio(path), CLIP_SAMPLES)
+    wave = loudest_window(load_audio(path), model.config.window_samples)
     return clip_gradients(model, labels, wave, str(path))
 
 

@@ -163,15 +163,18 @@ def file_streams(inputs: Sequence[str | Path]) -> list[Stream]:
     return [Stream(str(p), lambda p=p: iter(open_source(p, block_s=10.0))) for p in files]
 
 
-def clip_streams(clips: Sequence[tuple[Path, str]], count: int, seed: int) -> list[Stream]:
+def clip_streams(
+    clips: Sequence[tuple[Path, str]], count: int, seed: int, window: int = SAMPLE_RATE
+) -> list[Stream]:
     """Up to ``count`` keyword clips (a seeded choice), each alone in its own stream: one
-    window of silence, the clip fitted to one second, one window of silence."""
+    window of silence, the clip fitted to the model's ``window`` samples (one second by
+    default), one window of silence."""
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(len(clips), min(count, len(clips)), replace=False))
-    silence = np.zeros(SAMPLE_RATE, dtype=np.float32)
+    silence = np.zeros(window, dtype=np.float32)
 
     def chunks(path: Path) -> Iterator[np.ndarray]:
-        yield np.concatenate([silence, fit_length(load_audio(path)), silence])
+        yield np.concatenate([silence, fit_length(load_audio(path), window), silence])
 
     return [Stream(str(clips[i][0]), lambda p=clips[i][0]: chunks(p), clips[i][1]) for i in chosen]
 
@@ -201,9 +204,11 @@ def from_dataset(
     datamodule: dict | None = None,
     seed: int = 0,
     hit_clips: int = 0,
+    window: int = SAMPLE_RATE,
 ) -> NegativeAudio:
     """One long negative stream from a dataset folder's split (see ``dataset_split`` and
-    ``ClipStream``), and up to ``hit_clips`` of its keyword clips.
+    ``ClipStream``), and up to ``hit_clips`` of its keyword clips, each fitted to the
+    model's ``window`` samples.
 
     Raises:
         CalibrationError: no such folder, or no clip without keywords and no noise in it.
@@ -220,7 +225,7 @@ def from_dataset(
         f"{root}, {where}: {len(data.negatives)} clips without keywords and "
         f"{len(data.noise)} noise recordings with gaps, seed {seed}"
     )
-    keywords = clip_streams(data.keywords, hit_clips, seed)
+    keywords = clip_streams(data.keywords, hit_clips, seed, window)
     return NegativeAudio([Stream(f"{root} ({split})", stream.chunks)], keywords, source, stream)
 
 

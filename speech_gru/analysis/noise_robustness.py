@@ -111,7 +111,6 @@ def noise_robustness(
     """
     from speech_gru.core.audio import fit_length, load_audio
     from speech_gru.train.corpus import (
-        CLIP_SAMPLES,
         audio_files,
         background_noise,
         scan_folder,
@@ -132,7 +131,8 @@ def noise_robustness(
     if not items or not noise:
         raise NoiseRobustnessError(f"{root}: no {split} clips or no background noise")
     noise = np.concatenate(noise)
-    clips = [fit_length(load_audio(path), CLIP_SAMPLES) for path, _ in items]
+    # cut or padded to the model's window, as the clips it was trained on
+    clips = [fit_length(load_audio(path), classifier.window) for path, _ in items]
     truth = np.array([labels.index(label) for _, label in items])
     keyword = np.array([not label.startswith("_") for _, label in items])
     rows = []

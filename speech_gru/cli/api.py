@@ -12,7 +12,8 @@
         print(event.time_s, event.label, event.score)
 
 ``classify`` labels one clip as ``speech-gru transcribe`` labels a short one: its loudest
-second (``audio.loudest_window``). ``events`` runs the loop of ``speech-gru stream``:
+window of the model's length (``audio.loudest_window``; one second for Speech Commands
+models). ``events`` runs the loop of ``speech-gru stream``:
 ``source.open_source`` for a file or the microphone, ``StreamingDetector.events``, and the
 settings ``factory.detector_config`` gives (each one given here, else the model's
 calibrated operating point, else ``DetectorConfig``'s default), with a detector from the
@@ -134,8 +135,9 @@ class Spotter:
     def classify(self, audio: AudioInput, top_k: int = 1) -> list[Prediction]:
         """The most probable labels of one clip.
 
-        A clip longer than a second is labelled by its loudest second, a shorter one
-        padded with silence (use ``events`` to find keywords in a long recording).
+        A clip longer than the model's window (``Classifier.window_s``, one second for
+        Speech Commands models) is labelled by its loudest window, a shorter one padded
+        with silence (use ``events`` to find keywords in a long recording).
 
         Args:
             audio: a file path, or a 1-D float waveform at 16 kHz.
@@ -152,7 +154,8 @@ class Spotter:
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
         wave = _read(audio)
-        probs = self.classifier.predict([loudest_window(wave, SAMPLE_RATE)])[0].numpy()  # (C,)
+        window = loudest_window(wave, self.classifier.window)  # the model's window
+        probs = self.classifier.predict([window])[0].numpy()  # (C,)
         order = np.argsort(-probs, kind="stable")[:top_k]
         return [Prediction(self.classifier.labels[i], float(probs[i])) for i in order]
 

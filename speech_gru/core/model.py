@@ -6,10 +6,14 @@ A plain ``nn.Module`` with no Lightning import: waveforms in, logits out. Padded
 carry ``lengths`` (valid samples per clip); every stage masks the padding, so a clip's
 result does not depend on what it was batched with. A forward model also streams:
 ``step`` takes audio in chunks of any size and carries its state (``StreamState``).
+A model is trained on clips of ``ModelConfig.window_s`` seconds (1 s by default) and
+scores windows of that length.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, NamedTuple
@@ -26,6 +30,27 @@ RECURRENT = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
 NORMS = ("utterance", "global", "none")
 DIRECTIONS = ("bidirectional", "forward")
 STREAMABLE_NORMS = ("global", "none")
+DEFAULT_WINDOW_S = 1.0
+"""The clip and window length of a model that does not say (every checkpoint from before
+``window_s`` was stored): Speech Commands' one-second clips."""
+WINDOW_RANGE_S = (0.5, 3.0)
+"""The shortest and longest ``window_s``: from a short command to a long wake phrase."""
+
+
+def check_window_s(value: object, name: str = "window_s") -> float:
+    """``value`` as a window length in seconds, within ``WINDOW_RANGE_S``.
+
+    Raises:
+        ValueError: one line naming ``name``: not a number, or outside the range.
+    """
+    low, high = WINDOW_RANGE_S
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or not low <= value <= high:
+        raise ValueError(
+            f"{name} must be a number of seconds from {low:g} to {high:g} (the length of "
+            f"the clips the model is trained on and of the windows it scores), got {value!r}"
+        )
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -77,27 +102,53 @@ class ArchitectureConfig:
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig(ArchitectureConfig):
     """Everything a KeywordModel is built from: its architecture (the fields of
-    ``ArchitectureConfig``), the number of outputs and the MFCC settings.
+    ``ArchitectureConfig``), the number of outputs, the MFCC settings and the window.
 
     Attributes:
         num_classes: output labels (from the label set, never configured by hand).
         features: MFCC settings.
+        window_s: seconds of audio the model is trained on (every clip is cut or padded
+            to it) and scores at a time (the detector's window, the input of an export):
+            1 s for Speech Commands, up to 3 s for a long wake phrase; within
+            ``WINDOW_RANGE_S``. The encoder's weights do not depend on it, so a model's
+            encoder can start another of a different window (``--model.init_from``).
     """
 
     num_classes: int
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    window_s: float = DEFAULT_WINDOW_S
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "window_s", check_window_s(self.window_s))
+
+    @property
+    def window_samples(self) -> int:
+        """``window_s`` in samples at the features' rate (16000 for 1 s)."""
+        return round(self.window_s * self.features.sample_rate)
 
     @classmethod
     def build(
-        cls, num_classes: int, architecture: ArchitectureConfig, features: FeatureConfig
+        cls,
+        num_classes: int,
+        architecture: ArchitectureConfig,
+        features: FeatureConfig,
+        window_s: float = DEFAULT_WINDOW_S,
     ) -> ModelConfig:
-        return cls(num_classes=num_classes, features=features, **architecture_fields(architecture))
+        return cls(
+            num_classes=num_classes,
+            features=features,
+            window_s=window_s,
+            **architecture_fields(architecture),
+        )
 
     @classmethod
     def from_hparams(cls, hparams: Mapping[str, Any], num_classes: int) -> ModelConfig:
         """The config that stored hyper-parameters describe: a checkpoint's
         ``hyper_parameters`` or an export's metadata, with the model's settings under
-        ``architecture`` and ``features``; entries that are not about the model are ignored.
+        ``architecture`` and ``features`` and its ``window_s`` (``DEFAULT_WINDOW_S`` when
+        absent, as in checkpoints written before it was stored); entries that are not
+        about the model are ignored.
 
         Raises:
             TypeError, ValueError: entries that do not make a model, or settings of the
@@ -108,6 +159,7 @@ class ModelConfig(ArchitectureConfig):
             num_classes,
             ArchitectureConfig(**(hparams.get("architecture") or {})),
             FeatureConfig(**(hparams.get("features") or {})),
+            stored_window_s(hparams),
         )
 
     @staticmethod
@@ -132,6 +184,17 @@ class ModelConfig(ArchitectureConfig):
     @property
     def architecture(self) -> ArchitectureConfig:
         return ArchitectureConfig(**architecture_fields(self))
+
+
+def stored_window_s(hparams: Mapping[str, Any]) -> float:
+    """The ``window_s`` of stored hyper-parameters: ``DEFAULT_WINDOW_S`` when absent (or
+    None).
+
+    Raises:
+        ValueError: a value outside ``WINDOW_RANGE_S`` (``check_window_s``).
+    """
+    value = hparams.get("window_s")
+    return DEFAULT_WINDOW_S if value is None else check_window_s(value)
 
 
 ARCHITECTURE_KEYS = tuple(f.name for f in fields(ArchitectureConfig))

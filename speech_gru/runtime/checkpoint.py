@@ -8,7 +8,9 @@ weights-only (never unpickling code), and nowhere else. Besides Lightning's own 
 * ``state_dict``: the ``KeywordSpotter``'s weights; the ``KeywordModel``'s are the entries
   under ``STATE_PREFIX`` (the LightningModule's attribute ``model``);
 * ``hyper_parameters``: ``labels``, ``architecture`` and ``features`` (plain dicts of
-  ``ArchitectureConfig`` and ``FeatureConfig``) and the training settings;
+  ``ArchitectureConfig`` and ``FeatureConfig``), ``window_s`` (the clip and window length
+  in seconds; absent in checkpoints written before it was stored, which read as 1 s) and
+  the training settings;
 * ``datamodule_hyper_parameters``: the data settings (root, version, seed, speaker split);
 * ``speech_gru_version``;
 * ``test_metrics``: ``{"test/acc": ...}``, once fit's test ran (``record_test_metrics``);
@@ -16,9 +18,10 @@ weights-only (never unpickling code), and nowhere else. Besides Lightning's own 
 
 An export (``speech_gru.runtime.export``) holds text entries instead (``export_metadata``):
 ``labels`` and ``hyper_parameters`` as JSON, ``classes`` (the number of outputs, so that
-no loader runs a model to learn its shape), ``speech_gru_version``, a description of its
-inputs and outputs, and as JSON ``operating_point`` when calibrated and ``streaming`` (frame
-and state sizes) for a streaming export. Reading them back is ``read_export_metadata``.
+no loader runs a model to learn its shape), ``window_s`` (the window the model scores, in
+seconds), ``speech_gru_version``, a description of its inputs and outputs, and as JSON
+``operating_point`` when calibrated and ``streaming`` (frame and state sizes) for a
+streaming export. Reading them back is ``read_export_metadata``.
 
 Every refusal is one line naming the file: ``ModelLoadError`` for a model file that will
 not load, ``CheckpointError`` (one of them) for a training checkpoint.
@@ -60,6 +63,9 @@ VERSION = "speech_gru_version"
 CLASSES = "classes"
 """An export's metadata entry for its number of outputs per clip (``len(labels)``): what a
 loader learns the model's shape from, without running it."""
+WINDOW_S = "window_s"
+"""The hyper-parameter, and an export's metadata entry, of the seconds of audio the model
+scores at a time (``ModelConfig.window_s``); 1 s where absent."""
 
 
 class ModelLoadError(Exception):
@@ -478,9 +484,11 @@ def export_metadata(
     hyper_parameters: dict,
     operating_point: OperatingPoint | None = None,
     streaming: dict | None = None,
+    window_s: float | None = None,
 ) -> dict[str, str]:
     """The text entries an export stores (``operating_point`` only when calibrated;
-    ``streaming``, the frame and state sizes, only for a streaming export)."""
+    ``streaming``, the frame and state sizes, only for a streaming export; ``window_s``
+    when given, as every export by ``speech_gru.runtime.export`` gives it)."""
     meta = {
         "labels": json.dumps(labels),
         CLASSES: str(len(labels)),
@@ -490,6 +498,11 @@ def export_metadata(
         VERSION: __version__,
         HYPER_PARAMETERS: json.dumps(hyper_parameters, default=str),
     }
+    if window_s is not None:
+        meta[WINDOW_S] = json.dumps(float(window_s))
+        meta["input"] += (
+            f"; the model scores {window_s:g} s windows ({round(window_s * 16000)} samples)"
+        )
     if streaming is not None:
         meta["input"] = (
             "audio: float32 (batch, frame_hop) new samples at 16 kHz; samples (batch, n_fft "

@@ -6,7 +6,9 @@ trusted, a TorchScript export (see ``speech_gru.runtime.export``); every kind be
 hold, and reading it, is ``speech_gru.runtime.checkpoint``'s; this module runs what it
 reads. A forward model also gets a ``Stepper`` (``ModelStepper``, ``ExportStepper``) that
 ``Classifier.scorer`` wraps in a ``StatefulScorer`` (``speech_gru.runtime.stateful``);
-loading never imports the detector.
+loading never imports the detector. Every kind says how long a window the model scores
+(``Classifier.window_s``: a checkpoint's ``window_s`` hyper-parameter, an export's
+``window_s`` metadata; 1 s for files from before either was written).
 """
 
 from __future__ import annotations
@@ -20,8 +22,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from speech_gru.core.audio import SAMPLE_RATE
 from speech_gru.core.features import complete_frames
-from speech_gru.core.model import KeywordModel, StreamState, window_max
+from speech_gru.core.model import (
+    DEFAULT_WINDOW_S,
+    KeywordModel,
+    StreamState,
+    check_window_s,
+    window_max,
+)
 from speech_gru.runtime.checkpoint import (
     CLASSES,
     DATA_SETTINGS,
@@ -29,11 +38,13 @@ from speech_gru.runtime.checkpoint import (
     OPERATING_POINT,
     TEST_METRICS,
     VERSION,
+    WINDOW_S,
     ModelLoadError,
     OperatingPoint,
     export_labels,
     load_checkpoint_model,
     model_kind,
+    parse_json,
     read_export_metadata,
     read_operating_point,
     streaming_spec,
@@ -62,6 +73,9 @@ class Classifier:
         stepper: the model run frame by frame with carried state, for a model that can
             (a forward model's checkpoint, a streaming export); None for a model that
             scores whole windows.
+        window_s: seconds of audio the model was trained on and scores at a time (its
+            ``ModelConfig.window_s``): the detector's window (``factory.detector_config``)
+            and the length a clip is cut or padded to.
     """
 
     backend: Backend
@@ -72,6 +86,12 @@ class Classifier:
     takes_lengths: bool = False
     operating_point: OperatingPoint | None = None
     stepper: Stepper | None = None
+    window_s: float = DEFAULT_WINDOW_S
+
+    @property
+    def window(self) -> int:
+        """``window_s`` in samples at 16 kHz (16000 for a 1 s model)."""
+        return round(self.window_s * SAMPLE_RATE)
 
     def scorer(self, config: Hops) -> Scorer:
         """What a ``StreamingDetector`` with these settings (a ``DetectorConfig``) scores
@@ -181,11 +201,13 @@ class ModelStepper(BatchingStepper):
 
     Args:
         model: a forward model, in eval mode.
-        window: samples of the window (the 1 s clips it was trained on).
+        window: samples of the window; by default the model's (``window_samples``, the
+            clips it was trained on).
     """
 
-    def __init__(self, model: KeywordModel, window: int = 16000) -> None:
+    def __init__(self, model: KeywordModel, window: int | None = None) -> None:
         f = model.config.features
+        window = model.config.window_samples if window is None else window
         self.model = model
         self.frame_hop = f.hop_length
         self.n_fft = f.n_fft
@@ -365,11 +387,31 @@ def checkpoint_classifier(
     metadata: dict | None = None,
     point: OperatingPoint | None = None,
 ) -> Classifier:
-    """The Classifier of a loaded checkpoint's model: it masks padding, and a forward
-    model streams with carried state (``ModelStepper``)."""
+    """The Classifier of a loaded checkpoint's model: it masks padding, a forward model
+    streams with carried state (``ModelStepper``), and its window is the model's."""
     stepper = None if model.bidirectional else ModelStepper(model)
     backend = checkpoint_backend(model)
-    return Classifier(backend, labels, path, "checkpoint", metadata or {}, True, point, stepper)
+    return Classifier(
+        backend, labels, path, "checkpoint", metadata or {}, True, point, stepper,
+        model.config.window_s,
+    )  # fmt: skip
+
+
+def export_window_s(path: Path, meta: dict) -> float:
+    """An export's ``window_s`` metadata entry; ``DEFAULT_WINDOW_S`` for an export written
+    before it was recorded.
+
+    Raises:
+        ModelLoadError: an entry that is not a number of seconds in the allowed range.
+    """
+    value = meta.get(WINDOW_S)
+    if value is None or value == "":
+        return DEFAULT_WINDOW_S
+    number = parse_json(value) if isinstance(value, str | bytes) else value
+    try:
+        return check_window_s(number)
+    except ValueError as err:
+        raise ModelLoadError(f"{path}: {WINDOW_S} metadata is malformed ({err})") from None
 
 
 def _load_torchscript(path: Path) -> Classifier:
@@ -391,7 +433,8 @@ def _load_torchscript(path: Path) -> Classifier:
     stepper = _stepper(path, meta, torchscript_step(module), len(labels))
     backend = torchscript_backend(module) if stepper is None else stepper.classify
     point = read_operating_point(path, meta.get(OPERATING_POINT), labels)
-    return Classifier(backend, labels, path, "torchscript", meta, False, point, stepper)
+    window_s = export_window_s(path, meta)
+    return Classifier(backend, labels, path, "torchscript", meta, False, point, stepper, window_s)
 
 
 def torchscript_step(module: torch.jit.ScriptModule) -> StepFunction:
@@ -459,4 +502,5 @@ def _load_onnx(path: Path) -> Classifier:
             f"{path}: labels metadata has {len(labels)} entries for {shape[-1]} model outputs"
         )
     point = read_operating_point(path, meta.get(OPERATING_POINT), labels)
-    return Classifier(backend, labels, path, "onnx", meta, False, point, stepper)
+    window_s = export_window_s(path, meta)
+    return Classifier(backend, labels, path, "onnx", meta, False, point, stepper, window_s)

@@ -1,14 +1,16 @@
 """Streaming keyword detection: audio chunks in, timestamped events out.
 
 A bidirectional GRU needs the whole window, so it cannot carry state frame by frame.
-Instead ``StreamingDetector`` keeps the last second of audio, and every hop re-runs the
-model on the window ending there. Posteriors are averaged over a short span; the top
-class, when it is a keyword whose averaged score reaches the threshold (its own, when
-``DetectorConfig.thresholds`` names it), becomes an event, and no further event is
-reported for the refractory time, so one utterance gives one event. ``_silence_`` and
-``_unknown_`` are never reported. A forward model carries its state instead: its
-``StatefulScorer`` (``speech_gru.runtime.stateful``) gives each window's scores from one
-step per new frame, and the detector around it is the same.
+Instead ``StreamingDetector`` keeps the last window of audio (the model's ``window_s``,
+one second for Speech Commands models, up to three for a long wake phrase; the factory
+sets it from the model), and every hop re-runs the model on the window ending there.
+Posteriors are averaged over a short span; the top class, when it is a keyword whose
+averaged score reaches the threshold (its own, when ``DetectorConfig.thresholds`` names
+it), becomes an event, and no further event is reported for the refractory time, so one
+utterance gives one event. ``_silence_`` and ``_unknown_`` are never reported. A forward
+model carries its state instead: its ``StatefulScorer`` (``speech_gru.runtime.stateful``)
+gives each window's scores from one step per new frame, and the detector around it is
+the same.
 
 The detector knows nothing of model files: it takes a scorer and labels, and
 ``DetectorConfig.resolve`` takes the settings of a calibrated operating point
@@ -186,7 +188,8 @@ class DetectorConfig:
 
     Attributes:
         sample_rate: stream rate in Hz.
-        window_s: model window.
+        window_s: seconds of audio per scored window: the model's own window
+            (``Classifier.window_s``), which ``runtime.factory.detector_config`` sets.
         hop_s: time between scored windows.
         average_s: span of the posterior moving average.
         threshold: averaged keyword score that triggers an event.

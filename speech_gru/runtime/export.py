@@ -6,7 +6,9 @@ the extra file ``labels.json``; ONNX: the metadata entry ``labels``), and its nu
 outputs (``classes``, what a loader learns the shape from without running it), so it runs with plain
 ``torch.jit.load`` or ``onnxruntime`` and no ``speech_gru`` package. A checkpoint's
 calibrated operating point (``speech_gru.analysis.calibrate``) travels too, as JSON text: the entry
-``operating_point`` of TorchScript's ``metadata.json`` and of ONNX's metadata (every entry:
+``operating_point`` of TorchScript's ``metadata.json`` and of ONNX's metadata, and so does
+the model's window, ``window_s`` (seconds; the length of the example input an export is
+traced with and of the windows a detector gives it; every entry:
 ``speech_gru.runtime.checkpoint.export_metadata``)::
 
     model = torch.jit.load("kws.pt", _extra_files=(extra := {"labels.json": ""}))
@@ -167,12 +169,14 @@ class StreamingStep(nn.Module):
 
     Args:
         model: a forward model.
-        window: samples of the window whose frames the maximum runs over (1 s clips).
+        window: samples of the window whose frames the maximum runs over; by default the
+            model's (``window_samples``, the clips it was trained on).
     """
 
-    def __init__(self, model: KeywordModel, window: int = 16000) -> None:
+    def __init__(self, model: KeywordModel, window: int | None = None) -> None:
         super().__init__()
         c, f = model.config, model.config.features
+        window = c.window_samples if window is None else window
         if f.n_fft < f.hop_length:
             raise ValueError(f"n_fft {f.n_fft} < hop_length {f.hop_length}: frames skip samples")
         self.frontend = FrameLogMel(model.frontend)
@@ -296,8 +300,15 @@ def export_torchscript(wrapper: nn.Module, meta: dict[str, str], quantize: bool)
     return buffer.getvalue()
 
 
-def export_onnx(wrapper: nn.Module, meta: dict[str, str], quantize: bool) -> bytes:
-    """The ONNX model, in memory (int8: through a private scratch folder)."""
+def export_onnx(
+    wrapper: nn.Module, meta: dict[str, str], quantize: bool, window: int = 16000
+) -> bytes:
+    """The ONNX model, in memory (int8: through a private scratch folder).
+
+    Args:
+        window: samples of the example waveform a clip model is traced with (the model's
+            window); the graph takes any length.
+    """
     import onnx
 
     if isinstance(wrapper, StreamingStep):  # its frontend is a matrix product already
@@ -306,7 +317,7 @@ def export_onnx(wrapper: nn.Module, meta: dict[str, str], quantize: bool) -> byt
         axes = {name: {axis: "batch"} for name, axis in batch_axis.items()}
     else:
         wrapper.frontend.use_dft()  # one Conv: ONNX Runtime's STFT is ten times slower
-        inputs, outputs, example = ("waveform",), ("probabilities",), (torch.zeros(1, 16000),)
+        inputs, outputs, example = ("waveform",), ("probabilities",), (torch.zeros(1, window),)
         axes = {"waveform": {0: "batch", 1: "samples"}, "probabilities": {0: "batch"}}
     buffer = io.BytesIO()
     with known_warnings_silenced():  # see HARMLESS_WARNINGS
@@ -433,10 +444,13 @@ def export(
             ) from None
         wrapper = StreamingStep(model).eval() if streaming else inference_module(model)
         spec = wrapper.spec if streaming else None
-        meta = export_metadata(labels, dict(loaded[HYPER_PARAMETERS]), point, spec)
+        hparams = dict(loaded[HYPER_PARAMETERS])
+        meta = export_metadata(labels, hparams, point, spec, model.config.window_s)
         with torch.no_grad():
-            to_bytes = export_torchscript if fmt == "torchscript" else export_onnx
-            data = to_bytes(wrapper, meta, quantize)
+            if fmt == "torchscript":
+                data = export_torchscript(wrapper, meta, quantize)
+            else:
+                data = export_onnx(wrapper, meta, quantize, model.config.window_samples)
         write_atomic(target, lambda f: f.write(data))
     except OSError as err:
         raise ExportError(f"{out}: cannot write ({err.strerror or err})") from None

@@ -5,8 +5,9 @@ Every user of the detector goes through here: the commands (``stream``, ``transc
 ``serve``, ``evaluate-stream``, ``calibrate``), ``Transcriber``, the server (one detector per
 WebSocket client) and the Python API (``Spotter``). So the rule of where a setting comes from
 is written once: each setting given, else the model's calibrated operating point, else
-``DetectorConfig``'s default, and a model that carries its state is refused a hop that
-would skip audio.
+``DetectorConfig``'s default; the window is the model's own (``Classifier.window_s``)
+unless given; and a model that carries its state is refused a hop that would skip audio
+or a window other than its own.
 
 Settings arrive as a plain mapping of ``DetectorConfig`` field names (the command line
 passes the flags that were given, the API its keyword arguments); nothing here knows about
@@ -70,8 +71,9 @@ def detector_config(
     A setting that has a flag (``DetectorConfig.flags``: hop, average, threshold,
     refractory) is the one ``given``, else the classifier's calibrated operating point (when
     it has one and ``calibrated``), else the default; a given ``threshold`` holds for every
-    keyword (the point's per-keyword ones are dropped). Other fields given (``thresholds``,
-    ``window_s``, ``batch_windows``) are set as they are, after that.
+    keyword (the point's per-keyword ones are dropped). The window is the model's
+    (``classifier.window_s``: the length it was trained on). Other fields given
+    (``thresholds``, ``window_s``, ``batch_windows``) are set as they are, after that.
 
     Args:
         classifier: the model (None: no model, only the defaults and ``given``).
@@ -99,18 +101,30 @@ def detector_config(
     config = DetectorConfig.resolve(
         point, {k: v for k, v in given.items() if k in flags}, batch_windows
     )
+    window_s = getattr(classifier, "window_s", None)  # None: no model, or one that won't say
+    if window_s is not None:
+        config = dataclasses.replace(config, window_s=window_s)
     config = dataclasses.replace(config, **{k: v for k, v in given.items() if k not in flags})
     return check(classifier, config)
 
 
 def check(classifier: Classifier | None, config: DetectorConfig) -> DetectorConfig:
     """``config``, unless the model carries its state and the hop would skip audio
-    (``StatefulScorer.check``).
+    (``StatefulScorer.check``) or the window is not the model's (its scores are over its
+    own window, whatever the detector's).
 
     Raises:
-        SettingError: naming ``hop_s``.
+        SettingError: naming ``hop_s`` or ``window_s``.
     """
     if getattr(classifier, "stepper", None) is not None:
+        own = getattr(classifier, "window_s", None)
+        if own is not None and config.window != round(own * config.sample_rate):
+            raise SettingError(
+                "window_s",
+                config.window_s,
+                f"a model that carries its state scores its own {own:g} s window, "
+                f"not {config.window_s:g} s",
+            )
         try:
             StatefulScorer.check(config)
         except ValueError as err:

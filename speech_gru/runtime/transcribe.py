@@ -1,15 +1,17 @@
 """Label audio files: one label per short clip, timestamped keywords in long recordings.
 
-Inputs are files or folders (walked recursively). Clips of about one second (at most
-``long_after_s``) are decoded in parallel threads and classified in batches; longer files
-are streamed block by block through the same ``StreamingDetector`` as ``speech-gru
-stream``, as fast as possible, so an hour-long file needs no more memory than a minute.
-Every failure is a one-line ``Failure`` record and the run carries on.
+Inputs are files or folders (walked recursively). Clips of about the model's window (one
+second for Speech Commands models; at most ``LONG_AFTER_S`` windows) are decoded in
+parallel threads and classified in batches; longer files are streamed block by block
+through the same ``StreamingDetector`` as ``speech-gru stream``, as fast as possible, so
+an hour-long file needs no more memory than a minute. Every failure is a one-line
+``Failure`` record and the run carries on.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from collections.abc import Iterable, Iterator, Sequence
@@ -34,7 +36,8 @@ from speech_gru.runtime.factory import FILE_BATCH_WINDOWS, new_detector
 from speech_gru.runtime.source import open_source
 
 LONG_AFTER_S = 1.25
-"""Files longer than this are scanned for keywords; shorter ones get one label."""
+"""Files longer than this many model windows (seconds, for a 1 s model) are scanned for
+keywords; shorter ones get one label."""
 
 
 @dataclass(frozen=True)
@@ -107,16 +110,20 @@ def walk(inputs: Sequence[str | Path], summary: Summary) -> Iterator[Path | Fail
             yield Failure(path, "file not found")
 
 
-def _read_clip(path: Path) -> tuple[np.ndarray | None, float, Failure | None]:
-    """Decode a file if it is a short clip; (None, duration) for a long one."""
+def _read_clip(
+    path: Path, window_s: float = 1.0
+) -> tuple[np.ndarray | None, float, Failure | None]:
+    """Decode a file if it is a short clip, its loudest ``window_s`` seconds; (None,
+    duration) for a long one."""
     try:
         duration = info(path).duration_s
-        if duration > LONG_AFTER_S:
+        if duration > LONG_AFTER_S * window_s:
             return None, duration, None
         wave = load_audio(path)
     except AudioError as err:
         return None, 0.0, Failure(path, err.problem)
-    return loudest_window(wave, SAMPLE_RATE), wave.size / SAMPLE_RATE, None
+    window = round(window_s * SAMPLE_RATE)
+    return loudest_window(wave, window), wave.size / SAMPLE_RATE, None
 
 
 class Transcriber:
@@ -127,8 +134,8 @@ class Transcriber:
         top_k: labels reported per short clip.
         batch_size: clips per forward pass.
         jobs: decoding threads.
-        detector: streaming settings for long recordings (default: ``DetectorConfig``'s,
-            ``FILE_BATCH_WINDOWS`` at a time).
+        detector: streaming settings for long recordings (default: ``DetectorConfig``'s
+            at the model's window, ``FILE_BATCH_WINDOWS`` at a time).
     """
 
     def __init__(
@@ -143,7 +150,9 @@ class Transcriber:
         self.top_k = max(1, min(top_k, len(classifier.labels)))
         self.batch_size = batch_size
         self.jobs = max(1, jobs)
-        self.detector = detector or DetectorConfig(batch_windows=FILE_BATCH_WINDOWS)
+        self.detector = detector or DetectorConfig(
+            window_s=classifier.window_s, batch_windows=FILE_BATCH_WINDOWS
+        )
         self.summary = Summary()
 
     def _classify(self, batch: list[tuple[Path, np.ndarray]]) -> Iterator[ClipResult]:
@@ -180,7 +189,8 @@ class Transcriber:
         with ThreadPoolExecutor(self.jobs) as pool:
             while chunk := _take(items, 4 * self.batch_size):
                 paths = [p for p in chunk if isinstance(p, Path)]
-                decoded = dict(zip(paths, pool.map(_read_clip, paths), strict=True))
+                read = functools.partial(_read_clip, window_s=self.classifier.window_s)
+                decoded = dict(zip(paths, pool.map(read, paths), strict=True))
                 batch: list[tuple[Path, np.ndarray]] = []
                 for item in chunk:
                     wave, duration, failure = (

@@ -1,5 +1,6 @@
 """The examples of a split: ``Clip`` (a file, its label index and speaker) and the Dataset
-that reads them as one-second waveforms (``ClipDataset``), generating silence.
+that reads them as waveforms of the model's window (one second by default;
+``ClipDataset``), generating silence.
 
 ``speech_gru.train.data``'s DataModule builds the clips of each split; the samplers and
 loaders that feed them to training are ``speech_gru.train.loaders``.
@@ -82,7 +83,8 @@ PAD = -1
 
 
 class ClipDataset(Dataset):
-    """One-second clips as float32 waveforms with their label index.
+    """Clips as float32 waveforms of ``samples`` each (cut or zero-padded at the end), with
+    their label index.
 
     Items with no file are silence, cut from the noise recordings at a gain drawn from
     ``(seed, index, draw)``: the training sampler passes ``(index, epoch)`` keys, so
@@ -94,7 +96,12 @@ class ClipDataset(Dataset):
         noise: background recordings for generated silence.
         seed: seed of the generated silence.
         packed: the split's packed clips (see ``speech_gru.train.pack``), read instead of the
-            files when present.
+            files when present; they must be packed at ``samples``.
+        samples: samples per clip: the model's window (``CLIP_SAMPLES``, one second, by
+            default).
+
+    Raises:
+        ValueError: ``packed`` holds clips of another length.
     """
 
     def __init__(
@@ -103,9 +110,13 @@ class ClipDataset(Dataset):
         noise: list[np.ndarray] | None = None,
         seed: int = 0,
         packed: PackedSplit | None = None,
+        samples: int = CLIP_SAMPLES,
     ) -> None:
+        if packed is not None and packed.samples != samples:
+            raise ValueError(f"a pack of {packed.samples}-sample clips for {samples}-sample clips")
         self.clips = clips
-        self.noise = [tile_to(torch.from_numpy(n), CLIP_SAMPLES).numpy() for n in noise or []]
+        self.samples = samples
+        self.noise = [tile_to(torch.from_numpy(n), samples).numpy() for n in noise or []]
         self.seed = seed
         self.packed = packed
         self._failed: set[Path] = set()  # files that failed to decode in this process
@@ -115,16 +126,16 @@ class ClipDataset(Dataset):
 
     def silence(self, index: int, draw: int = 0) -> np.ndarray:
         if not self.noise:
-            return np.zeros(CLIP_SAMPLES, dtype=np.float32)
+            return np.zeros(self.samples, dtype=np.float32)
         rng = np.random.default_rng((self.seed, index, draw))
         rec = self.noise[rng.integers(len(self.noise))]
-        start = rng.integers(rec.size - CLIP_SAMPLES + 1)
-        return rec[start : start + CLIP_SAMPLES] * np.float32(rng.uniform(0.0, 1.0))
+        start = rng.integers(rec.size - self.samples + 1)
+        return rec[start : start + self.samples] * np.float32(rng.uniform(0.0, 1.0))
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, int]:
         index, draw = key if isinstance(key, tuple) else (key, 0)
         if index == PAD:
-            return torch.zeros(CLIP_SAMPLES), -1
+            return torch.zeros(self.samples), -1
         clip = self.clips[index]
         if clip.path is None:
             wave = self.silence(index, draw)
@@ -135,5 +146,5 @@ class ClipDataset(Dataset):
                 if clip.path not in self._failed:
                     self._failed.add(clip.path)
                     log.warning("unreadable clip left out: %s", err)
-                return torch.zeros(CLIP_SAMPLES), PAD
-        return torch.from_numpy(fit_length(wave, CLIP_SAMPLES)), clip.label
+                return torch.zeros(self.samples), PAD
+        return torch.from_numpy(fit_length(wave, self.samples)), clip.label

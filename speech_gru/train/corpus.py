@@ -6,7 +6,8 @@ evaluation and the tools share:
 * a dataset folder holds one sub-folder per word, plus optional ``_silence_``,
   ``_unknown_`` (the test archive's other words, named ``WORD_SPEAKER_nohash_N.wav``) and
   ``_background_noise_`` (long noise recordings);
-* a clip is one second (``CLIP_SAMPLES``) at 16 kHz;
+* a clip is one second (``CLIP_SAMPLES``) at 16 kHz, or the model's window when it
+  says otherwise (``ModelConfig.window_s``, up to 3 s: the data module's ``window_s``);
 * a file's speaker is the part before ``_nohash_``; a speaker's split comes from a hash of
   the id (``which_set``, the dataset README's rule, optionally salted), from the archive's
   list files, or from a cross-validation fold (``fold_of``);
@@ -34,10 +35,10 @@ from speech_gru.core.labels import BACKGROUND_NOISE, SILENCE, UNKNOWN, is_keywor
 
 log = logging.getLogger(__name__)
 
-CLIP_SAMPLES = SAMPLE_RATE  # every clip is one second
+CLIP_SAMPLES = SAMPLE_RATE  # a clip of the default one-second window
 MAX_CLIP_S = 10.0
 """The longest file trained on as a clip (as ``evaluate`` judges clips): a longer one is
-a recording, read whole on every access to train on its first second; recordings belong
+a recording, read whole on every access to train on its first window; recordings belong
 in ``_background_noise_``."""
 MAX_WORD_BYTES = 64
 """The longest word (a folder name and a label) ``record`` and ``synth`` write, in UTF-8

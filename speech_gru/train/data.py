@@ -10,9 +10,12 @@ Two sources share one code path:
   assigned to a split by hashing the speaker id, as the dataset's README prescribes, so no
   speaker is in two splits.
 
-Loaders only read samples. Waveform augmentation (speed, time shift, noise) runs batched on
-the model's device in ``on_after_batch_transfer``. The clips and their Dataset are
-``speech_gru.train.clips``; the samplers and resumable loaders, ``speech_gru.train.loaders``.
+Every clip (and generated ``_silence_``, and every noise piece) is cut or zero-padded to
+the model's window, ``window_s`` (one second by default; the recipe links it from
+``model.window_s``). Loaders only read samples. Waveform augmentation (speed, time
+shift, noise) runs batched on the model's device in ``on_after_batch_transfer``. The
+clips and their Dataset are ``speech_gru.train.clips``; the samplers and resumable
+loaders, ``speech_gru.train.loaders``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from speech_gru.core.labels import (
     is_keyword,
     resolve_labels,
 )
+from speech_gru.core.model import DEFAULT_WINDOW_S, check_window_s
 from speech_gru.train.augment import (
     NoiseBank,
     add_noise,
@@ -50,7 +54,6 @@ from speech_gru.train.augment import (
 )
 from speech_gru.train.clips import Clip, ClipDataset, readable, subsample
 from speech_gru.train.corpus import (
-    CLIP_SAMPLES,
     MAX_CLIP_S,
     SPLITS,
     FolderSurvey,
@@ -149,6 +152,9 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         pack_dir: where packs live; default ``~/.cache/speech_gru/packs/<folder>-<hash>``.
         pin_memory: hand batches over in page-locked memory, so the copy to a GPU runs
             asynchronously; None pins when training runs on a CUDA device.
+        window_s: seconds per clip, 0.5 to 3: every clip, generated ``_silence_`` and noise
+            piece is cut or zero-padded to it. The recipe sets it from ``model.window_s``
+            (a link, not a flag of its own), so the data always fits the model.
     """
 
     def __init__(
@@ -180,10 +186,16 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         use_pack: bool = True,
         pack_dir: str | None = None,
         pin_memory: bool | None = None,
+        window_s: float = DEFAULT_WINDOW_S,
     ) -> None:
         super().__init__()
         if version not in VERSIONS:
             raise ValueError(f"version must be one of {VERSIONS}, got {version!r}")
+        try:
+            window_s = check_window_s(window_s, "data.window_s")
+        except ValueError as err:
+            raise DataError(str(err)) from None
+        self.clip_samples = round(window_s * SAMPLE_RATE)  # per clip, at 16 kHz
         self.save_hyperparameters(ignore=["labels"])  # the model's hparams keep the labels
         if root is None:
             raise DataError(
@@ -320,7 +332,8 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         return pack_dir_for(self.data_dir())
 
     def pack(self, progress: bool = True) -> dict[str, int]:
-        """Write the packed cache of every split whose pack is missing or stale.
+        """Write the packed cache of every split whose pack (of ``window_s`` clips) is
+        missing or stale.
 
         Returns:
             Clips packed per split (0 where a valid pack was already there).
@@ -332,12 +345,12 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         with Progress(disable=not progress) as bar:
             for split, clips in self.build_splits().items():
                 files = [c.path for c in clips if c.path is not None]
-                if open_pack(pack_dir, split, files) is not None:
+                if open_pack(pack_dir, split, files, self.clip_samples) is not None:
                     written[split] = 0
                     continue
                 task = bar.add_task(f"packing {split}", total=len(files))
                 advance = functools.partial(bar.advance, task)
-                _, errors = write_pack(pack_dir, split, files, advance)
+                _, errors = write_pack(pack_dir, split, files, advance, self.clip_samples)
                 for error in errors:
                     log.warning("left out of the pack: %s", error["error"])
                 written[split] = len(files) - len(errors)
@@ -372,12 +385,12 @@ class SpeechCommandsDataModule(L.LightningDataModule):
     def _build_datasets(self) -> None:
         splits = self.build_splits()
         noise = self.noise_recordings(splits)
-        self._bank = NoiseBank([torch.from_numpy(n) for n in noise], CLIP_SAMPLES)
+        self._bank = NoiseBank([torch.from_numpy(n) for n in noise], self.clip_samples)
         for split in SPLITS:
             packed = None
             if self.hparams.use_pack:
                 files = [c.path for c in splits[split] if c.path is not None]
-                packed = open_pack(self.pack_path(), split, files)
+                packed = open_pack(self.pack_path(), split, files, self.clip_samples)
             if packed is not None and packed.unreadable:
                 log.warning("%s: leaving out %d unreadable files", split, len(packed.unreadable))
                 splits[split] = [
@@ -398,7 +411,9 @@ class SpeechCommandsDataModule(L.LightningDataModule):
                         split, len(recordings), MAX_CLIP_S,
                     )  # fmt: skip
             clips = self.balance(splits[split], split)
-            self.datasets[split] = ClipDataset(clips, noise, self.hparams.seed, packed)
+            self.datasets[split] = ClipDataset(
+                clips, noise, self.hparams.seed, packed, self.clip_samples
+            )
         self.clip_counts = {
             split: {
                 label: n

@@ -27,7 +27,12 @@ from torchmetrics.classification import MulticlassAccuracy
 from speech_gru import __version__
 from speech_gru.core.features import FeatureConfig
 from speech_gru.core.labels import resolve_labels
-from speech_gru.core.model import ArchitectureConfig, KeywordModel, ModelConfig
+from speech_gru.core.model import (
+    DEFAULT_WINDOW_S,
+    ArchitectureConfig,
+    KeywordModel,
+    ModelConfig,
+)
 from speech_gru.runtime.checkpoint import (
     VERSION,
     CheckpointError,
@@ -60,6 +65,9 @@ class KeywordSpotter(L.LightningModule):
         architecture: the encoder, pooling and head (see ``ArchitectureConfig``); a dict of
             its fields is taken too (as checkpoints store it).
         features: the MFCC frontend (see ``FeatureConfig``); a dict of its fields is taken too.
+        window_s: seconds per clip and per scored window, 0.5 to 3 (see
+            ``ModelConfig.window_s``); the recipe links it to the data, which cuts or pads
+            every clip to it.
         time_masks: SpecAugment time masks per clip (0 turns them off).
         time_mask_width: widest time mask in frames.
         freq_masks: SpecAugment frequency masks per clip.
@@ -79,7 +87,8 @@ class KeywordSpotter(L.LightningModule):
         init_from: a trained checkpoint to start from: its features and encoder (the GRU
             and the attention pooling) are loaded, the head is new, sized for ``labels``.
             The recipe also takes the checkpoint's architecture and features settings, so
-            the two match. Loaded when a fit starts; a resumed fit keeps its own weights.
+            the two match; ``window_s`` stays this run's (the encoder does not depend on
+            it). Loaded when a fit starts; a resumed fit keeps its own weights.
         freeze_encoder_epochs: with ``init_from``, train only the head for this many first
             epochs, then everything.
     """
@@ -89,6 +98,7 @@ class KeywordSpotter(L.LightningModule):
         labels: list[str] | str = "v2_12",
         architecture: ArchitectureConfig = DEFAULT_ARCHITECTURE,
         features: FeatureConfig = DEFAULT_FEATURES,
+        window_s: float = DEFAULT_WINDOW_S,
         time_masks: int = 2,
         time_mask_width: int = 10,
         freq_masks: int = 2,
@@ -118,11 +128,17 @@ class KeywordSpotter(L.LightningModule):
             len(self.labels),
             as_config(ArchitectureConfig, architecture),
             as_config(FeatureConfig, features),
+            window_s,
         )
         # Plain dicts in the checkpoint, which is then read weights-only.
         architecture, features = config.architecture.to_dict(), asdict(config.features)
         self.save_hyperparameters()
-        self.hparams.update(labels=self.labels, architecture=architecture, features=features)
+        self.hparams.update(
+            labels=self.labels,
+            architecture=architecture,
+            features=features,
+            window_s=config.window_s,
+        )
         self.model = KeywordModel(config)
         n = len(self.labels)
         # Label -1 marks padding items of a rank's last batch (speech_gru.train.data.PAD).

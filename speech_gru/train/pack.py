@@ -1,10 +1,15 @@
-"""Packed int16 clip caches: every one-second clip of a split in one memory-mapped array.
+"""Packed int16 clip caches: every clip of a split in one memory-mapped array.
 
 Reading ~85,000 WAV files per epoch starves a GPU; reading rows of one contiguous array
 does not. ``write_pack`` decodes a split once (resampled, mixed down, padded or trimmed
-to one second, stored as 16-bit integers) into ``<split>.npy`` with a ``<split>.json``
-index; ``open_pack`` maps it back, and returns nothing when the split's files changed
-since (a different file list, size or modification time), so a stale pack is never used.
+to the model's window, stored as 16-bit integers) into ``<split>.npy`` with a
+``<split>.json`` index; ``open_pack`` maps it back, and returns nothing when the split's
+files changed since (a different file list, size or modification time), so a stale pack
+is never used.
+
+Each clip length has packs of its own: one-second clips (``CLIP_SAMPLES``) in
+``<split>.npy``, any other length N in ``<split>.N.npy`` (``pack_name``), and the index
+records the length, so a model of one window never reads clips cut to another.
 """
 
 from __future__ import annotations
@@ -48,6 +53,12 @@ def fingerprint(files: Sequence[Path]) -> str:
     return digest.hexdigest()
 
 
+def pack_name(split: str, samples: int = CLIP_SAMPLES) -> str:
+    """The file stem of a split's pack of ``samples``-sample clips: ``training`` for one
+    second (as packs always were), ``training.24000`` for 1.5 s."""
+    return split if samples == CLIP_SAMPLES else f"{split}.{samples}"
+
+
 class PackedSplit:
     """A split's clips as rows of a memory-mapped int16 array.
 
@@ -56,12 +67,20 @@ class PackedSplit:
 
     Attributes:
         unreadable: resolved paths of the split's files that could not be decoded.
+        samples: samples per clip (the row length).
     """
 
-    def __init__(self, array_path: Path, files: Sequence[str], unreadable: Sequence[str]) -> None:
+    def __init__(
+        self,
+        array_path: Path,
+        files: Sequence[str],
+        unreadable: Sequence[str],
+        samples: int = CLIP_SAMPLES,
+    ) -> None:
         self.array_path = array_path
         self.row_of = {name: i for i, name in enumerate(files)}
         self.unreadable = set(unreadable)
+        self.samples = samples
         self._rows: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -85,8 +104,10 @@ def write_pack(
     split: str,
     files: Sequence[Path],
     progress: Callable[[int], None] | None = None,
+    samples: int = CLIP_SAMPLES,
 ) -> tuple[Path, list[dict[str, str]]]:
-    """Decode ``files`` into ``pack_dir/<split>.npy`` and its index, atomically.
+    """Decode ``files``, each cut or padded to ``samples``, into
+    ``pack_dir/<pack_name>.npy`` and its index, atomically.
 
     Files that cannot be read are left out and listed in the index (``unreadable``).
 
@@ -94,16 +115,15 @@ def write_pack(
         The array's path and the unreadable files (``{"path", "error"}`` each).
     """
     pack_dir.mkdir(parents=True, exist_ok=True)
-    final, index_path = pack_dir / f"{split}.npy", pack_dir / f"{split}.json"
-    tmp = pack_dir / f".{split}.{os.getpid()}.npy"
-    rows = np.lib.format.open_memmap(
-        tmp, mode="w+", dtype=np.int16, shape=(len(files), CLIP_SAMPLES)
-    )
+    name = pack_name(split, samples)
+    final, index_path = pack_dir / f"{name}.npy", pack_dir / f"{name}.json"
+    tmp = pack_dir / f".{name}.{os.getpid()}.npy"
+    rows = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int16, shape=(len(files), samples))
     kept: list[str] = []
     errors: list[dict[str, str]] = []
     for path in files:
         try:
-            wave = fit_length(load_audio(path), CLIP_SAMPLES)
+            wave = fit_length(load_audio(path), samples)
         except AudioError as err:
             errors.append({"path": str(Path(path).resolve()), "error": str(err)})
         else:
@@ -115,7 +135,7 @@ def write_pack(
     del rows
     if len(kept) < len(files):  # shrink to the readable rows
         full = np.load(tmp, mmap_mode="r")
-        shrunk = tmp.with_name(f".{split}.{os.getpid()}.kept.npy")
+        shrunk = tmp.with_name(f".{name}.{os.getpid()}.kept.npy")
         np.save(shrunk, full[: len(kept)])
         del full
         tmp.unlink()
@@ -123,6 +143,7 @@ def write_pack(
     index = {
         "version": PACK_VERSION,
         "split": split,
+        "samples": samples,
         "fingerprint": fingerprint(files),
         "files": kept,
         "unreadable": errors,
@@ -134,17 +155,26 @@ def write_pack(
     return final, errors
 
 
-def read_index(pack_dir: Path, split: str) -> dict | None:
-    path = pack_dir / f"{split}.json"
-    if not path.is_file() or not (pack_dir / f"{split}.npy").is_file():
+def read_index(pack_dir: Path, split: str, samples: int = CLIP_SAMPLES) -> dict | None:
+    """The index of a split's pack of ``samples``-sample clips; None when there is none
+    (or one of another format version or clip length)."""
+    name = pack_name(split, samples)
+    path = pack_dir / f"{name}.json"
+    if not path.is_file() or not (pack_dir / f"{name}.npy").is_file():
         return None
     index = json.loads(path.read_text())
-    return index if index.get("version") == PACK_VERSION else None
+    if index.get("version") != PACK_VERSION:
+        return None
+    # Indexes written before the length was recorded are all of one-second clips.
+    return index if index.get("samples", CLIP_SAMPLES) == samples else None
 
 
-def open_pack(pack_dir: Path, split: str, files: Sequence[Path]) -> PackedSplit | None:
-    """The packed split, if it exists and was made from exactly these files as they are."""
-    index = read_index(pack_dir, split)
+def open_pack(
+    pack_dir: Path, split: str, files: Sequence[Path], samples: int = CLIP_SAMPLES
+) -> PackedSplit | None:
+    """The packed split of ``samples``-sample clips, if it exists and was made from
+    exactly these files as they are (a pack of another clip length is never opened)."""
+    index = read_index(pack_dir, split, samples)
     if index is None:
         return None
     if index["fingerprint"] != fingerprint(files):
@@ -153,4 +183,5 @@ def open_pack(pack_dir: Path, split: str, files: Sequence[Path]) -> PackedSplit 
         )
         return None
     unreadable = [entry["path"] for entry in index["unreadable"]]
-    return PackedSplit(pack_dir / f"{split}.npy", index["files"], unreadable)
+    array_path = pack_dir / f"{pack_name(split, samples)}.npy"
+    return PackedSplit(array_path, index["files"], unreadable, samples)

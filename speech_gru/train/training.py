@@ -11,7 +11,8 @@ launch the same command. ``SpeechGruCLI`` adds only what every recipe run needs:
   ``--last_every_n_steps`` steps and on SIGTERM/SIGUSR1, one plain line per epoch in a
   log file; early stopping on ``val/acc`` (``--early_stopping_patience N``, off by default);
 * the label list linked from the data into the model, the per-device batch size into the
-  learning-rate scaling, and ``seed_everything`` into the data's seed;
+  learning-rate scaling, the model's window (``model.window_s``) into the data's clip
+  length, and ``seed_everything`` into the data's seed;
 * ``--ckpt_path``'s and ``--model.init_from``'s model settings read through the one
   checkpoint reader (``speech_gru.runtime.checkpoint``), so the model is built to fit them;
 * a test of the best checkpoint right after ``fit``;
@@ -38,6 +39,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from speech_gru.core.model import check_window_s
 from speech_gru.runtime.bundled import bundled_model
 from speech_gru.runtime.checkpoint import (
     CheckpointError,
@@ -82,6 +84,10 @@ def tensorboard_logger(run_dir: Path, wanted: bool | None) -> dict | None:
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
         "init_args": {"save_dir": str(run_dir), "name": "tensorboard", "default_hp_metric": False},
     }
+
+
+class SettingError(Exception):
+    """A recipe setting that cannot make a run (``model.window_s`` out of range); one line."""
 
 
 class SpeechGruCLI(LightningCLI):
@@ -158,6 +164,8 @@ class SpeechGruCLI(LightningCLI):
         )
         parser.link_arguments("data.label_names", "model.labels", apply_on="instantiate")
         parser.link_arguments("data.batch_size", "model.batch_size")
+        # One setting, the model's: every clip is cut to the window the model scores.
+        parser.link_arguments("model.window_s", "data.window_s")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -172,6 +180,10 @@ class SpeechGruCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        try:  # one line before anything is built, rather than a traceback from the model
+            check_window_s(config.model.window_s, "model.window_s")
+        except ValueError as err:
+            raise SettingError(str(err)) from None
         run_dir = Path(config.run_dir)
         config.trainer.default_root_dir = str(run_dir)
         if config.seed_everything is not False:  # one seed fixes the whole run
@@ -300,7 +312,7 @@ def main(args: list[str] | None = None) -> SpeechGruCLI:
             save_config_kwargs={"overwrite": True},
             args=args,
         )
-    except (DataError, DownloadError, CheckpointError, FileNotFoundError) as err:
+    except (DataError, DownloadError, CheckpointError, SettingError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     except SIGTERMException:
         print(

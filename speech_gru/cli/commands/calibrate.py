@@ -165,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
                 checkpoint.get("datamodule_hyper_parameters"),
                 args.seed,
                 args.hit_clips,
+                classifier.window,
             )
         else:
             audio = from_files(args.negatives)

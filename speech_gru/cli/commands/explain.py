@@ -16,8 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_model_argument(p, exports=False, help="trained GRU checkpoint (.ckpt)")
     p.add_argument(
         "file",
-        help="audio file (longer than 1 s: its loudest second; a forward "
-        "model: the whole recording)",
+        help="audio file (longer than the model's window, 1 s for Speech Commands models: "
+        "its loudest window; a forward model: the whole recording)",
     )
     p.add_argument(
         "--out",
