@@ -75,9 +75,9 @@ class Plan:
     phrases: list[str]
     labels: list[str]
     out: Path
-    speakers: int = 160
+    speakers: int = 150
     takes: int = 2
-    negatives_per_speaker: int = 10
+    negatives_per_speaker: int = 6
     minutes: float = 15.0
     target_fa: float = 5.0
     recordings: list[Path] = field(default_factory=list)

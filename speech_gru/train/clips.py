@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from speech_gru.core.audio import AudioError, fit_length, info, load_audio, printable
+from speech_gru.core.audio import AudioError, info, load_audio, loudest_window, printable
 from speech_gru.core.labels import BACKGROUND_NOISE
 from speech_gru.train.augment import tile_to
 from speech_gru.train.corpus import CLIP_SAMPLES, MAX_CLIP_S
@@ -147,4 +147,6 @@ class ClipDataset(Dataset):
                     self._failed.add(clip.path)
                     log.warning("unreadable clip left out: %s", err)
                 return torch.zeros(self.samples), PAD
-        return torch.from_numpy(fit_length(wave, self.samples)), clip.label
+        return torch.from_numpy(
+            loudest_window(wave, self.samples)
+        ), clip.label  # a longer phrase clip: its loudest window, not its start

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speech_gru.core.audio import AudioError, fit_length, load_audio
+from speech_gru.core.audio import AudioError, load_audio, loudest_window
 from speech_gru.train.corpus import CLIP_SAMPLES
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def write_pack(
     errors: list[dict[str, str]] = []
     for path in files:
         try:
-            wave = fit_length(load_audio(path), samples)
+            wave = loudest_window(load_audio(path), samples)
         except AudioError as err:
             errors.append({"path": str(Path(path).resolve()), "error": str(err)})
         else:

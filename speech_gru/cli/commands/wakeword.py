@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=15.0,
         help="time budget of the whole run; training gets what synthesis leaves",
     )
-    p.add_argument("--speakers", type=int, default=160, help="synthetic speakers")
+    p.add_argument("--speakers", type=int, default=150, help="synthetic speakers")
     p.add_argument("--takes", type=int, default=2, help="takes of each phrase per speaker")
     p.add_argument(
         "--negatives-per-speaker",
