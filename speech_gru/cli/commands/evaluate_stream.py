@@ -39,7 +39,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     src.add_argument(
         "--clips",
         metavar="DATA_DIR",
-        help="build the recording from a dataset-layout folder's clips",
+        nargs="+",
+        help="build the recording from dataset-layout folders' clips: a folder named "
+        "after a keyword of the model (files in nested folders included) gives keyword "
+        "clips, every other folder other words; clips over a second (a recorded phrase) "
+        "are cut to their speech with a little room",
     )
     src.add_argument(
         "--espeak", action="store_true", help="build it from words spoken by espeak-ng voices"
@@ -147,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         build_recording,
         espeak_pool,
         folder_pool,
+        reuse_note,
     )
     from speech_gru.analysis.streaming.truth import TruthError, read_truth, split_truth, write_truth
     from speech_gru.core.audio import SAMPLE_RATE, load_audio, write_wav
@@ -159,9 +164,10 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--snr {low:g} {high:g}: needs finite LOW <= HIGH (dB)")
     if not 0 <= args.distractors < 1:
         raise CliError(f"--distractors {args.distractors:g}: must be in [0, 1)")
-    if args.clips and not Path(args.clips).is_dir():
-        raise CliError(f"{args.clips}: dataset folder not found")
-    inputs = [x for x in (args.checkpoint, args.clips, args.recording, args.truth) if x]
+    for folder in args.clips or []:
+        if not Path(folder).is_dir():
+            raise CliError(f"{folder}: dataset folder not found")
+    inputs = [x for x in (args.checkpoint, *(args.clips or []), args.recording, args.truth) if x]
     options = [
         ("--det", args.det),
         ("--json", args.json),
@@ -205,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
                 distractor_share=args.distractors,
                 distractors_out=others,
             )
-            source = pool.description
+            source = "; ".join(x for x in (pool.description, reuse_note(found)) if x)
     except (FileNotFoundError, ValueError, RuntimeError, AudioError) as err:
         raise CliError(str(err)) from None
     recording = Recording(wave, found, others, source)
