@@ -62,7 +62,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--split",
         choices=SPLIT_CHOICES,
         default="testing",
-        help="speakers the clips come from (default testing)",
+        help="speakers the clips come from, by the recipe's speaker hash (a file name "
+        "without _nohash_ is its own speaker); all: every clip (default testing)",
     )
     p.add_argument(
         "--split-salt",
@@ -72,7 +73,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--noise",
         metavar="DIR",
-        help="background recordings (default: the folder's _background_noise_, else pink noise)",
+        help="background recordings (default: the first --clips folder's "
+        "_background_noise_ that has any, else their _silence_ clips, else pink noise)",
     )
     p.add_argument(
         "--espeak-speakers", type=positive_int, default=8, help="espeak-ng voices (default 8)"
@@ -98,7 +100,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         nargs=2,
         default=(2.5, 6.0),
         metavar=("MIN", "MAX"),
-        help="seconds between word starts (default 2.5 6)",
+        help="seconds between word starts (default 2.5 6); a clip over a second adds "
+        "its length beyond one",
     )
     p.add_argument(
         "--distractors",
