@@ -3,10 +3,12 @@
 ``build_recording`` lays continuous background noise (``noise_bed``: pieces of real
 recordings cross-faded, or pink noise) and inserts keyword clips and other words at known,
 non-overlapping times, each word at its own SNR measured on its speech span
-(``speech_span``). The clips come from a ``ClipPool``: the held-out speakers of a
-dataset-layout folder (``folder_pool``) or espeak-ng voices (``espeak_pool``). A
-``Recording`` is the audio with its truth, built here or the user's own WAV file with a
-truth file (``speech_gru.analysis.streaming.truth``).
+(``speech_span``). The clips come from a ``ClipPool``: the held-out speakers of one or
+more dataset-layout folders (``folder_pool``) or espeak-ng voices (``espeak_pool``). A
+one-second clip (a Speech Commands word) is placed whole; a longer one (a recording of a
+wake phrase with room around it) is cut to its phrase with a little room
+(``placed_clip``, ``phrase_span``). A ``Recording`` is the audio with its truth, built
+here or the user's own WAV file with a truth file (``speech_gru.analysis.streaming.truth``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ from speech_gru.train.corpus import (
 )
 
 SPLIT_CHOICES = ("testing", "validation", "training", "all")
+ROOM_S = 0.3
+"""Seconds kept on each side of the speech when a clip longer than one second is placed."""
+MAX_PLACED_S = 5.0
+"""The longest piece of a clip placed in a recording, in seconds (room included)."""
+EDGE_FADE_S = 0.02
+"""Fade at the cut edges of a trimmed clip, so its room joins the background without a click."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +80,7 @@ def _file_item(path: Path, label: str, word: str) -> ClipItem:
 
 
 def folder_pool(
-    root: str | Path,
+    root: str | Path | Sequence[str | Path],
     keywords: Sequence[str],
     split: str = "testing",
     salt: str = "speech_gru",
@@ -80,26 +88,33 @@ def folder_pool(
     validation_percent: float = 10.0,
     testing_percent: float = 10.0,
 ) -> ClipPool:
-    """Clips of a dataset-layout folder (one sub-folder per word).
+    """Clips of one or more dataset-layout folders (one sub-folder per word or phrase).
 
-    Sub-folders named after one of ``keywords`` give keyword clips; every other word
-    (``_unknown_`` included) gives distractors. Only clips whose speaker falls in
-    ``split`` are kept, with the recipe's folder-mode rule (``corpus.SplitRule``), so a
-    model trained on that folder never heard these voices.
+    In each root, a sub-folder named after one of ``keywords`` gives keyword clips, every
+    audio file under it included (nested folders belong to the sub-folder they sit in);
+    every other sub-folder (``_unknown_`` and nested ones included) gives distractors,
+    whose word is the sub-folder's name (for ``_unknown_``, the file name's first part).
+    Only clips whose speaker falls in ``split`` are kept, with the recipe's folder-mode
+    rule (``corpus.SplitRule``), so a model trained on that folder never heard these
+    voices; a file without ``_nohash_`` in its name is its own speaker, and ``"all"``
+    keeps every clip.
 
-    Noise is ``noise_dir`` when given, else the folder's ``_background_noise_``
-    recordings, else its ``_silence_`` clips of the same split (all of them if the split
-    has none), else nothing (synthetic pink noise).
+    Noise is ``noise_dir`` when given, else the first root's ``_background_noise_``
+    recordings that has any, else the roots' ``_silence_`` clips of the same split (all of
+    them if the split has none), else nothing (synthetic pink noise).
 
     Raises:
-        FileNotFoundError: the folder does not exist, or holds no keyword clip of the split.
-        ValueError: an unknown split.
+        FileNotFoundError: a folder does not exist, or none holds a keyword clip of the split.
+        ValueError: an unknown split, or no folder given.
     """
-    root = Path(root)
+    roots = [Path(root)] if isinstance(root, str | Path) else [Path(r) for r in root]
     if split not in SPLIT_CHOICES:
         raise ValueError(f"split must be one of {SPLIT_CHOICES}, got {split!r}")
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: dataset folder not found")
+    if not roots:
+        raise ValueError("no dataset folder given")
+    for folder in roots:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: dataset folder not found")
 
     rule = SplitRule(validation_percent, testing_percent, salt)
 
@@ -110,37 +125,46 @@ def folder_pool(
     found: dict[str, list[ClipItem]] = {}
     distractors: list[ClipItem] = []
     silence: list[Path] = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        name = folder.name
-        if name == BACKGROUND_NOISE:
-            continue
-        if name == SILENCE:
-            silence = audio_files(folder)
-        elif name.startswith("."):
-            continue
-        elif name in wanted:
-            items = [_file_item(p, name, name) for p in audio_files(folder) if keep(p)]
-            if items:
-                found[name] = items
-        else:
-            for p in audio_files(folder):
-                if keep(p):
-                    # _unknown_ holds WORD_SPEAKER_nohash_N files; other folders are words
-                    word = p.name.split("_")[0] if name == UNKNOWN else name
-                    distractors.append(_file_item(p, UNKNOWN, word))
-    if not found:
+    for base in roots:
+        for folder in sorted(p for p in base.iterdir() if p.is_dir()):
+            name = folder.name
+            if name == BACKGROUND_NOISE or name.startswith("."):
+                continue
+            if name == SILENCE:
+                silence += audio_files(folder)
+            elif name in wanted:
+                items = [_file_item(p, name, name) for p in audio_files(folder) if keep(p)]
+                found.setdefault(name, []).extend(items)
+            else:
+                for p in audio_files(folder):
+                    if keep(p):
+                        # _unknown_ holds WORD_SPEAKER_nohash_N files; other folders are words
+                        word = p.name.split("_")[0] if name == UNKNOWN else name
+                        distractors.append(_file_item(p, UNKNOWN, word))
+    keywords_found = {k: found[k] for k in keywords if found.get(k)}  # the model's label order
+    where = ", ".join(str(r) for r in roots)
+    if not keywords_found:
         raise FileNotFoundError(
-            f"{root}: no clips of the keywords {sorted(wanted)} for split {split!r}"
+            f"{where}: no clips of the keywords {sorted(wanted)} for split {split!r}"
         )
-    keywords_found = {k: found[k] for k in keywords if k in found}  # the model's label order
 
     chosen = [p for p in silence if keep(p)] or silence
-    noise, noise_source = background_noise(root, noise_dir, chosen, synthetic=False)
+    noise, noise_source = [], "none"
+    if noise_dir is not None:
+        noise, noise_source = background_noise(None, noise_dir, synthetic=False)
+    else:
+        for base in roots:
+            noise, noise_source = background_noise(base, None, synthetic=False)
+            if noise:
+                break
+        else:
+            noise, noise_source = background_noise(None, None, chosen, synthetic=False)
     if not noise:
         noise_source = "synthetic pink noise"
     count = sum(len(v) for v in keywords_found.values())
+    who = "all speakers" if split == "all" else f"{split} speakers, salt {salt!r}"
     description = (
-        f"{root} ({split} speakers, salt {salt!r}): {count} keyword clips, "
+        f"{where} ({who}): {count} keyword clips, "
         f"{len(distractors)} distractor clips; noise: {noise_source}"
     )
     return ClipPool(keywords_found, distractors, noise, description)
@@ -237,6 +261,36 @@ def speech_span(
     return int(start), int(end)
 
 
+def phrase_span(
+    clip: np.ndarray, top_db: float = 35.0, band_hz: tuple[float, float] = (250.0, 4000.0)
+) -> tuple[int, int]:
+    """Sample range ``[start, end)`` of the speech in a recording with room noise around it.
+
+    Real recordings of a phrase carry hum and rumble that ``speech_span`` (within
+    ``top_db`` of the loudest frame) takes for speech. Here a frame (512 samples, 160
+    apart) is speech when its energy in ``band_hz`` is above both ``top_db`` under the
+    loudest frame and a third of the way from the noise floor (the quietest tenth of the
+    frames that are not digital silence) to the loudest; the span runs from the first
+    such frame's centre to the last one's (give or take half a hop).
+    """
+    clip = np.asarray(clip, dtype=np.float32)
+    n_fft, hop = 512, 160
+    if clip.size <= n_fft:
+        return 0, int(clip.size)
+    power = np.abs(librosa.stft(clip, n_fft=n_fft, hop_length=hop, center=True)) ** 2
+    freqs = librosa.fft_frequencies(sr=SAMPLE_RATE, n_fft=n_fft)
+    band = power[(freqs >= band_hz[0]) & (freqs <= band_hz[1])].sum(axis=0)  # (frames,)
+    live = band > 1e-10
+    if not live.any():
+        return 0, int(clip.size)
+    level = 10.0 * np.log10(np.maximum(band, 1e-12))
+    peak, floor = float(level.max()), float(np.percentile(level[live], 10))
+    frames = np.flatnonzero(level >= max(peak - top_db, floor + (peak - floor) / 3.0))
+    start = max(0, int(frames[0]) * hop - hop // 2)  # frame i is centred on sample i * hop
+    end = min(clip.size, int(frames[-1]) * hop + hop // 2)
+    return start, max(end, start + 1)
+
+
 def noise_bed(
     recordings: Sequence[np.ndarray],
     n: int,
@@ -275,6 +329,60 @@ def noise_bed(
     return out[:n]
 
 
+def placed_clip(
+    clip: np.ndarray,
+    trim_db: float = 35.0,
+    room_s: float = ROOM_S,
+    max_s: float = MAX_PLACED_S,
+) -> tuple[np.ndarray, int, int]:
+    """The piece of a clip that goes into a recording, and its speech span in that piece.
+
+    A clip of one second or less (a Speech Commands word) is placed whole, its speech found
+    by ``speech_span``. A longer one (a recording with a phrase and room around it) is cut
+    to its speech (``phrase_span``) with ``room_s`` on each side, at most ``max_s`` long (a
+    longer speech span is cut at the end), its cut edges faded over ``EDGE_FADE_S``.
+
+    Returns:
+        ``(piece, start, end)``: the (M,) float32 piece and the sample range of its speech.
+    """
+    clip = np.asarray(clip, dtype=np.float32)
+    if clip.size <= CLIP_SAMPLES:
+        return (clip, *speech_span(clip, trim_db))
+    s0, s1 = phrase_span(clip, trim_db)
+    room = round(room_s * SAMPLE_RATE)
+    a = max(0, s0 - room)
+    b = min(clip.size, s1 + room, a + round(max_s * SAMPLE_RATE))
+    piece = clip[a:b].copy()
+    fade = min(round(EDGE_FADE_S * SAMPLE_RATE), piece.size // 2)
+    ramp = np.linspace(0.0, 1.0, fade, endpoint=False, dtype=np.float32)
+    if a > 0:
+        piece[:fade] *= ramp
+    if b < clip.size:
+        piece[piece.size - fade :] *= ramp[::-1]
+    return piece, s0 - a, max(s0 - a + 1, min(s1, b) - a)
+
+
+def reuse_note(keywords: Sequence[Truth]) -> str:
+    """One line saying which keyword clips a recording holds more than once, or ``""``.
+
+    A label with few clips (a wake phrase with ten recordings) is placed many times in a
+    long recording, each time at its own SNR, offset and background: its hit rate then
+    rests on those few recordings, which a report should say.
+    """
+    parts = []
+    for label in dict.fromkeys(t.label for t in keywords):
+        placed = [t.source for t in keywords if t.label == label]
+        clips = len(set(placed))
+        if len(placed) > clips:
+            parts.append(
+                f"{label}: {clips} recordings placed {len(placed)} times "
+                f"({len(placed) / clips:.1f} each on average)"
+            )
+    if not parts:
+        return ""
+    return "; ".join(parts) + ", each time at its own SNR, offset and background"
+
+
 def build_recording(
     pool: ClipPool,
     minutes: float = 10.0,
@@ -288,7 +396,10 @@ def build_recording(
 ) -> tuple[np.ndarray, list[Truth]]:
     """A long recording of continuous background noise with words inserted at known times.
 
-    Clip starts are ``gap_s`` apart (uniform), so clips never overlap. Each slot holds a
+    Clip starts are ``gap_s`` apart (uniform), plus, after a clip longer than one second,
+    its length beyond one second, so clips never overlap. A clip of one second or less is
+    placed whole; a longer one (a recording of a phrase) is cut to its speech with a little
+    room (``placed_clip``), and the truth spans its speech. Each slot holds a
     distractor (another word) with probability ``distractor_share`` (when the pool has
     any), otherwise a clip of a keyword drawn uniformly; each keyword's clips are used in
     a shuffled cycle. The background has RMS ``level / 10**(high / 20)``; each word gets
@@ -303,7 +414,8 @@ def build_recording(
         snr_db: speech-to-background ratio of each word in dB, a range ``(low, high)`` or
             one value; ``inf``: no background (then every word has speech RMS ``level``).
         level: speech RMS of the loudest inserted words.
-        gap_s: range of the time between consecutive clip starts, in seconds (>= 1).
+        gap_s: range of the time between consecutive clip starts, in seconds (>= 1), for
+            clips of one second or less.
         distractor_share: share of slots holding a distractor.
         trim_db: speech is the part of a clip within this many dB of its loudest frame.
         distractors_out: if given, the distractors' spans are appended to it.
@@ -337,28 +449,36 @@ def build_recording(
             cycles[key] = list(rng.permutation(len(items)))
         return items[cycles[key].pop()]
 
+    cache: dict[str, tuple[np.ndarray, int, int]] = {}
+
+    def piece_of(item: ClipItem) -> tuple[np.ndarray, int, int]:
+        if item.source not in cache:
+            cache[item.source] = placed_clip(item.load(), trim_db)
+        return cache[item.source]
+
+    one_s = CLIP_SAMPLES / SAMPLE_RATE
     slots: list[tuple[int, ClipItem, float]] = []
     t = float(rng.uniform(0.5, gap_s[0]))
-    while t + CLIP_SAMPLES / SAMPLE_RATE <= duration:
+    while t + one_s <= duration:
         if pool.distractors and rng.random() < distractor_share:
             item = next_item(UNKNOWN, pool.distractors)
         else:
             label = labels[int(rng.integers(len(labels)))]
             item = next_item(label, pool.keywords[label])
-        slots.append((round(t * SAMPLE_RATE), item, float(rng.uniform(low, high))))
-        t += float(rng.uniform(*gap_s))
+        snr = float(rng.uniform(low, high))
+        length_s = piece_of(item)[0].size / SAMPLE_RATE
+        if t + length_s > duration:
+            break  # a long clip that no longer fits ends the recording's words
+        slots.append((round(t * SAMPLE_RATE), item, snr))
+        t += float(rng.uniform(*gap_s)) + max(0.0, length_s - one_s)
 
     # background, then the clips on top
     noise_rms = 0.0 if math.isinf(high) else level / 10.0 ** (high / 20.0)
     wave = noise_bed(pool.noise, n, rng) * np.float32(noise_rms) if noise_rms else np.zeros(n)
     wave = wave.astype(np.float32)
-    cache: dict[str, np.ndarray] = {}
     truths: list[Truth] = []
     for start, item, snr in slots:
-        if item.source not in cache:
-            cache[item.source] = np.asarray(item.load(), dtype=np.float32)[:CLIP_SAMPLES]
-        clip = cache[item.source]
-        s0, s1 = speech_span(clip, trim_db)
+        clip, s0, s1 = cache[item.source]
         speech_rms = float(np.sqrt(np.mean(np.square(clip[s0:s1], dtype=np.float64))))
         peak = float(np.abs(clip).max())
         if speech_rms <= 1e-6:

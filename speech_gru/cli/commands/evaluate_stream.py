@@ -39,7 +39,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     src.add_argument(
         "--clips",
         metavar="DATA_DIR",
-        help="build the recording from a dataset-layout folder's clips",
+        nargs="+",
+        help="build the recording from dataset-layout folders' clips: a folder named "
+        "after a keyword of the model (files in nested folders included) gives keyword "
+        "clips, every other folder other words; clips over a second (a recorded phrase) "
+        "are cut to their speech with a little room",
     )
     src.add_argument(
         "--espeak", action="store_true", help="build it from words spoken by espeak-ng voices"
@@ -58,7 +62,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--split",
         choices=SPLIT_CHOICES,
         default="testing",
-        help="speakers the clips come from (default testing)",
+        help="speakers the clips come from, by the recipe's speaker hash (a file name "
+        "without _nohash_ is its own speaker); all: every clip (default testing)",
     )
     p.add_argument(
         "--split-salt",
@@ -68,7 +73,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--noise",
         metavar="DIR",
-        help="background recordings (default: the folder's _background_noise_, else pink noise)",
+        help="background recordings (default: the first --clips folder's "
+        "_background_noise_ that has any, else their _silence_ clips, else pink noise)",
     )
     p.add_argument(
         "--espeak-speakers", type=positive_int, default=8, help="espeak-ng voices (default 8)"
@@ -94,7 +100,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         nargs=2,
         default=(2.5, 6.0),
         metavar=("MIN", "MAX"),
-        help="seconds between word starts (default 2.5 6)",
+        help="seconds between word starts (default 2.5 6); a clip over a second adds "
+        "its length beyond one",
     )
     p.add_argument(
         "--distractors",
@@ -147,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         build_recording,
         espeak_pool,
         folder_pool,
+        reuse_note,
     )
     from speech_gru.analysis.streaming.truth import TruthError, read_truth, split_truth, write_truth
     from speech_gru.core.audio import SAMPLE_RATE, load_audio, write_wav
@@ -159,9 +167,10 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--snr {low:g} {high:g}: needs finite LOW <= HIGH (dB)")
     if not 0 <= args.distractors < 1:
         raise CliError(f"--distractors {args.distractors:g}: must be in [0, 1)")
-    if args.clips and not Path(args.clips).is_dir():
-        raise CliError(f"{args.clips}: dataset folder not found")
-    inputs = [x for x in (args.checkpoint, args.clips, args.recording, args.truth) if x]
+    for folder in args.clips or []:
+        if not Path(folder).is_dir():
+            raise CliError(f"{folder}: dataset folder not found")
+    inputs = [x for x in (args.checkpoint, *(args.clips or []), args.recording, args.truth) if x]
     options = [
         ("--det", args.det),
         ("--json", args.json),
@@ -205,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
                 distractor_share=args.distractors,
                 distractors_out=others,
             )
-            source = pool.description
+            source = "; ".join(x for x in (pool.description, reuse_note(found)) if x)
     except (FileNotFoundError, ValueError, RuntimeError, AudioError) as err:
         raise CliError(str(err)) from None
     recording = Recording(wave, found, others, source)
