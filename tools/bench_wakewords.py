@@ -35,9 +35,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from speech_gru.analysis.streaming.decisions import lowest_miss_within
-from tools import bench_pocketsphinx
-from tools.bench_pocketsphinx import BenchError
+if __package__ in (None, ""):  # python tools/bench_wakewords.py: find its sibling tools
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from speech_gru.analysis.streaming.decisions import lowest_miss_within  # noqa: E402
+from tools import bench_pocketsphinx  # noqa: E402
+from tools.bench_pocketsphinx import BenchError  # noqa: E402
 
 PHRASES = ("computer", "hey_computer", "amelia", "athena", "hey_chatterbox", "hey_savant")
 """The phrases of the real wake-word set (its folders)."""

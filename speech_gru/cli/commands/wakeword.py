@@ -7,6 +7,9 @@ import argparse
 from pathlib import Path
 
 from speech_gru.cli.options import CliError
+from speech_gru.cli.wakeword import Plan
+
+MIN_SPEAKERS = 30
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -24,15 +27,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--minutes",
         type=float,
-        default=15.0,
+        default=Plan.minutes,
         help="time budget of the whole run; training gets what synthesis leaves",
     )
-    p.add_argument("--speakers", type=int, default=150, help="synthetic speakers")
-    p.add_argument("--takes", type=int, default=2, help="takes of each phrase per speaker")
+    p.add_argument("--speakers", type=int, default=Plan.speakers, help="synthetic speakers")
+    p.add_argument("--takes", type=int, default=Plan.takes, help="takes of each phrase per speaker")
     p.add_argument(
         "--negatives-per-speaker",
         type=int,
-        default=10,
+        default=Plan.negatives_per_speaker,
         metavar="N",
         help="other words and phrases each synthetic speaker says",
     )
@@ -58,26 +61,26 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--target-fa",
         type=float,
-        default=5.0,
+        default=Plan.target_fa,
         metavar="PER_HOUR",
         help="false alarms per hour allowed on the keyword-free audio "
         "(sensitivity: a lower rate is a less sensitive detector)",
     )
     p.add_argument(
         "--init-from",
-        default="keywords12",
+        default=Plan.init_from,
         metavar="MODEL",
         help="checkpoint (or bundled model) whose encoder training starts from",
     )
     p.add_argument("--epochs", type=int, help="training epochs (default: as the budget allows)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=Plan.seed)
     p.add_argument("--jobs", type=int, help="clips synthesized at once (default: CPU cores)")
     p.set_defaults(func=run)  # fmt: skip
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from speech_gru.cli.wakeword import Plan, default_jobs, make
+    from speech_gru.cli.wakeword import default_jobs, make
     from speech_gru.train.phrases import PhraseError, check_phrase, phrase_label
 
     try:
@@ -87,8 +90,11 @@ def run(args: argparse.Namespace) -> int:
     labels = [phrase_label(phrase) for phrase in phrases]
     if len(set(labels)) != len(labels):
         raise CliError(f"the same phrase twice: {' / '.join(args.phrases)}")
-    if args.speakers < 10:
-        raise CliError(f"--speakers {args.speakers}: at least 10 (a tenth validate, a tenth test)")
+    if args.speakers < MIN_SPEAKERS:
+        raise CliError(
+            f"--speakers {args.speakers}: at least {MIN_SPEAKERS} (a tenth of them, by a hash "
+            "of their names, validate and another tenth test)"
+        )
     if args.takes < 1 or args.negatives_per_speaker < 1:
         raise CliError("--takes and --negatives-per-speaker must be at least 1")
     if args.minutes <= 0 or (args.epochs is not None and args.epochs < 1):
