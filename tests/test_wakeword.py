@@ -1,0 +1,146 @@
+"""``speech-gru wakeword``: a wake-phrase detector from its spelling (speech_gru/cli/wakeword.py):
+refused phrases and folders in one line, the whole run on a tiny budget (window, ONNX,
+card, stream, the API, resume), several phrases in one model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speech_gru.cli.main import main
+from speech_gru.cli.wakeword import Plan, choose_epochs, negative_words
+from tests.helpers import require_espeak
+
+CLI = [sys.executable, "-m", "speech_gru.cli"]
+
+
+@pytest.mark.parametrize(
+    ("phrase", "problem"),
+    [
+        ("", "bad phrase ''"),
+        ("hey computer 2", "letters a-z only"),
+        ("ok, nabu", "letters a-z only"),
+        ("one two three four five six", "too many words"),
+        ("supercalifragilisticexpialidocious antidisestablishment", "too long"),
+    ],
+)
+def test_a_bad_phrase_is_refused_in_one_line_and_nothing_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture, phrase: str, problem: str
+) -> None:
+    out = tmp_path / "out"
+    assert main(["wakeword", phrase, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and problem in err and "\n" not in err, err
+    assert not out.exists()
+
+
+def test_a_folder_of_other_files_is_left_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert main(["wakeword", "hey computer", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not empty" in err and "\n" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_too_few_speakers_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["wakeword", "athena", "--out", str(tmp_path / "o"), "--speakers", "5"]) == 2
+    assert "--speakers 5: at least" in capsys.readouterr().err
+
+
+def test_negatives_hold_the_phrase_parts_and_sound_alikes_but_never_the_phrase() -> None:
+    plan = Plan(phrases=["hey computer"], labels=["hey_computer"], out=Path("unused"))
+    words = negative_words(plan)
+    assert {"hey", "computer"} <= set(words)
+    assert any(w in words for w in ("commuter", "compute", "hey commuter"))
+    assert "hey computer" not in words and len(words) == len(set(words))
+    assert "yes" in words  # and common words beside them
+
+
+def test_epochs_follow_the_budget() -> None:
+    plan = Plan(phrases=["athena"], labels=["athena"], out=Path("unused"))
+    assert choose_epochs(plan, clips=3000, seconds=600, rate=100) == 20
+    assert choose_epochs(plan, clips=3000, seconds=60, rate=100) == 2  # at least two
+    assert choose_epochs(plan, clips=300, seconds=6000, rate=100) == 30  # at most thirty
+    plan.epochs = 3
+    assert choose_epochs(plan, clips=3000, seconds=600, rate=100) == 3
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_two_phrases_from_spelling_to_a_model_that_streams(tmp_path: Path) -> None:
+    require_espeak()
+    out = tmp_path / "wake"
+    before = set(tmp_path.iterdir())
+    args = ["wakeword", "hey computer", "athena", "--out", str(out), "--speakers", "30",
+            "--epochs", "1", "--minutes", "5", "--target-fa", "20"]  # fmt: skip
+    made = _run(*args)
+    assert made.returncode == 0, made.stderr[-3000:] + made.stdout[-3000:]
+    assert set(tmp_path.iterdir()) - before == {out}  # nothing outside --out
+    for step in range(1, 6):
+        assert f"step {step}/5" in made.stdout
+    assert "speech-gru stream --checkpoint" in made.stdout  # the next command
+
+    card = json.loads((out / "model.json").read_text())
+    assert set(card["labels"]) == {"hey_computer", "athena", "_unknown_", "_silence_"}
+    assert 1.0 <= card["window_s"] <= 2.0
+    assert card["operating_point"]["target_fa_per_hour"] == 20
+    assert "hey computer" in (out / "model.md").read_text()
+
+    from speech_gru.cli.api import Spotter
+    from speech_gru.runtime.factory import load_model
+
+    for path in (out / "model.ckpt", out / "model.onnx"):
+        classifier = load_model(path)
+        assert classifier.window_s == pytest.approx(card["window_s"])
+        assert {"hey_computer", "athena"} <= set(classifier.labels)
+    spotter = Spotter.load(out / "model.ckpt")
+    assert spotter.detector_config().window_s == pytest.approx(card["window_s"])
+
+    # stream takes it like any other model: a synthetic take streamed from a file
+    take = next((out / "work" / "synth" / "hey_computer").glob("*.wav"))
+    streamed = _run("stream", "--checkpoint", str(out / "model.onnx"), "--input", str(take))
+    assert streamed.returncode == 0, streamed.stderr[-2000:]
+    assert "reading" in streamed.stderr and "Traceback" not in streamed.stderr
+
+    # a re-run resumes: every step's output is there, nothing is made again
+    again = _run(*args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "synthesized already" in again.stdout and "trained already" in again.stdout
+    # another phrase into the same folder is refused, and the model is kept
+    other = _run("wakeword", "amelia", "--out", str(out), "--speakers", "30")
+    assert other.returncode == 2 and "holds a wake-word run for hey_computer" in other.stderr
+    assert (out / "model.ckpt").is_file()
+
+
+def test_real_negatives_are_cut_to_one_window_each(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from speech_gru.cli.wakeword import cut_negatives
+
+    speech = tmp_path / "speech"
+    speech.mkdir()
+    rng = np.random.default_rng(0)
+    sf.write(speech / "long.wav", rng.normal(0, 0.1, 48000).astype(np.float32), 16000)
+    sf.write(speech / "stereo.wav", rng.normal(0, 0.1, (8000, 2)).astype(np.float32), 16000)
+    (speech / "notes.wav").write_text("not audio")
+    data = tmp_path / "data"
+    assert cut_negatives([speech], data, window_s=1.5) == 2
+    pieces = sorted((data / "_unknown_").glob("*.wav"))
+    assert len(pieces) == 2
+    assert all(sf.info(p).frames == 24000 and sf.info(p).channels == 1 for p in pieces)
+    assert cut_negatives([speech], data, window_s=1.5) == 0  # there already
+    shutil.rmtree(data)
