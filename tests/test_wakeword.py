@@ -144,3 +144,21 @@ def test_real_negatives_are_cut_to_one_window_each(tmp_path: Path) -> None:
     assert all(sf.info(p).frames == 24000 and sf.info(p).channels == 1 for p in pieces)
     assert cut_negatives([speech], data, window_s=1.5) == 0  # there already
     shutil.rmtree(data)
+
+
+def test_your_takes_all_train_whatever_their_speaker_id(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from speech_gru.cli.wakeword import OWN_COPIES, link_own_takes
+    from speech_gru.train.corpus import SplitRule
+
+    takes = tmp_path / "mine" / "hey_computer"
+    takes.mkdir(parents=True)
+    for i in range(4):  # one person: one speaker id, which alone could hold every take out
+        sf.write(takes / f"0badcafe_nohash_{i}.wav", np.zeros(16000, np.float32), 16000)
+    data = tmp_path / "data"
+    assert link_own_takes(tmp_path / "mine", ["hey_computer"], data) == 4
+    linked = sorted((data / "hey_computer").iterdir())
+    assert len(linked) == 4 * OWN_COPIES
+    assert {SplitRule()(p) for p in linked} == {"training"}
+    assert {p.resolve() for p in linked} == {p.resolve() for p in takes.iterdir()}

@@ -48,6 +48,9 @@ NEGATIVES_PER_PHRASE = 40
 """Hard negatives synthesized for each phrase (parts, sound-alikes)."""
 COMMON_WORDS = 40
 """Common words added to the hard negatives."""
+OWN_COPIES = 5
+"""Times each of the user's takes trains (each copy augmented on its own): 20 takes
+weigh about a third as much as the synthetic speakers' 300."""
 
 
 @dataclass
@@ -216,6 +219,31 @@ def link_clips(source: Path, target: Path, prefix: str = "") -> int:
     return count
 
 
+def link_own_takes(folder: Path, labels: Sequence[str], data: Path) -> int:
+    """Link each of the user's takes (``folder/LABEL/*.wav``) into ``data/LABEL/``
+    ``OWN_COPIES`` times, each copy under a speaker id that the recipe's split (10 %
+    validation, 10 % test, by a hash of the id) sends to training: a person's takes share
+    one speaker id, which could otherwise hold them all out. The number of takes linked."""
+    from speech_gru.train.corpus import SplitRule
+
+    rule = SplitRule()
+    count = 0
+    for label in labels:
+        for take in sorted((folder / label).glob("*.wav")):
+            key = hashlib.sha1(str(take.resolve()).encode()).hexdigest()[:8]
+            for copy in range(OWN_COPIES):
+                speaker = next(
+                    name for k in range(1000)
+                    if rule.split_of_speaker(name := f"own{key}c{copy}k{k}") == "training"
+                )  # fmt: skip
+                dest = data / label / f"{speaker}_nohash_0.wav"
+                if not (dest.exists() or dest.is_symlink()):
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    dest.symlink_to(take.resolve())
+            count += 1
+    return count
+
+
 def cut_negatives(sources: Sequence[Path], target: Path, window_s: float) -> int:
     """One window (the loudest) of each audio file under ``sources`` into
     ``target/_unknown_``; each file its own speaker. Files that are not audio are named
@@ -261,7 +289,7 @@ def assemble(plan: Plan, synth: Path, window_s: float) -> Path:
                 f"{folder}: no {' or '.join(plan.labels)} folder of takes (--recordings takes "
                 "the folder that speech-gru record wrote)"
             )
-        own += link_clips(folder, data, prefix="own")
+        own += link_own_takes(folder, plan.labels, data)
     cut = cut_negatives(plan.negatives, data, window_s)
     print(
         f"{data}: {linked} synthetic clips, {own} of your takes, {cut} windows of other speech",
