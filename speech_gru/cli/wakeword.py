@@ -27,6 +27,7 @@ that hears each of them.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -392,10 +393,13 @@ def write_model(plan: Plan, calibrated: Path, window_s: float, clock: Clock) -> 
 
     model = slim_checkpoint(calibrated, plan.out / "model.ckpt")
     onnx = plan.out / "model.onnx"
-    _run(
-        _cli("export", "--checkpoint", str(model), "--format", "onnx", "--out", str(onnx)),
-        "speech-gru export",
-    )
+    if importlib.util.find_spec("onnx") is None:
+        print("model.onnx not written: ONNX export needs pip install 'speech-gru[onnx]'")
+    else:
+        _run(
+            _cli("export", "--checkpoint", str(model), "--format", "onnx", "--out", str(onnx)),
+            "speech-gru export",
+        )
     checkpoint = read_checkpoint(model)
     results = plan.work / "run" / "results.json"
     tested = json.loads(results.read_text()) if results.is_file() else {}
