@@ -74,6 +74,7 @@ class Plan:
         epochs: training epochs (None: as many as the budget allows, at most 30).
         seed: the seed of synthesis and training.
         jobs: clips synthesized at once.
+        command: the command line that made it, for the card.
     """
 
     phrases: list[str]
@@ -91,6 +92,7 @@ class Plan:
     epochs: int | None = None
     seed: int = 0
     jobs: int = 2
+    command: str = ""
 
     @property
     def work(self) -> Path:
@@ -389,7 +391,7 @@ def calibrate(plan: Plan, best: Path, data: Path) -> Path:
 
 def write_model(plan: Plan, calibrated: Path, window_s: float, clock: Clock) -> Path:
     """Step 5: ``model.ckpt`` (slim), ``model.onnx`` and the card."""
-    from speech_gru.runtime.checkpoint import read_checkpoint, slim_checkpoint
+    from speech_gru.runtime.checkpoint import slim_checkpoint
 
     model = slim_checkpoint(calibrated, plan.out / "model.ckpt")
     onnx = plan.out / "model.onnx"
@@ -400,14 +402,23 @@ def write_model(plan: Plan, calibrated: Path, window_s: float, clock: Clock) -> 
             _cli("export", "--checkpoint", str(model), "--format", "onnx", "--out", str(onnx)),
             "speech-gru export",
         )
-    checkpoint = read_checkpoint(model)
+    write_card(plan, model, window_s, clock.elapsed_s / 60)
+    return model
+
+
+def write_card(plan: Plan, model: Path, window_s: float, minutes: float) -> Path:
+    """``model.json`` and ``model.md`` beside ``model``: what it hears, how it was made
+    and what was measured on the way (the training run's test split, calibration)."""
+    from speech_gru.runtime.checkpoint import load_checkpoint_model, read_checkpoint
+
+    _, labels, _ = load_checkpoint_model(model)
+    point = read_checkpoint(model).get("operating_point") or {}
     results = plan.work / "run" / "results.json"
     tested = json.loads(results.read_text()) if results.is_file() else {}
-    point = checkpoint.get("operating_point") or {}
     card = {
         "name": plan.out.name,
         "phrases": plan.phrases,
-        "labels": list(checkpoint.get("labels") or []),
+        "labels": list(labels),
         "window_s": window_s,
         "bytes": model.stat().st_size,
         "operating_point": point,
@@ -417,14 +428,13 @@ def write_model(plan: Plan, calibrated: Path, window_s: float, clock: Clock) -> 
         "recordings": [str(p) for p in plan.recordings],
         "negatives": [str(p) for p in plan.negatives],
         "init_from": plan.init_from,
-        "minutes": round(clock.elapsed_s / 60, 1),
-        "command": " ".join(
-            ["speech-gru", "wakeword", *(f'"{p}"' for p in plan.phrases), "--out", str(plan.out)]
-        ),  # fmt: skip
+        "minutes": round(minutes, 1),
+        "command": plan.command
+        or shlex.join(["speech-gru", "wakeword", *plan.phrases, "--out", str(plan.out)]),
     }
     (plan.out / "model.json").write_text(json.dumps(card, indent=2) + "\n")
     (plan.out / "model.md").write_text(card_text(card))
-    return model
+    return plan.out / "model.md"
 
 
 def card_text(card: dict) -> str:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 
 from speech_gru.cli.options import CliError
@@ -115,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         seed=args.seed,
         jobs=args.jobs or default_jobs(),
+        command=shlex.join(["speech-gru", *sys.argv[1:]]) if sys.argv[1:2] == ["wakeword"] else "",
     )
     make(plan)
     return 0
