@@ -68,7 +68,7 @@ def test_ddp_with_the_progress_bar_runs_every_epoch_and_tests(
         [sys.executable, *args], capture_output=True, text=True, env=ENV, timeout=420
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "Epoch 2/2" in done.stderr + done.stdout  # the bar was drawn, to the last epoch
+    assert "Epoch 3/3" in done.stderr + done.stdout  # the bar was drawn, to the last epoch
     metrics = (run_dir / "logs" / "version_0" / "metrics.csv").read_text().splitlines()
     header = metrics[0].split(",")
     rows = [dict(zip(header, line.split(","), strict=True)) for line in metrics[1:]]
