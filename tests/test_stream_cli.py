@@ -143,7 +143,9 @@ def test_microphone_hears_keywords_in_order(
         pulse.play(sequence_wav)
         time.sleep(2.0)
         process.send_signal(signal.SIGINT)  # Ctrl-C
-        out, err = process.communicate(timeout=30)
+        # it scores what it queued before it stops: behind real time on a loaded machine
+        # (the test expects input overflows), that takes a while
+        out, err = process.communicate(timeout=120)
     finally:
         process.kill()
     assert process.returncode == 0, err.decode()
