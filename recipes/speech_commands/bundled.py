@@ -49,19 +49,6 @@ def run(*command: str) -> None:
     subprocess.run(command, check=True)
 
 
-def link_folder(source: Path, target: Path) -> int:
-    """Link every WAV of ``source/LABEL/`` into ``target/LABEL/``; the number linked."""
-    count = 0
-    for clip in sorted(source.glob("*/*.wav")):
-        dest = target / clip.parent.name / clip.name
-        if dest.exists() or dest.is_symlink():
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.symlink_to(clip.resolve())
-        count += 1
-    return count
-
-
 def cut_other_speech(folders: Sequence[Path], target: Path) -> int:
     """The loudest second of each file under ``folders`` into ``target/_unknown_``, each
     file its own speaker (a hash of its path)."""
@@ -110,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )  # fmt: skip
 
     data = args.work / "data"
-    linked = sum(link_folder(d, data) for d in [*args.data, synth])
+    from speech_gru.cli.wakeword import link_clips
+
+    linked = sum(link_clips(d, data) for d in [*args.data, synth])
     cut = cut_other_speech(args.other, data)
     print(f"{data}: {linked} clips linked, {cut} pieces of other speech added", flush=True)
 

@@ -251,7 +251,13 @@ def cut_negatives(sources: Sequence[Path], target: Path, window_s: float) -> int
     """One window (the loudest) of each audio file under ``sources`` into
     ``target/_unknown_``; each file its own speaker. Files that are not audio are named
     on stderr and skipped."""
-    from speech_gru.core.audio import SAMPLE_RATE, AudioError, load_audio, loudest_window
+    from speech_gru.core.audio import (
+        SAMPLE_RATE,
+        AudioError,
+        load_audio,
+        loudest_window,
+        write_wav,
+    )
     from speech_gru.train.corpus import audio_files
 
     count = 0
@@ -268,16 +274,10 @@ def cut_negatives(sources: Sequence[Path], target: Path, window_s: float) -> int
             except AudioError as err:
                 print(f"skipped: {err}", file=sys.stderr)
                 continue
-            _write_wav(dest, loudest_window(wave, window))
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            write_wav(dest, loudest_window(wave, window))
             count += 1
     return count
-
-
-def _write_wav(path: Path, wave) -> None:
-    import soundfile as sf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, wave, 16000, subtype="PCM_16")
 
 
 def assemble(plan: Plan, synth: Path, window_s: float) -> Path:
