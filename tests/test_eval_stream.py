@@ -15,9 +15,10 @@ from speech_gru.analysis.streaming.recordings import build_recording, folder_poo
 from speech_gru.analysis.streaming.report import plot_trace
 from speech_gru.analysis.streaming.scores import stream
 from speech_gru.analysis.streaming.truth import Truth
+from speech_gru.cli.commands.evaluate_stream import trained_split
 from speech_gru.core.audio import SAMPLE_RATE, write_wav
 from speech_gru.runtime.detector import DetectorConfig, Event, RecordingScorer
-from speech_gru.train.corpus import speaker_of, which_set
+from speech_gru.train.corpus import SplitRule, fold_of, speaker_of, which_set
 from tests.helpers import tone_burst
 
 KEYWORDS = ["yes", "no"]
@@ -150,6 +151,24 @@ def test_folder_pool_keeps_only_the_split(tiny_dataset: Path) -> None:
     assert 0 < len(items) < 24 * 4
     for item in items:
         assert which_set(speaker_of(item.source), 10, 10, "speech_gru") == "testing"
+
+
+def test_a_fold_models_recording_holds_only_its_folds_speakers(tiny_dataset: Path) -> None:
+    """A cross-validation fold's checkpoint is scored on the fold it never heard: the
+    split recorded in the checkpoint decides, not the plain 10/10 split."""
+    recorded = {"version": "folder", "split_salt": "cv", "folds": 3, "fold": 1}
+    rule = trained_split({"datamodule_hyper_parameters": recorded}, None)
+    assert (rule.folds, rule.fold, rule.split_salt) == (3, 1, "cv")
+    pool = folder_pool(tiny_dataset, KEYWORDS, split="testing", rule=rule)
+    items = [i for clips in pool.keywords.values() for i in clips] + pool.distractors
+    speakers = {speaker_of(item.source) for item in items}
+    assert speakers and all(fold_of(s, 3, "cv") == 1 for s in speakers)
+    everyone = {speaker_of(p) for p in tiny_dataset.rglob("*_nohash_*.wav")}
+    assert speakers == {s for s in everyone if fold_of(s, 3, "cv") == 1}
+    assert "fold 2 of 3" in pool.description
+    # An export records no split: the recipe's default, its salt replaced by --split-salt.
+    assert trained_split({}, None) == SplitRule()
+    assert trained_split({}, "x").split_salt == "x"
 
 
 def test_build_recording(tiny_dataset: Path) -> None:

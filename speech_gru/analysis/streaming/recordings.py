@@ -87,6 +87,7 @@ def folder_pool(
     noise_dir: str | Path | None = None,
     validation_percent: float = 10.0,
     testing_percent: float = 10.0,
+    rule: SplitRule | None = None,
 ) -> ClipPool:
     """Clips of one or more dataset-layout folders (one sub-folder per word or phrase).
 
@@ -97,7 +98,9 @@ def folder_pool(
     Only clips whose speaker falls in ``split`` are kept, with the recipe's folder-mode
     rule (``corpus.SplitRule``), so a model trained on that folder never heard these
     voices; a file without ``_nohash_`` in its name is its own speaker, and ``"all"``
-    keeps every clip.
+    keeps every clip. ``rule``, when given, is the split a model was trained with (a
+    cross-validation fold's included: its ``testing`` speakers are the fold's) and
+    replaces ``salt`` and the two percentages.
 
     Noise is ``noise_dir`` when given, else the first root's ``_background_noise_``
     recordings that has any, else the roots' ``_silence_`` clips of the same split (all of
@@ -116,7 +119,8 @@ def folder_pool(
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: dataset folder not found")
 
-    rule = SplitRule(validation_percent, testing_percent, salt)
+    if rule is None:
+        rule = SplitRule(validation_percent, testing_percent, salt)
 
     def keep(path: Path) -> bool:
         return split == "all" or rule(path) == split
@@ -162,7 +166,8 @@ def folder_pool(
     if not noise:
         noise_source = "synthetic pink noise"
     count = sum(len(v) for v in keywords_found.values())
-    who = "all speakers" if split == "all" else f"{split} speakers, salt {salt!r}"
+    fold = f", fold {rule.fold + 1} of {rule.folds}" if rule.folds else ""
+    who = "all speakers" if split == "all" else f"{split} speakers, salt {rule.split_salt!r}{fold}"
     description = (
         f"{where} ({who}): {count} keyword clips, "
         f"{len(distractors)} distractor clips; noise: {noise_source}"

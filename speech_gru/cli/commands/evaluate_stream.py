@@ -4,10 +4,12 @@ recording, built from clips or given with its truth (``speech_gru.analysis.strea
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -24,6 +26,9 @@ from speech_gru.cli.options import (
 )
 from speech_gru.core.audio import AudioError, printable
 from speech_gru.runtime.factory import FILE_BATCH_WINDOWS
+
+if TYPE_CHECKING:
+    from speech_gru.train.corpus import SplitRule
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -67,8 +72,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--split-salt",
-        default="speech_gru",
-        help="the recipe's data.split_salt (default speech_gru)",
+        default=None,
+        help="the recipe's data.split_salt (default: the one the checkpoint was trained "
+        "with, its cross-validation fold included; speech_gru for an export)",
     )
     p.add_argument(
         "--noise",
@@ -203,7 +209,8 @@ def run(args: argparse.Namespace) -> int:
             if args.espeak:
                 pool = espeak_pool(keywords, args.espeak_speakers, args.seed, None, args.noise)
             else:
-                pool = folder_pool(args.clips, keywords, args.split, args.split_salt, args.noise)
+                rule = trained_split(classifier.metadata, args.split_salt)
+                pool = folder_pool(args.clips, keywords, args.split, None, args.noise, rule=rule)
             others = []
             wave, found = build_recording(
                 pool,
@@ -299,3 +306,14 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"{option} {outputs[option]}: cannot write ({reason(err)})") from None
         print(f"wrote {printable(outputs[option])}", file=sys.stderr)
     return 0
+
+
+def trained_split(metadata: dict, salt: str | None) -> SplitRule:
+    """The speaker split a checkpoint was trained with (a fold's, for a cross-validation
+    run), so ``--split testing`` gives voices the model never heard; an export records
+    none and gets the recipe's default. ``salt`` (``--split-salt``) replaces the recorded one.
+    """
+    from speech_gru.train.corpus import SplitRule
+
+    rule = SplitRule.from_hparams(metadata.get("datamodule_hyper_parameters"))
+    return rule if salt is None else dataclasses.replace(rule, split_salt=salt)
