@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from speech_gru.train.crossval import fold_command, main, pooled
 from speech_gru.train.data import SpeechCommandsDataModule
@@ -94,3 +95,35 @@ def test_fold_in_an_argument_becomes_each_folds_number(tmp_path: Path) -> None:
         "--run_dir",
         str(tmp_path / "fold_2"),
     ]
+
+
+@pytest.mark.slow
+def test_the_final_model_trains_on_every_speaker(
+    commands_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """After cross-validation, ``validation_percent 0 testing_percent 0`` fits on every
+    clip: no validation loop, no test, and best.ckpt is the last epoch's weights."""
+    from speech_gru.train.training import main as train
+    from tests.helpers import train_args
+
+    run = tmp_path / "all"
+    everyone = ["--data.validation_percent", "0", "--data.testing_percent", "0"]
+    args = train_args(commands_dir, run, *everyone, "--trainer.max_epochs", "2")
+    train([*args, "--trainer.enable_progress_bar", "true"])  # the bar, as users run it
+    err = capsys.readouterr().err
+    assert "no validation speakers" in err and "no test speakers" in err
+    info = json.loads((run / "run_info.json").read_text())
+    assert set(info["clips"]["training"].values()) != {0}
+    assert sum(info["clips"]["validation"].values()) == sum(info["clips"]["testing"].values()) == 0
+    assert not (run / "results.json").exists()
+    best = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert best["epoch"] == last["epoch"] == 1
+    for name, tensor in last["state_dict"].items():
+        assert torch.equal(best["state_dict"][name], tensor), name
+
+    with pytest.raises(SystemExit) as stopped:  # early stopping needs validation speakers
+        train(
+            train_args(commands_dir, tmp_path / "es", *everyone, "--early_stopping_patience", "2")
+        )
+    assert "early_stopping_patience needs validation speakers" in str(stopped.value.code)

@@ -359,7 +359,10 @@ class SpeechCommandsDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if not self.datasets:
             self._build_datasets()
-        needed = {"fit": SPLITS[:2], "validate": SPLITS[1:2], "test": SPLITS[2:]}
+        # Folder mode with no speakers held out (validation_percent and testing_percent 0,
+        # no folds: the final model after cross-validation) fits on every clip.
+        fit = SPLITS[:2] if self.validates else SPLITS[:1]
+        needed = {"fit": fit, "validate": SPLITS[1:2], "test": SPLITS[2:]}
         for split in needed.get(stage or "", SPLITS):
             if not any(c.path is not None for c in self.datasets[split].clips):
                 raise DataError(
@@ -367,6 +370,20 @@ class SpeechCommandsDataModule(L.LightningDataModule):
                     "split (folder mode holds out speakers by the hash of their id; a folder "
                     "with few speakers may leave a split empty)"
                 )
+
+    @property
+    def validates(self) -> bool:
+        """Whether the data has a validation split: a folder with ``validation_percent`` 0
+        has none (every speaker trains, the last epoch is the model)."""
+        hp = self.hparams
+        return hp.version != "folder" or hp.validation_percent > 0
+
+    @property
+    def tests(self) -> bool:
+        """Whether the data has a test split (not when ``testing_percent`` is 0 without
+        folds)."""
+        hp = self.hparams
+        return hp.version != "folder" or bool(hp.folds) or hp.testing_percent > 0
 
     def check_folder(self) -> FolderSurvey:
         """The folder's survey, read once: stop on labels it cannot train (one line), warn

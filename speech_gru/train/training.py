@@ -228,8 +228,31 @@ class SpeechGruCLI(LightningCLI):
     def before_fit(self) -> None:
         self._hold_run_dir()
         self.datamodule.setup("fit")  # checks the data, counts clips: before any training
+        if not self.datamodule.validates:
+            self._fit_without_validation()
         if self.trainer.is_global_zero:
             write_run_info(Path(self.config["fit"].run_dir), self.trainer, self.datamodule)
+
+    def _fit_without_validation(self) -> None:
+        """No speaker held out for validation (``data.validation_percent 0``: the model
+        trained on every speaker once cross-validation has measured the recipe): no
+        validation loop, and ``best.ckpt`` is the last epoch's weights."""
+        if self.config["fit"].early_stopping_patience > 0:
+            raise SettingError(
+                "early_stopping_patience needs validation speakers; with "
+                "data.validation_percent 0 every epoch runs"
+            )
+        self.trainer.limit_val_batches = 0
+        self.trainer.num_sanity_val_steps = 0
+        callback = self.trainer.checkpoint_callback
+        if callback is not None and callback.monitor == "val/acc":
+            callback.monitor = None  # keep the latest epoch as best.ckpt
+        if self.trainer.is_global_zero:
+            print(
+                "no validation speakers (data.validation_percent 0): every epoch runs and "
+                "best.ckpt is the last one",
+                file=sys.stderr,
+            )
 
     def before_validate(self) -> None:
         self._hold_run_dir()
@@ -244,6 +267,11 @@ class SpeechGruCLI(LightningCLI):
         config = self.config["fit"]
         self._draw_curves(Path(config.run_dir))
         if not config.test_after_fit or self.trainer.fast_dev_run:
+            return
+        if not self.datamodule.tests:
+            if self.trainer.is_global_zero:
+                note = "no test speakers (data.testing_percent 0): no test after fit"
+                print(note, file=sys.stderr)
             return
         callback = self.trainer.checkpoint_callback
         best = callback.best_model_path if callback else ""
