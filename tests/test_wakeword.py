@@ -58,6 +58,23 @@ def test_too_few_speakers_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "--speakers 5: at least" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "problem"),
+    [("--takes", "0", "at least 1"), ("--minutes", "0", "greater than 0"),
+     ("--target-fa", "-1", "greater than 0"), ("--epochs", "two", "not an integer")],
+)  # fmt: skip
+def test_bad_numbers_are_refused_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture, flag: str, value: str, problem: str
+) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stopped:
+        main(["wakeword", "hey computer", "--out", str(out), flag, value])
+    assert stopped.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"argument {flag}: " in last and problem in last, last
+    assert not out.exists()
+
+
 def test_negatives_hold_the_phrase_parts_and_sound_alikes_but_never_the_phrase() -> None:
     plan = Plan(phrases=["hey computer"], labels=["hey_computer"], out=Path("unused"))
     words = negative_words(plan)

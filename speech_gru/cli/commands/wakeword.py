@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from speech_gru.cli.options import CliError
+from speech_gru.cli.options import CliError, positive_float, positive_int
 from speech_gru.cli.wakeword import Plan
 
 MIN_SPEAKERS = 30
@@ -28,15 +28,19 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write")
     p.add_argument(
         "--minutes",
-        type=float,
+        type=positive_float,
         default=Plan.minutes,
         help="time budget of the whole run; training gets what synthesis leaves",
     )
-    p.add_argument("--speakers", type=int, default=Plan.speakers, help="synthetic speakers")
-    p.add_argument("--takes", type=int, default=Plan.takes, help="takes of each phrase per speaker")
+    p.add_argument(
+        "--speakers", type=positive_int, default=Plan.speakers, help="synthetic speakers"
+    )
+    p.add_argument(
+        "--takes", type=positive_int, default=Plan.takes, help="takes of each phrase per speaker"
+    )
     p.add_argument(
         "--negatives-per-speaker",
-        type=int,
+        type=positive_int,
         default=Plan.negatives_per_speaker,
         metavar="N",
         help="other words and phrases each synthetic speaker says",
@@ -62,7 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--target-fa",
-        type=float,
+        type=positive_float,
         default=Plan.target_fa,
         metavar="PER_HOUR",
         help="false alarms per hour allowed on the keyword-free audio "
@@ -74,9 +78,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="MODEL",
         help="checkpoint (or bundled model) whose encoder training starts from",
     )
-    p.add_argument("--epochs", type=int, help="training epochs (default: as the budget allows)")
+    p.add_argument(
+        "--epochs", type=positive_int, help="training epochs (default: as the budget allows)"
+    )
     p.add_argument("--seed", type=int, default=Plan.seed)
-    p.add_argument("--jobs", type=int, help="clips synthesized at once (default: CPU cores)")
+    p.add_argument(
+        "--jobs", type=positive_int, help="clips synthesized at once (default: CPU cores)"
+    )
     p.set_defaults(func=run)  # fmt: skip
     return p
 
@@ -97,10 +105,6 @@ def run(args: argparse.Namespace) -> int:
             f"--speakers {args.speakers}: at least {MIN_SPEAKERS} (a tenth of them, by a hash "
             "of their names, validate and another tenth test)"
         )
-    if args.takes < 1 or args.negatives_per_speaker < 1:
-        raise CliError("--takes and --negatives-per-speaker must be at least 1")
-    if args.minutes <= 0 or (args.epochs is not None and args.epochs < 1):
-        raise CliError("--minutes and --epochs must be positive")
     plan = Plan(
         phrases=phrases,
         labels=labels,
