@@ -141,3 +141,64 @@ def test_spotter_load_without_a_path_is_the_bundled_model(
 def test_is_bundled_knows_the_package_folder(tmp_path: Path) -> None:
     assert is_bundled(MODEL)
     assert not is_bundled(tmp_path / f"{DEFAULT}.ckpt")
+
+
+def bundled_recipe():  # noqa: ANN201 - the recipe script as a module
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "recipes" / "speech_commands" / "bundled.py"
+    spec = importlib.util.spec_from_file_location("bundled_recipe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_recipes_cross_validated_figures_pool_every_fold() -> None:
+    """The card's figures: every held-out clip and keyword once (pooled counts, not a mean
+    of the folds' rates), false alarms over the recordings' hours together."""
+    recipe = bundled_recipe()
+
+    def clips(right: int, total: int, keyword_right: int, keywords: int) -> dict:
+        per_class = [{"label": "yes", "support": keywords}, {"label": "_unknown_",
+                     "support": total - keywords}]  # fmt: skip
+        return {"accuracy": right / total, "total": total, "keyword_accuracy":
+                keyword_right / keywords, "per_class": per_class}  # fmt: skip
+
+    def stream(hits: int, keywords: int, alarms: int, other: int, within: list) -> dict:
+        pairs = zip("15", within, strict=True)
+        points = {t: None if m is None else {"miss_rate": m} for t, m in pairs}
+        metrics = {
+            "keywords": keywords,
+            "hits": hits,
+            "false_alarms": alarms,
+            "distractor_alarms": other,
+            "duration_s": 1800.0,
+            "median_latency_s": 0.3,
+        }
+        return {"metrics": metrics, "comparison": {"mean-then-threshold":
+                {"operating_points": points}}}  # fmt: skip
+
+    folds = [
+        recipe.fold_figures([clips(90, 100, 40, 50)], stream(30, 100, 2, 1, [None, 0.5])),
+        recipe.fold_figures(
+            [clips(150, 200, 70, 100), clips(10, 10, 5, 5)], stream(90, 300, 4, 0, [0.8, 0.25])
+        ),
+    ]
+    assert folds[1]["clips"] == 210 and folds[1]["keyword_clips_right"] == 75
+    summary = recipe.pool_folds(folds)
+    assert summary["clip_accuracy"] == pytest.approx(250 / 310)
+    assert summary["keyword_clip_accuracy"] == pytest.approx(115 / 155)
+    assert summary["hit_rate"] == pytest.approx(120 / 400)  # not the mean of 0.3 and 0.3
+    assert summary["hours"] == pytest.approx(1.0)
+    assert summary["false_alarms_per_hour"] == pytest.approx(6.0)
+    assert summary["other_word_alarms_per_hour"] == pytest.approx(1.0)
+    assert summary["best_within_1"] == pytest.approx((0.0 + 0.2) / 2)  # none within: 0
+    assert summary["best_within_5"] == pytest.approx((0.5 + 0.75) / 2)
+    table = recipe.summary_table(summary).splitlines()
+    assert len(table) == 2 + 2 + 1 and table[-1].startswith("| all | 80.6% of 310 | 74.2% ")
+
+
+def test_the_recipe_refuses_one_fold(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        bundled_recipe().main(["--data", "x", "--folds", "1"])
+    assert "--folds must be 0 or at least 2" in capsys.readouterr().err
