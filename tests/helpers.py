@@ -183,6 +183,7 @@ def fake_sounddevice(blocks, overflow_at=(), rates=(48000,), max_channels=2):
 
     sd.query_devices = query_devices
     sd.opened = []
+    sd.calls = []  # stop/abort/close, in order
 
     def check_input_settings(device, channels, dtype, samplerate):
         if samplerate not in rates or channels > max_channels:
@@ -201,10 +202,13 @@ def fake_sounddevice(blocks, overflow_at=(), rates=(48000,), max_channels=2):
                 self.callback(block, len(block), None, status if i in overflow_at else None)
 
         def stop(self):
-            pass
+            sd.calls.append("stop")
+
+        def abort(self):
+            sd.calls.append("abort")
 
         def close(self):
-            pass
+            sd.calls.append("close")
 
     sd.check_input_settings = check_input_settings
     sd.InputStream = InputStream
@@ -221,6 +225,8 @@ class Pulse:
 
     def __init__(self, root: Path) -> None:
         self.socket = root / "native"
+        root.mkdir(parents=True, exist_ok=True)
+        self.log = root / "pulseaudio.log"
         self.env = {
             **os.environ,
             "PULSE_RUNTIME_PATH": str(root),
@@ -238,7 +244,7 @@ class Pulse:
             ],
             env=self.env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.log.open("wb"),  # a file: a pipe nobody reads would fill and stall it
         )  # fmt: skip
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

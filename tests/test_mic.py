@@ -86,6 +86,10 @@ def test_microphone_resamples_mixes_and_counts_overflows(monkeypatch) -> None:
     joined = np.concatenate(chunks)
     assert abs(peak_hz(joined[2000:], SAMPLE_RATE) - 440) <= 2.0
     assert list(mic) == []  # closed: iteration ends
+    # Closed at once (abort), not drained (stop): a drain can wait without end (Ctrl-C).
+    assert sd.calls == ["abort", "close"]
+    mic.close()  # a second close does nothing
+    assert sd.calls == ["abort", "close"]
 
 
 def test_microphone_native_16k_passthrough_and_device_errors(monkeypatch) -> None:

@@ -125,13 +125,27 @@ def start_listening(checkpoint: Path, pulse: Pulse) -> subprocess.Popen:
             sys.executable, "-m", "speech_gru.cli", "stream", "--checkpoint", str(checkpoint),
             "--device", "pulse", *STREAM_ARGS,
         ],
-        env=pulse.env,
+        env={**pulse.env, "PYTHONFAULTHANDLER": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )  # fmt: skip
     line = process.stderr.readline().decode()
     assert line.startswith("listening to microphone"), line + process.stderr.read().decode()
     return process
+
+
+def stop_listening(process: subprocess.Popen, pulse: Pulse) -> tuple[bytes, bytes]:
+    """Ctrl-C, and the output once the process ends. One that does not end within 30 s
+    fails the test with where each of its threads waits (faulthandler's dump on SIGABRT)
+    and the sound server's log."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        _, err = process.communicate(timeout=30)
+        log = pulse.log.read_text(errors="replace")[-4000:]
+        raise AssertionError(f"no end after Ctrl-C:\n{err.decode()[-8000:]}\n{log}") from None
 
 
 @pytest.mark.xfail(
@@ -147,8 +161,7 @@ def test_microphone_hears_keywords_in_order(
         time.sleep(3.0)  # PulseAudio's ALSA plugin starts delivering after about 2 s
         pulse.play(sequence_wav)
         time.sleep(2.0)
-        process.send_signal(signal.SIGINT)  # Ctrl-C
-        out, err = process.communicate(timeout=30)
+        out, err = stop_listening(process, pulse)
     finally:
         process.kill()
     assert process.returncode == 0, err.decode()

@@ -261,9 +261,13 @@ class Microphone:
         self._closed = True
         stream, self._stream = self._stream, None
         if stream is not None:
-            # A device that vanished can make stop/close fail; there is nothing left to do.
+            # Abort, not stop: PortAudio's stop waits for its audio thread to finish on its
+            # own (older ALSA builds drain the capture first), which through PulseAudio's
+            # ALSA plugin can wait without end, a Ctrl-C that never returns; abort cancels
+            # the thread and drops the unread audio, which nothing is kept for.
+            # A device that vanished can make abort/close fail; there is nothing left to do.
             with contextlib.suppress(Exception):
-                stream.stop()
+                stream.abort()
             with contextlib.suppress(Exception):
                 stream.close()
 
