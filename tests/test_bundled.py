@@ -202,3 +202,20 @@ def test_the_recipe_refuses_one_fold(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         bundled_recipe().main(["--data", "x", "--folds", "1"])
     assert "--folds must be 0 or at least 2" in capsys.readouterr().err
+
+
+def test_the_shipped_model_never_hears_the_example_speakers(tmp_path: Path) -> None:
+    recipe = bundled_recipe()
+    assert recipe.example_speakers() == {"2005ca25", "5170b77f"}  # docs/examples
+    data = tmp_path / "data"
+    names = ["yes/aaaa1111_nohash_0.wav", "yes/bbbb2222_nohash_0.wav", "no/aaaa1111_nohash_1.wav",
+             "_background_noise_/hum.wav"]  # fmt: skip
+    for name in names:
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        write_tone(data / name, 440.0)
+    final = recipe.leave_out_speakers(data, tmp_path / "final", {"aaaa1111"})
+    kept = sorted(p.relative_to(final).as_posix() for p in final.rglob("*.wav"))
+    assert kept == ["_background_noise_/hum.wav", "yes/bbbb2222_nohash_0.wav"]
+    kept_clip = final / "yes" / "bbbb2222_nohash_0.wav"
+    assert kept_clip.resolve() == (data / "yes" / "bbbb2222_nohash_0.wav").resolve()
+    assert recipe.leave_out_speakers(data, final, {"aaaa1111"}) == final  # again: unchanged
