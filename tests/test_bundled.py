@@ -219,3 +219,30 @@ def test_the_shipped_model_never_hears_the_example_speakers(tmp_path: Path) -> N
     kept_clip = final / "yes" / "bbbb2222_nohash_0.wav"
     assert kept_clip.resolve() == (data / "yes" / "bbbb2222_nohash_0.wav").resolve()
     assert recipe.leave_out_speakers(data, final, {"aaaa1111"}) == final  # again: unchanged
+
+
+def test_the_shipped_threshold_is_chosen_on_the_folds_unseen_voices() -> None:
+    """Pooled by threshold over the folds' recordings: the lowest threshold whose false
+    alarms over all their hours stay within the target, with its pooled hit rate."""
+    recipe = bundled_recipe()
+
+    def report(rows: list[tuple[float, int, int]], average: float = 0.8) -> dict:
+        det = [
+            {"threshold": t, "hits": h, "keywords": 100, "false_alarms": fa} for t, h, fa in rows
+        ]
+        detector = {"average_s": average, "hop_s": 0.1, "refractory_s": 1.5}
+        return {"duration_s": 1800.0, "detector": detector, "det": {recipe.DECISION: det}}
+
+    # Fold A alone would allow 0.6 (2 in half an hour), fold B alone 0.8; pooled over the
+    # hour, 0.6 gives 2 + 6 = 8 > 5 and 0.7 gives 1 + 4 = 5.
+    folds = [report([(0.6, 80, 2), (0.7, 70, 1), (0.8, 60, 0)]),
+             report([(0.6, 90, 6), (0.7, 85, 4), (0.8, 75, 2)])]  # fmt: skip
+    point = recipe.cross_validated_point(folds, 5.0)
+    assert point.threshold == 0.7 and point.average_s == 0.8 and point.refractory_s == 1.5
+    assert point.false_alarms == 5 and point.negative_s == 3600.0 and point.fa_per_hour == 5.0
+    assert point.hit_rate == pytest.approx(155 / 200)
+    assert "cross-validation" in point.source
+    with pytest.raises(ValueError, match="no threshold"):
+        recipe.cross_validated_point(folds, 1.0)
+    with pytest.raises(ValueError, match="differ"):
+        recipe.cross_validated_point([folds[0], report([(0.6, 1, 0)], average=0.5)], 5.0)
