@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     best = run_dir / "checkpoints" / "best.ckpt"
     if not best.is_file():
         run(sys.executable, str(RECIPE / "train.py"), "fit", *recipe, "--run_dir", str(run_dir))
-    calibrated = args.work / "calibrated.ckpt"
+    calibrated = run_dir / "calibrated.ckpt"  # beside the model it calibrates
     if not calibrated.is_file():
         run(
             "speech-gru", "calibrate", "--checkpoint", str(best), "--clips", str(data),
