@@ -148,11 +148,6 @@ def stop_listening(process: subprocess.Popen, pulse: Pulse) -> tuple[bytes, byte
         raise AssertionError(f"no end after Ctrl-C:\n{err.decode()[-8000:]}\n{log}") from None
 
 
-@pytest.mark.xfail(
-    reason="known bug, open: in a full-suite run (not alone, nor with the modules before "
-    "it) the stream process does not end after Ctrl-C on the virtual microphone",
-    strict=False,
-)
 def test_microphone_hears_keywords_in_order(
     checkpoint: Path, sequence_wav: Path, pulse: Pulse
 ) -> None:

@@ -150,12 +150,19 @@ def test_a_checkpoint_stores_its_window_and_loads_with_it(checkpoint: Path) -> N
     assert (classifier.window_s, classifier.window) == (WINDOW_S, WINDOW)
 
 
-def test_the_bundled_model_has_no_window_setting_and_reads_as_one_second() -> None:
-    path = bundled_model("keywords12").path
-    assert "window_s" not in read_checkpoint(path)["hyper_parameters"]
-    classifier = load_model(path)
-    assert (classifier.window_s, classifier.window) == (1.0, 16000)
-    assert detector_config(classifier).window == 16000
+def test_a_checkpoint_from_before_window_lengths_reads_as_one_second(tmp_path: Path) -> None:
+    """Checkpoints written before ``model.window_s`` existed have no such setting: one
+    second, as they were trained. The bundled model records its second."""
+    bundled = bundled_model("keywords12").path
+    checkpoint = read_checkpoint(bundled)
+    assert checkpoint["hyper_parameters"]["window_s"] == 1.0
+    del checkpoint["hyper_parameters"]["window_s"]
+    older = tmp_path / "older.ckpt"
+    torch.save(checkpoint, older)
+    for path in (bundled, older):
+        classifier = load_model(path)
+        assert (classifier.window_s, classifier.window) == (1.0, 16000)
+        assert detector_config(classifier).window == 16000
 
 
 # -- the detector --------------------------------------------------------------------------
