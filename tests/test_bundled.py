@@ -120,6 +120,20 @@ def test_every_command_that_takes_a_model_uses_the_bundled_one(
     assert not list(MODELS.glob("*.bak")) and not list(MODELS.glob("evaluation*"))
 
 
+def test_held_out_splits_of_a_model_that_heard_every_speaker_are_refused(
+    unseen_dir: Path, tmp_path: Path
+) -> None:
+    """The bundled model trained on every speaker of its data: asked for its test
+    speakers, evaluate and evaluate-stream say so in one line and how to score a folder."""
+    for args in (["evaluate", str(unseen_dir), "--split", "testing"],
+                 ["evaluate-stream", "--clips", str(unseen_dir), "--minutes", "0.5"]):  # fmt: skip
+        result = run_cli(*args, cwd=tmp_path)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode == 2, (args, result.stderr)
+        assert len(errors) == 1 and "no testing speakers" in errors[0], result.stderr
+        assert "--split all" in errors[0] and "Traceback" not in result.stderr
+
+
 def test_calibrate_never_changes_the_bundled_model_in_place(tmp_path: Path) -> None:
     before = MODEL.read_bytes()
     result = run_cli("calibrate", "--negatives", str(tmp_path), "--target-fa", "1")

@@ -324,3 +324,15 @@ class DefaultsFormatter(argparse.HelpFormatter):
 
 SPLITS = ("training", "validation", "testing", "all")
 """The dataset splits ``--split`` of ``calibrate`` and ``evaluate`` chooses from."""
+
+
+def check_held_out(model: str, hparams: dict | None, split: str) -> None:
+    """Refuse, in one line, a ``--split`` that the model's recorded speaker split leaves
+    empty (a model trained on every speaker has no test or validation speakers)."""
+    from speech_gru.train.corpus import SplitRule
+
+    if split != "all" and SplitRule.from_hparams(hparams).holds_none(split):
+        raise CliError(
+            f"{model}: trained on every speaker of its data (no {split} speakers); "
+            "--split all scores every clip, of a folder it never heard"
+        )

@@ -119,6 +119,13 @@ class SplitRule:
         hp = dict(hparams or {})
         return cls(**{f.name: hp[f.name] for f in fields(cls) if hp.get(f.name) is not None})
 
+    def holds_none(self, split: str) -> bool:
+        """Whether ``split`` is empty by this rule: a model trained on every speaker
+        (``validation_percent`` and ``testing_percent`` 0, no folds) has no held-out ones."""
+        if split == "testing":
+            return not self.folds and self.testing_percent == 0
+        return split == "validation" and self.validation_percent == 0
+
     def split_of_speaker(self, speaker: str) -> str:
         if self.folds:
             if fold_of(speaker, self.folds, self.split_salt) == self.fold:

@@ -12,6 +12,7 @@ from speech_gru.cli.options import (
     CliError,
     add_model_argument,
     check_folder,
+    check_held_out,
     fail,
     load_model,
     positive_int,
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
                 f"its data split; --split {args.split} needs the training checkpoint (.ckpt)"
             )
         datamodule = classifier.metadata["datamodule_hyper_parameters"] or None
+        check_held_out(printable(str(classifier.source)), datamodule, args.split)
     try:
         report = evaluate_folder(
             classifier, root, args.batch_size, sys.stderr.isatty(), args.split, datamodule

@@ -17,6 +17,7 @@ from speech_gru.cli.options import (
     CliError,
     add_detector_arguments,
     add_model_argument,
+    check_held_out,
     check_output,
     load_runtime,
     non_negative_float,
@@ -209,6 +210,8 @@ def run(args: argparse.Namespace) -> int:
             if args.espeak:
                 pool = espeak_pool(keywords, args.espeak_speakers, args.seed, None, args.noise)
             else:
+                hparams = classifier.metadata.get("datamodule_hyper_parameters")
+                check_held_out(printable(str(classifier.source)), hparams, args.split)
                 rule = trained_split(classifier.metadata, args.split_salt)
                 pool = folder_pool(args.clips, keywords, args.split, None, args.noise, rule=rule)
             others = []
