@@ -107,7 +107,7 @@ def test_every_command_that_takes_a_model_uses_the_bundled_one(
         ["explain", str(clip), "--out", str(out / "explain.png")],
         ["evaluate", str(unseen_dir)],
         ["evaluate-stream", "--clips", str(unseen_dir), "--split", "all", "--minutes", "0.5"],
-        ["noise-robustness", "--data", str(unseen_dir), "--split", "training", "--snr", "10"],
+        ["noise-robustness", "--data", str(unseen_dir), "--split", "all", "--snr", "10"],
         ["calibrate", "--negatives", str(noise), "--target-fa", "10",
          "--out", str(out / "calibrated.ckpt")],
     ]  # fmt: skip
@@ -126,7 +126,8 @@ def test_held_out_splits_of_a_model_that_heard_every_speaker_are_refused(
     """The bundled model trained on every speaker of its data: asked for its test
     speakers, evaluate and evaluate-stream say so in one line and how to score a folder."""
     for args in (["evaluate", str(unseen_dir), "--split", "testing"],
-                 ["evaluate-stream", "--clips", str(unseen_dir), "--minutes", "0.5"]):  # fmt: skip
+                 ["evaluate-stream", "--clips", str(unseen_dir), "--minutes", "0.5"],
+                 ["noise-robustness", "--data", str(unseen_dir), "--snr", "10"]):  # fmt: skip
         result = run_cli(*args, cwd=tmp_path)
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert result.returncode == 2, (args, result.stderr)

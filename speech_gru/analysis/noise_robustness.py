@@ -32,7 +32,7 @@ class NoiseRobustness:
 
     Attributes:
         root: the dataset folder.
-        split: the speakers scored.
+        split: the speakers scored (``"all"``: every clip).
         clips: clips scored (``_silence_`` left out).
         keywords: how many of them are keywords.
         noise_source: where the background noise came from.
@@ -101,7 +101,7 @@ def noise_robustness(
             split (``corpus.split_rule``).
         root: a dataset-layout folder with background noise (``_background_noise_``, else
             the split's ``_silence_`` clips).
-        split: the speakers scored.
+        split: the speakers scored (``"all"``: every clip).
         snrs: speech-to-noise ratios, dB.
         seed: the noise pieces.
 
@@ -121,12 +121,13 @@ def noise_robustness(
     hparams = classifier.metadata.get("datamodule_hyper_parameters")  # checkpoints only
     root = Path(root)
     split_of = split_rule(root, hparams)
-    items = [
-        (path, label)
-        for path, label in scan_folder(root, labels)
-        if label != "_silence_" and split_of(path) == split
-    ]
-    silence = [p for p in audio_files(root / "_silence_") if split_of(p) == split]
+
+    def kept(path: Path) -> bool:
+        return split == "all" or split_of(path) == split
+
+    words = scan_folder(root, labels)
+    items = [(path, label) for path, label in words if label != "_silence_" and kept(path)]
+    silence = [p for p in audio_files(root / "_silence_") if kept(p)]
     noise, source = background_noise(root, silence=silence, synthetic=False)
     if not items or not noise:
         raise NoiseRobustnessError(f"{root}: no {split} clips or no background noise")

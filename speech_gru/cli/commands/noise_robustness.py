@@ -9,6 +9,7 @@ import json
 from speech_gru.cli.options import (
     CliError,
     add_model_argument,
+    check_held_out,
     check_output,
     load_model,
     positive_int,
@@ -30,9 +31,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset-layout folder")
     p.add_argument(
         "--split",
-        choices=("training", "validation", "testing"),
+        choices=("training", "validation", "testing", "all"),
         default="testing",
-        help="speakers scored (default testing)",
+        help="speakers scored, split as the checkpoint was trained (default testing; all: "
+        "every clip)",
     )
     p.add_argument(
         "--snr",
@@ -57,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     out = check_output(args.json, "--json", inputs) if args.json else None
     torch.set_num_threads(args.threads)
     classifier = load_model(args)
+    hparams = classifier.metadata.get("datamodule_hyper_parameters")
+    check_held_out(printable(str(classifier.source)), hparams, args.split)
     try:
         result = noise_robustness(classifier, args.data, args.split, args.snr, args.seed)
     except (NoiseRobustnessError, AudioError) as err:
