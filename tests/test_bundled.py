@@ -127,11 +127,13 @@ def test_held_out_splits_of_a_model_that_heard_every_speaker_are_refused(
     speakers, evaluate and evaluate-stream say so in one line and how to score a folder."""
     for args in (["evaluate", str(unseen_dir), "--split", "testing"],
                  ["evaluate-stream", "--clips", str(unseen_dir), "--minutes", "0.5"],
-                 ["noise-robustness", "--data", str(unseen_dir), "--snr", "10"]):  # fmt: skip
+                 ["noise-robustness", "--data", str(unseen_dir), "--snr", "10"],
+                 ["calibrate", "--clips", str(unseen_dir), "--split", "validation",
+                  "--target-fa", "10", "--out", str(tmp_path / "c.ckpt")]):  # fmt: skip
         result = run_cli(*args, cwd=tmp_path)
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert result.returncode == 2, (args, result.stderr)
-        assert len(errors) == 1 and "no testing speakers" in errors[0], result.stderr
+        assert len(errors) == 1 and "speakers)" in errors[0], result.stderr
         assert "--split all" in errors[0] and "Traceback" not in result.stderr
 
 

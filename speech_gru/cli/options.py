@@ -334,5 +334,5 @@ def check_held_out(model: str, hparams: dict | None, split: str) -> None:
     if split != "all" and SplitRule.from_hparams(hparams).holds_none(split):
         raise CliError(
             f"{model}: trained on every speaker of its data (no {split} speakers); "
-            "--split all scores every clip, of a folder it never heard"
+            "--split all uses every clip (of a folder it never heard)"
         )

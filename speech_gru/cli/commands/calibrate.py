@@ -15,6 +15,7 @@ from speech_gru.cli.options import (
     CliError,
     add_detector_arguments,
     add_model_argument,
+    check_held_out,
     check_output,
     detector_config,
     non_negative_float,
@@ -156,6 +157,9 @@ def run(args: argparse.Namespace) -> int:
     # Not from the model's operating point: calibration chooses a new one (and ``record``
     # scores in batches of its own).
     config = detector_config(args, LIVE_BATCH_WINDOWS, classifier, calibrated=False)
+    if args.clips:
+        hparams = checkpoint.get("datamodule_hyper_parameters")
+        check_held_out(printable(str(source_path)), hparams, args.split)
     try:
         if args.clips:
             audio = from_dataset(
