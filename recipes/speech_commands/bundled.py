@@ -208,14 +208,10 @@ def example_speakers() -> set[str]:
 
 def leave_out_speakers(data: Path, target: Path, speakers: set[str]) -> Path:
     """``target``: links to every clip of ``data`` but those of ``speakers``."""
+    from speech_gru.cli.wakeword import link_clips
     from speech_gru.train.corpus import speaker_of
 
-    for clip in sorted(data.glob("*/*.wav")):
-        dest = target / clip.parent.name / clip.name
-        if speaker_of(clip) in speakers or dest.is_symlink():
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.symlink_to(clip.resolve())
+    link_clips(data, target, keep=lambda clip: speaker_of(clip) not in speakers)
     return target
 
 

@@ -329,9 +329,9 @@ SPLITS = ("training", "validation", "testing", "all")
 def check_held_out(model: str, hparams: dict | None, split: str) -> None:
     """Refuse, in one line, a ``--split`` that the model's recorded speaker split leaves
     empty (a model trained on every speaker has no test or validation speakers)."""
-    from speech_gru.train.corpus import SplitRule
+    from speech_gru.train.corpus import split_is_empty
 
-    if split != "all" and SplitRule.from_hparams(hparams).holds_none(split):
+    if split != "all" and split_is_empty(hparams, split):
         raise CliError(
             f"{model}: trained on every speaker of its data (no {split} speakers); "
             "--split all uses every clip (of a folder it never heard)"

@@ -35,7 +35,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,13 +208,15 @@ def phrase_window(plan: Plan, synth: Path) -> float:
     return window_for(durations)
 
 
-def link_clips(source: Path, target: Path, prefix: str = "") -> int:
-    """Link every clip of ``source/LABEL/*.wav`` into ``target/LABEL/`` (names prefixed,
-    so two sources cannot collide); the number linked."""
+def link_clips(
+    source: Path, target: Path, prefix: str = "", keep: Callable[[Path], bool] | None = None
+) -> int:
+    """Link every clip of ``source/LABEL/*.wav`` (those ``keep`` accepts, when given) into
+    ``target/LABEL/`` (names prefixed, so two sources cannot collide); the number linked."""
     count = 0
     for clip in sorted(source.glob("*/*.wav")):
         dest = target / clip.parent.name / f"{prefix}{clip.name}"
-        if dest.exists() or dest.is_symlink():
+        if (keep is not None and not keep(clip)) or dest.exists() or dest.is_symlink():
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.symlink_to(clip.resolve())

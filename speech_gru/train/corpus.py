@@ -142,6 +142,14 @@ def read_list(path: Path) -> set[str]:
     return {line.strip() for line in Path(path).read_text().splitlines() if line.strip()}
 
 
+def split_is_empty(hparams: Mapping | None, split: str) -> bool:
+    """Whether a run with these data settings (a data module's, or a checkpoint's
+    ``datamodule_hyper_parameters``) has no speakers in ``split``: folder mode only, with
+    its share 0 (``SplitRule.holds_none``): a model trained on every speaker."""
+    hp = dict(hparams or {})
+    return hp.get("version") == "folder" and SplitRule.from_hparams(hp).holds_none(split)
+
+
 def split_rule(root: str | Path, hparams: Mapping | None = None) -> Callable[[Path], str]:
     """The split of each file of a dataset folder, as the model recorded in ``hparams``
     (a checkpoint's ``datamodule_hyper_parameters``) was trained with.

@@ -63,6 +63,7 @@ from speech_gru.train.corpus import (
     read_list,
     scan_folder,
     speaker_of,
+    split_is_empty,
 )
 from speech_gru.train.loaders import LoaderProgress, ResumableLoader, ShardedSampler
 from speech_gru.train.pack import open_pack, pack_dir_for, write_pack
@@ -375,15 +376,13 @@ class SpeechCommandsDataModule(L.LightningDataModule):
     def validates(self) -> bool:
         """Whether the data has a validation split: a folder with ``validation_percent`` 0
         has none (every speaker trains, the last epoch is the model)."""
-        hp = self.hparams
-        return hp.version != "folder" or hp.validation_percent > 0
+        return not split_is_empty(self.hparams, "validation")
 
     @property
     def tests(self) -> bool:
         """Whether the data has a test split (not when ``testing_percent`` is 0 without
         folds)."""
-        hp = self.hparams
-        return hp.version != "folder" or bool(hp.folds) or hp.testing_percent > 0
+        return not split_is_empty(self.hparams, "testing")
 
     def check_folder(self) -> FolderSurvey:
         """The folder's survey, read once: stop on labels it cannot train (one line), warn
