@@ -19,6 +19,7 @@ from speech_gru.runtime.checkpoint import (
     read_checkpoint,
     record_test_metrics,
     save_operating_point,
+    slim_checkpoint,
     write_checkpoint,
 )
 from speech_gru.runtime.classifier import load_classifier
@@ -109,3 +110,25 @@ def test_test_metrics_and_the_operating_point_are_written_into_the_file(
         read_checkpoint(path)["state_dict"].keys()
         == read_checkpoint(checkpoint)["state_dict"].keys()
     )
+
+
+def test_a_half_precision_slim_model_is_half_the_weights_and_hears_the_same(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    full = slim_checkpoint(checkpoint, tmp_path / "full.ckpt")
+    half = slim_checkpoint(checkpoint, tmp_path / "half.ckpt", half=True)
+    stored = read_checkpoint(half)["state_dict"]
+    matrices = {key for key, value in stored.items() if value.dim() >= 2}
+    assert matrices and all(stored[key].dtype == torch.float16 for key in matrices)
+    others = [v for k, v in stored.items() if k not in matrices and v.is_floating_point()]
+    assert others and all(value.dtype == torch.float32 for value in others)  # stats, biases
+    assert not {"optimizer_states", "loops"} & read_checkpoint(half).keys()
+    matrix_bytes = sum(stored[key].numel() * 2 for key in matrices)
+    assert full.stat().st_size - half.stat().st_size >= 0.9 * matrix_bytes
+    wave = torch.randn(3, 16000) * 0.1
+    loaded = [load_checkpoint_model(path)[0] for path in (full, half)]
+    assert all(p.dtype == torch.float32 for model in loaded for p in model.parameters())
+    with torch.no_grad():
+        expected, got = (model(wave).softmax(-1) for model in loaded)
+    assert torch.allclose(expected, got, atol=5e-3)
+    assert torch.equal(expected.argmax(-1), got.argmax(-1))

@@ -160,6 +160,12 @@ def test_real_negatives_are_cut_to_one_window_each(tmp_path: Path) -> None:
     assert len(pieces) == 2
     assert all(sf.info(p).frames == 24000 and sf.info(p).channels == 1 for p in pieces)
     assert cut_negatives([speech], data, window_s=1.5) == 0  # there already
+    # the names (each a speaker, so folds and splits) do not depend on where the folder is
+    elsewhere = tmp_path / "moved" / "speech"
+    shutil.copytree(speech, elsewhere)
+    again = tmp_path / "again"
+    assert cut_negatives([elsewhere], again, window_s=1.5) == 2
+    assert [p.name for p in sorted((again / "_unknown_").glob("*.wav"))] == [p.name for p in pieces]
     shutil.rmtree(data)
 
 

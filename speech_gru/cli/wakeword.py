@@ -251,8 +251,9 @@ def link_own_takes(folder: Path, labels: Sequence[str], data: Path) -> int:
 
 def cut_negatives(sources: Sequence[Path], target: Path, window_s: float) -> int:
     """One window (the loudest) of each audio file under ``sources`` into
-    ``target/_unknown_``; each file its own speaker. Files that are not audio are named
-    on stderr and skipped."""
+    ``target/_unknown_``; each file its own speaker, named by a hash of the source folder's
+    name and the file's path inside it (the same on every machine, so speaker splits and
+    folds are too). Files that are not audio are named on stderr and skipped."""
     from speech_gru.core.audio import (
         SAMPLE_RATE,
         AudioError,
@@ -267,7 +268,8 @@ def cut_negatives(sources: Sequence[Path], target: Path, window_s: float) -> int
     for source in sources:
         files = [source] if source.is_file() else audio_files(source)
         for path in files:
-            key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
+            where = path.name if source.is_file() else path.relative_to(source).as_posix()
+            key = hashlib.sha1(f"{source.name}/{where}".encode()).hexdigest()[:10]
             dest = target / "_unknown_" / f"real{key}_nohash_0.wav"
             if dest.exists():
                 continue
