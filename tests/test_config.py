@@ -145,9 +145,17 @@ def test_configs_parse_in_the_nested_form(name: str, capsys: pytest.CaptureFixtu
     printed = print_config(capsys, *args, "--data.root", "x")["model"]
     ArchitectureConfig(**printed["architecture"])
     FeatureConfig(**printed["features"])
-    if name in ("small.yaml", "bundled.yaml"):  # the deployment size
+    if name == "small.yaml":  # the deployment size
         assert printed["architecture"]["hidden_size"] == 128 and printed["features"]["n_fft"] == 480
         assert printed["features"]["hop_length"] == 320  # from folder.yaml
+    if name == "bundled.yaml":  # makes the model that ships: the same architecture
+        from speech_gru.runtime.bundled import bundled_model
+        from speech_gru.runtime.checkpoint import read_checkpoint, stored_hyper_parameters
+
+        path = bundled_model().path
+        shipped = stored_hyper_parameters(path, read_checkpoint(path))
+        assert printed["architecture"] == shipped["architecture"]
+        assert printed["features"] == shipped["features"]
 
 
 def refusal(capsys: pytest.CaptureFixture, *args: str) -> str:
