@@ -221,6 +221,29 @@ def test_the_recipe_refuses_one_fold(capsys: pytest.CaptureFixture) -> None:
     assert "--folds must be 0 or at least 2" in capsys.readouterr().err
 
 
+def test_the_recipe_synthesizes_with_the_shipped_models_engines_whatever_is_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recipe = bundled_recipe()
+    commands: list[tuple[str, ...]] = []
+
+    class StopError(Exception):
+        pass
+
+    def first_step(*command: str) -> None:
+        commands.append(command)
+        raise StopError
+
+    monkeypatch.setattr(recipe, "run", first_step)
+    for extra in ([], ["--engines", "espeak-ng", "kokoro"]):
+        with pytest.raises(StopError):
+            recipe.main(["--data", str(tmp_path / "dev"), "--work", str(tmp_path / "w"), *extra])
+    engines = [command[command.index("--engines") + 1 :] for command in commands]
+    assert engines[0][: len(recipe.RULE_BASED)] == recipe.RULE_BASED
+    assert "kokoro" not in engines[0] and engines[1][:2] == ("espeak-ng", "kokoro")
+    assert all(command[:2] == ("speech-gru", "synth") for command in commands)
+
+
 def test_the_shipped_model_never_hears_the_example_speakers(tmp_path: Path) -> None:
     recipe = bundled_recipe()
     assert recipe.example_speakers() == {"2005ca25", "5170b77f"}  # docs/examples

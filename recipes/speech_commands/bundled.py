@@ -5,9 +5,10 @@ an interrupted build resumes where it stopped::
 
     python recipes/speech_commands/bundled.py --data data/test_v0.02 --work runs/bundled
 
-1. ``speech-gru synth``: synthetic speakers say the ten keywords, and other words as
-   ``_unknown_``: common words and words that sound like a keyword (yeah, note, cup,
-   town, loft, ride, cough, shop, ...; homophones such as "know" are left out by synth).
+1. ``speech-gru synth`` (``--engines``, default the rule-based three): synthetic speakers
+   say the ten keywords, and other words as ``_unknown_``: common words and words that
+   sound like a keyword (yeah, note, cup, town, loft, ride, cough, shop, ...; homophones
+   such as "know" are left out by synth).
 2. Assemble ``WORK/data``: links to every clip of ``--data`` (any folder in the Speech
    Commands layout; file names keep their speakers) and of the synthetic folder, and
    one-second pieces (the loudest of each file) of ``--other`` folders of real speech
@@ -63,6 +64,9 @@ SOUNDS_LIKE = (
     "stopper", "goat", "gone", "dough", "bay", "oh", "low", "hey",
 )  # fmt: skip
 """Words that sound like a keyword: the _unknown_ evidence a detector needs most."""
+RULE_BASED = ("espeak-ng", "flite", "festival")
+"""The synthesizers of the shipped model's synthetic voices (named, so that installing the
+neural ``kokoro`` engine does not change what the recipe makes)."""
 
 
 def run(*command: str) -> None:
@@ -89,6 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=5.0,
         help="false alarms/h of the shipped point on the folds' recordings of voices never "
         "heard (default 5)",
+    )
+    parser.add_argument(
+        "--engines",
+        nargs="+",
+        default=list(RULE_BASED),
+        help="speech-gru synth's engines (default: the rule-based three the shipped model "
+        "heard; kokoro, the neural voices, needs the [voices] extra)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -120,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run(
             "speech-gru", "synth", *KEYWORDS, "--out", str(synth),
             "--speakers", str(args.speakers), "--unknown", *unknown,
-            "--unknown-per-speaker", "8", "--seed", str(args.seed),
+            "--unknown-per-speaker", "8", "--seed", str(args.seed), "--engines", *args.engines,
             *(["--noise", noise[0]] if noise else []),
         )  # fmt: skip
 
