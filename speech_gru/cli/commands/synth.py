@@ -85,8 +85,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--engines",
         nargs="+",
         choices=list(synth.ENGINES),
-        help="engines to use (default: every one installed; kokoro, the neural voices, "
-        "comes with the [voices] extra)",
+        help="engines to use (default: every one installed but kokoro, the neural voices "
+        "of the [voices] extra, used only when named)",
     )
     p.add_argument(
         "--seed",
@@ -146,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
         f"{summary.failed} failed ({summary.seconds:.1f} s)"
     )
     print(f"engines: {engines}; noise: {printable(summary.noise_source)}")
-    if args.engines is None and "kokoro" not in summary.voices:
+    if args.engines is None:
         kokoro = ENGINES["kokoro"]
-        print(f"more varied voices: the neural kokoro engine ({kokoro.install_command()})")
+        extra = "" if kokoro.path() else f"; {kokoro.install_command()}"
+        print(f"neural voices too: --engines {' '.join(summary.voices)} kokoro{extra}")
     return 1 if summary.failed else 0

@@ -15,6 +15,8 @@ MIN_SPEAKERS = 30
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from speech_gru.train.synth_voices import ENGINES
+
     p = sub.add_parser(
         "wakeword",
         help="make a detector for your own wake phrase from its spelling",
@@ -85,6 +87,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--jobs", type=positive_int, help="clips synthesized at once (default: CPU cores)"
     )
+    p.add_argument(
+        "--engines",
+        nargs="+",
+        choices=list(ENGINES),
+        help="speech synthesizers (default: synth's; add kokoro for neural voices)",
+    )
     p.set_defaults(func=run)  # fmt: skip
     return p
 
@@ -121,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         seed=args.seed,
         jobs=args.jobs or default_jobs(),
+        engines=args.engines,
         command=shlex.join(["speech-gru", *sys.argv[1:]]) if sys.argv[1:2] == ["wakeword"] else "",
     )
     make(plan)
