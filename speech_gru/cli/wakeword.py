@@ -269,9 +269,10 @@ def cut_negatives(sources: Sequence[Path], target: Path, window_s: float) -> int
     count = 0
     window = round(window_s * SAMPLE_RATE)
     for source in sources:
-        files = [source] if source.is_file() else audio_files(source)
+        single = source.is_file()
+        files = [source] if single else audio_files(source)
         for path in files:
-            where = path.name if source.is_file() else path.relative_to(source).as_posix()
+            where = path.name if single else path.relative_to(source).as_posix()
             key = hashlib.sha1(f"{source.name}/{where}".encode()).hexdigest()[:10]
             dest = target / "_unknown_" / f"real{key}_nohash_0.wav"
             if dest.exists():
