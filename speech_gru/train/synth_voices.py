@@ -384,6 +384,7 @@ class Kokoro(Engine):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._model: tuple | None = None  # (session, vocab, style vectors)
+        self._voices: tuple[str, ...] | None = None  # probed once, as the other engines'
 
     def path(self) -> str | None:
         try:
@@ -425,12 +426,15 @@ class Kokoro(Engine):
 
     def voices(self) -> tuple[str, ...]:
         # One probe for the model: every voice is a style vector of the same model.
-        try:
-            candidates = self.candidates()
-        except (RuntimeError, OSError, ValueError) as err:
-            log.warning("kokoro does not load here (%s); skipping it", " ".join(str(err).split()))
-            return ()
-        return candidates if self._probe(candidates[0]) else ()
+        if self._voices is None:
+            try:
+                candidates = self.candidates()
+            except (RuntimeError, OSError, ValueError) as err:
+                reason = " ".join(str(err).split())
+                log.warning("kokoro does not load here (%s); skipping it", reason)
+                candidates = ()
+            self._voices = candidates if candidates and self._probe(candidates[0]) else ()
+        return self._voices
 
     def style(self, voice: str) -> np.ndarray:
         """The (510, 256) style rows of ``voice`` (a stock name or ``"a+b@w"``)."""
