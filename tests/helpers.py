@@ -283,6 +283,19 @@ def start_pulse(root: Path) -> Pulse:
     return Pulse(root)
 
 
+def print_config(capsys: pytest.CaptureFixture, *args: str) -> dict:
+    """The config the recipe's ``fit`` would run with (``--print_config``)."""
+    import yaml
+
+    from speech_gru.train.training import main as train_main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["fit", *args, "--print_config"])
+    assert exit_info.value.code in (0, None)
+    return yaml.safe_load(capsys.readouterr().out)
+
+
 # -- data folders ----------------------------------------------------------------------------
 
 
@@ -340,13 +353,16 @@ STREAM_FEATURES = FeatureConfig(n_fft=640, hop_length=320)
 """conf/stream_gru.yaml's framing: 40 ms windows every 20 ms."""
 
 
-def tiny_checkpoint(path: Path, cell: str = "gru", forward: bool = False) -> Path:
+def tiny_checkpoint(
+    path: Path, cell: str = "gru", forward: bool = False, conv_stem: int = 0
+) -> Path:
     """A checkpoint as the recipe writes one (labels TINY_LABELS), after one training step
-    on random clips; ``forward``: a streaming model framed as conf/stream_gru.yaml."""
+    on random clips; ``forward``: a streaming model framed as conf/stream_gru.yaml;
+    ``conv_stem``: that many channels of convolutional stem."""
     torch.manual_seed(0)
     kind = {"direction": "forward", "feature_norm": "global"} if forward else {}
     architecture = ArchitectureConfig(
-        cell=cell, hidden_size=16, num_layers=2, attention_dim=8, **kind
+        cell=cell, hidden_size=16, num_layers=2, attention_dim=8, conv_stem=conv_stem, **kind
     )
     module = KeywordSpotter(
         labels=TINY_LABELS,

@@ -105,6 +105,24 @@ def test_explain_matches_the_model(checkpoint: Path, clips: dict[str, Path]) -> 
     assert explanation.features.shape == (98, 40)
 
 
+def test_a_model_with_a_conv_stem_explains_the_gates_its_gru_ran(
+    folder: Path, clips: dict[str, Path]
+) -> None:
+    """The explicit GRU reads the stem's channels, as the model's encoder does (explain
+    checks the two agree, and says so when they do not)."""
+    from speech_gru.core.audio import load_audio
+    from speech_gru.runtime.checkpoint import load_checkpoint_model
+
+    stem = tiny_checkpoint(folder / "stem.ckpt", conv_stem=8)
+    model, _, _ = load_checkpoint_model(stem)
+    with torch.no_grad():
+        wave = torch.from_numpy(load_audio(clips["tone"]))[None]
+        probabilities = model(wave).softmax(-1)[0].numpy()
+    explanation = explain_file(stem, clips["tone"])
+    np.testing.assert_allclose(explanation.probabilities, probabilities, atol=1e-6)
+    assert len(explanation.gates) == 4  # 2 layers x 2 directions
+
+
 def test_long_clips_explain_their_loudest_second(
     checkpoint: Path, clips: dict[str, Path], folder: Path, capsys: pytest.CaptureFixture
 ) -> None:

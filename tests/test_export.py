@@ -13,7 +13,7 @@ import torch
 
 from speech_gru.cli.main import main
 from speech_gru.runtime.classifier import load_classifier
-from tests.helpers import LABELS
+from tests.helpers import LABELS, tiny_checkpoint
 
 CASES = [("torchscript", "none", ".pt"), ("onnx", "none", ".onnx"),
          ("torchscript", "int8", ".pt"), ("onnx", "int8", ".onnx")]  # fmt: skip
@@ -47,6 +47,20 @@ def test_float_exports_match_the_checkpoint(exports, checkpoint: Path, fmt: str)
     for samples in (16000, 24000):  # any length, not only the training window
         x = waves(samples=samples)
         np.testing.assert_allclose(exported.predict(x), original.predict(x), atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_a_model_with_a_conv_stem_exports_whole(fmt: str, tmp_path: Path) -> None:
+    checkpoint = tiny_checkpoint(tmp_path / "stem.ckpt", conv_stem=8)
+    path = tmp_path / f"stem.{'onnx' if fmt == 'onnx' else 'pt'}"
+    args = ["export", "--checkpoint", str(checkpoint), "--format", fmt, "--out", str(path)]
+    assert main(args) == 0
+    exported = load_classifier(path, trust_torchscript=True)
+    x = waves()
+    np.testing.assert_allclose(
+        exported.predict(x), load_classifier(checkpoint).predict(x), atol=1e-4
+    )
 
 
 @pytest.mark.slow

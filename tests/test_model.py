@@ -83,6 +83,36 @@ def test_batched_padded_equals_alone(cell: str, norm: str) -> None:
     assert (feats[~valid] == 0).all()  # padded frames carry no features
 
 
+def test_a_conv_stem_feeds_the_gru_its_channels_and_ignores_padding() -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(num_classes=5, hidden_size=16, attention_dim=8, conv_stem=12)
+    model = KeywordModel(config).eval()
+    assert model.encoder.input_size == 12
+    clips = make_clips(LENGTHS)
+    batch, lengths = pad_batch(clips)
+    with torch.no_grad():
+        together = model(batch, lengths)
+        for i, clip in enumerate(clips):
+            torch.testing.assert_close(together[i], model(clip[None])[0], atol=1e-5, rtol=0)
+    model.train()
+    model(batch, lengths).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.stem.parameters())
+    assert not any(key.startswith("stem.") for key in small_model().state_dict())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"conv_stem": 8, "direction": "forward", "feature_norm": "global"}, "bidirectional"),
+        ({"conv_stem": 8, "conv_kernel": 4}, "conv_kernel odd"),
+        ({"conv_stem": -1}, "conv_stem must be >= 0"),
+    ],
+)
+def test_a_conv_stem_a_stream_cannot_run_is_refused(kwargs: dict, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        ArchitectureConfig(**kwargs)
+
+
 def test_padding_content_is_ignored_for_clips_of_full_frames() -> None:
     """Whatever the padding holds, a clip at least one frame long gives the same logits."""
     model = small_model().eval()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from speech_gru.cli.main import main
-from speech_gru.cli.wakeword import Plan, choose_epochs, negative_words
+from speech_gru.cli.wakeword import CONFIG, Plan, choose_epochs, negative_words, starting_point
 from tests.helpers import require_espeak
 
 CLI = [sys.executable, "-m", "speech_gru.cli"]
@@ -109,6 +109,28 @@ def test_epochs_follow_the_budget() -> None:
     assert choose_epochs(plan, clips=300, seconds=6000, rate=100) == 30  # at most thirty
     plan.epochs = 3
     assert choose_epochs(plan, clips=3000, seconds=600, rate=100) == 3
+
+
+def test_scratch_trains_the_init_models_architecture_from_random_weights(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    from speech_gru.runtime.bundled import bundled_model
+    from speech_gru.runtime.checkpoint import read_checkpoint, stored_hyper_parameters
+    from tests.helpers import print_config
+
+    plan = Plan(phrases=["athena"], labels=["athena"], out=Path("unused"))
+    assert starting_point(plan) == [
+        "--model.init_from", "keywords12", "--model.freeze_encoder_epochs", "1"
+    ]  # fmt: skip
+    plan.scratch = True
+    flags = starting_point(plan)
+    assert "--model.init_from" not in flags and "--model.freeze_encoder_epochs" not in flags
+    path = bundled_model().path
+    shipped = stored_hyper_parameters(path, read_checkpoint(path))
+    config = print_config(capsys, "--config", str(CONFIG), "--data.root", "x", *flags)["model"]
+    for section in ("architecture", "features"):
+        assert {k: config[section][k] for k in shipped[section]} == shipped[section]
+    assert config["init_from"] is None
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

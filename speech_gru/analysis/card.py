@@ -45,6 +45,8 @@ def parameter_counts(model: KeywordModel) -> dict[str, int]:
     """Trainable numbers per part; the MFCC frontend and feature norm hold only buffers."""
     parts = {"frontend": model.frontend, "norm": model.norm, "encoder": model.encoder,
              "pooling": getattr(model, "pool", None), "head": model.head}  # fmt: skip
+    if model.stem is not None:
+        parts["stem"] = model.stem
     counts = {
         name: sum(p.numel() for p in part.parameters()) if part is not None else 0
         for name, part in parts.items()
@@ -66,6 +68,8 @@ def describe_model(model: KeywordModel) -> tuple[dict, dict]:
         "bidirectional": bool(model.encoder.bidirectional), "attention_dim": c.attention_dim,
         "dropout": c.dropout,
     }  # fmt: skip
+    if c.conv_stem:
+        architecture.update(conv_stem=c.conv_stem, conv_kernel=c.conv_kernel)
     return features, architecture
 
 

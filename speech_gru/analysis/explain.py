@@ -215,7 +215,7 @@ def explain_wave(
     feats, frame_lengths = model.features(batch)  # (1, T, F), (1,)
     result = model.classify(feats, frame_lengths)
     explicit = ExplicitGRU.from_gru(model.encoder).eval()
-    states, _, trace = explicit(feats, frame_lengths)  # (1, T, 2H)
+    states, _, trace = explicit(model.encoder_input(feats, frame_lengths), frame_lengths)
     difference = float((states - result["states"]).abs().max())
     if difference > ENCODER_TOLERANCE:
         raise ExplainError(f"{source}: explicit GRU differs from the encoder by {difference:.2g}")

@@ -71,6 +71,7 @@ class Plan:
         negatives: folders or files of real speech without the phrases.
         noise: folder of background recordings (default: generated noise).
         init_from: the model whose features and encoder start training.
+        scratch: start from random weights in ``init_from``'s architecture and features.
         epochs: training epochs (None: as many as the budget allows, at most 30).
         seed: the seed of synthesis and training.
         jobs: clips synthesized at once.
@@ -90,6 +91,7 @@ class Plan:
     negatives: list[Path] = field(default_factory=list)
     noise: Path | None = None
     init_from: str = "keywords12"
+    scratch: bool = False
     epochs: int | None = None
     seed: int = 0
     jobs: int = 2
@@ -309,17 +311,41 @@ def assemble(plan: Plan, synth: Path, window_s: float) -> Path:
     return data
 
 
+def model_path(name: str) -> Path:
+    """The checkpoint file ``name`` (a path, or a bundled model's name)."""
+    from speech_gru.runtime.bundled import bundled_model
+
+    return Path(name) if Path(name).is_file() else bundled_model(name).path
+
+
+def starting_point(plan: Plan) -> list[str]:
+    """The recipe flags training starts from: ``init_from``'s features and encoder, the
+    head alone for the first epoch; with ``scratch``, its architecture and features
+    settings and random weights."""
+    if not plan.scratch:
+        return ["--model.init_from", plan.init_from, "--model.freeze_encoder_epochs", "1"]
+    from speech_gru.runtime.checkpoint import read_checkpoint, stored_hyper_parameters
+
+    path = model_path(plan.init_from)
+    stored = stored_hyper_parameters(path, read_checkpoint(path))
+    return [
+        flag
+        for section in ("architecture", "features")
+        for key, value in (stored.get(section) or {}).items()
+        if value is not None
+        for flag in (f"--model.{section}.{key}", str(value))
+    ]
+
+
 def measure_rate(init_from: str, window_s: float, batch: int = 64) -> float:
     """Training clips per second on this machine: a few training steps of the model the
     run trains (forward and backward), with a margin for loading, augmentation and
     validation."""
     import torch
 
-    from speech_gru.runtime.bundled import bundled_model
     from speech_gru.runtime.checkpoint import load_checkpoint_model
 
-    path = Path(init_from) if Path(init_from).is_file() else bundled_model(init_from).path
-    model, _, _ = load_checkpoint_model(path)
+    model, _, _ = load_checkpoint_model(model_path(init_from))
     model.train()
     waves = torch.randn(batch, round(window_s * 16000)) * 0.1
     optimizer = torch.optim.AdamW(model.parameters())
@@ -368,7 +394,7 @@ def train(plan: Plan, data: Path, window_s: float, clock: Clock) -> Path:
             sys.executable, "-m", "speech_gru.train.training", "fit", "--config", str(CONFIG),
             "--data.root", str(data),
             "--data.labels", ",".join([*plan.labels, "_unknown_", "_silence_"]),
-            "--model.init_from", plan.init_from, "--model.freeze_encoder_epochs", "1",
+            *starting_point(plan),
             "--model.window_s", f"{window_s:g}",
             "--trainer.max_epochs", str(epochs),
             "--trainer.max_time", f"00:00:{int(seconds) // 60:02d}:{int(seconds) % 60:02d}",
@@ -436,6 +462,7 @@ def write_card(plan: Plan, model: Path, window_s: float, minutes: float) -> Path
         "recordings": [str(p) for p in plan.recordings],
         "negatives": [str(p) for p in plan.negatives],
         "init_from": plan.init_from,
+        "scratch": plan.scratch,
         "minutes": round(minutes, 1),
         "command": plan.command
         or shlex.join(["speech-gru", "wakeword", *plan.phrases, "--out", str(plan.out)]),
@@ -466,7 +493,11 @@ def card_text(card: dict) -> str:
         "and phrases that sound like it (CMUdict) and common words were said as `_unknown_`.",
         f"- Your takes: {', '.join(card['recordings']) or 'none'}. Real other speech: "
         f"{', '.join(card['negatives']) or 'none'}.",
-        f"- Trained from the features and encoder of `{card['init_from']}`.",
+        (
+            f"- Trained from random weights, in the architecture of `{card['init_from']}`."
+            if card.get("scratch")
+            else f"- Trained from the features and encoder of `{card['init_from']}`."
+        ),
         "",
         "## Measured",
         "- Clip accuracy on held-out synthetic speakers: "

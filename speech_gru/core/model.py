@@ -1,6 +1,6 @@
-"""KeywordModel: MFCC frontend -> bidirectional GRU (or LSTM, or plain RNN) -> attention
-pooling -> head, or, for a model that streams, forward GRU (or LSTM, or RNN) -> per-frame
-head -> max over frames.
+"""KeywordModel: MFCC frontend -> (optional convolutional stem) -> bidirectional GRU (or
+LSTM, or plain RNN) -> attention pooling -> head, or, for a model that streams, forward
+GRU (or LSTM, or RNN) -> per-frame head -> max over frames.
 
 A plain ``nn.Module`` with no Lightning import: waveforms in, logits out. Padded batches
 carry ``lengths`` (valid samples per clip); every stage masks the padding, so a clip's
@@ -72,6 +72,13 @@ class ArchitectureConfig:
             that streams with carried state (see ``KeywordModel``); it needs
             ``feature_norm`` ``"global"`` or ``"none"``, as a clip's own statistics see
             the future. ``attention_dim`` is unused then.
+        conv_stem: channels of a convolutional stem between the features and the
+            recurrent encoder: two 1-D convolutions over time (kernel ``conv_kernel``,
+            ReLU after each), so the GRU reads learned local patterns of
+            ``2 * conv_kernel - 1`` frames instead of single MFCC frames; 0 (the
+            default) for none. Bidirectional models only (its centred kernels see
+            frames ahead, which a forward model's stream does not have yet).
+        conv_kernel: frames per convolution of the stem, odd.
     """
 
     cell: str = "gru"
@@ -81,6 +88,8 @@ class ArchitectureConfig:
     attention_dim: int = 64
     feature_norm: str = "utterance"
     direction: str = "bidirectional"
+    conv_stem: int = 0
+    conv_kernel: int = 5
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -93,6 +102,16 @@ class ArchitectureConfig:
             raise ValueError(
                 f"direction 'forward' needs feature_norm one of {STREAMABLE_NORMS} "
                 f"(per-utterance statistics see the future), got {self.feature_norm!r}"
+            )
+        if self.conv_stem < 0 or self.conv_kernel < 1 or self.conv_kernel % 2 == 0:
+            raise ValueError(
+                f"conv_stem must be >= 0 and conv_kernel odd, got {self.conv_stem} and "
+                f"{self.conv_kernel}"
+            )
+        if self.conv_stem and self.direction == "forward":
+            raise ValueError(
+                "conv_stem needs direction 'bidirectional' (its centred kernels see frames "
+                "ahead, which a forward model's stream does not have yet)"
             )
 
     def to_dict(self) -> dict:
@@ -264,6 +283,35 @@ class AttentionPool(nn.Module):
         return torch.bmm(weights.unsqueeze(1), h).squeeze(1), weights
 
 
+class ConvStem(nn.Module):
+    """Two 1-D convolutions over time with ReLUs: (B, T, F) features -> (B, T, C), same
+    length. Padded frames are zeroed after each layer, so a clip's output is the same
+    alone (the convolutions' zero padding) as in a padded batch.
+
+    Args:
+        num_features: F, the MFCC coefficients.
+        channels: C, the output width (the recurrent encoder's input).
+        kernel: frames per convolution, odd.
+    """
+
+    def __init__(self, num_features: int, channels: int, kernel: int) -> None:
+        super().__init__()
+        pad = kernel // 2
+        self.first = nn.Conv1d(num_features, channels, kernel, padding=pad)
+        self.second = nn.Conv1d(channels, channels, kernel, padding=pad)
+
+    def forward(self, feats: Tensor, mask: Tensor | None = None) -> Tensor:
+        """(B, T, F) features and an optional (B, T) valid-frame mask -> (B, T, C)."""
+        x = feats.transpose(1, 2)  # (B, F, T)
+        x = torch.relu(self.first(x))
+        if mask is not None:
+            x = x * mask.unsqueeze(1).to(x.dtype)  # (B, 1, T)
+        x = torch.relu(self.second(x))
+        if mask is not None:
+            x = x * mask.unsqueeze(1).to(x.dtype)
+        return x.transpose(1, 2)
+
+
 class StreamState(NamedTuple):
     """What a forward KeywordModel carries from one ``step`` to the next: a tuple of
     tensors, so an export can make each an input and an output.
@@ -323,8 +371,9 @@ class KeywordModel(nn.Module):
         self.bidirectional = c.direction == "bidirectional"
         self.frontend = MFCC(c.features)
         self.norm = FeatureNorm(c.features.n_mfcc, c.feature_norm)
+        self.stem = ConvStem(c.features.n_mfcc, c.conv_stem, c.conv_kernel) if c.conv_stem else None
         self.encoder = RECURRENT[c.cell](
-            c.features.n_mfcc,
+            c.conv_stem or c.features.n_mfcc,
             c.hidden_size,
             num_layers=c.num_layers,
             dropout=c.dropout if c.num_layers > 1 else 0.0,
@@ -356,10 +405,18 @@ class KeywordModel(nn.Module):
             frame_lengths = frame_lengths.clamp(max=num_frames)
         return self.norm(feats, frame_mask(frame_lengths, num_frames)), frame_lengths
 
+    def encoder_input(self, feats: Tensor, frame_lengths: Tensor) -> Tensor:
+        """What the recurrent encoder reads: the features, or with a ``conv_stem`` its
+        (B, T, C) output, zero on padded frames."""
+        if self.stem is None:
+            return feats
+        return self.stem(feats, frame_mask(frame_lengths, feats.shape[1]))
+
     def encode(self, feats: Tensor, frame_lengths: Tensor) -> Tensor:
         """(B, T, F) features -> (B, T, D) encoder states (zero on padded frames); D is 2H
         for a bidirectional model, H for a forward one."""
         num_frames = feats.shape[1]
+        feats = self.encoder_input(feats, frame_lengths)
         if not self.bidirectional:  # a frame's state never depends on later (padded) frames
             mask = frame_mask(frame_lengths, num_frames)
             return self.encoder(feats)[0] * mask.unsqueeze(-1).to(feats.dtype)

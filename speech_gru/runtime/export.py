@@ -93,6 +93,7 @@ class _ClipEncoder(nn.Module):
         super().__init__()
         self.frontend = model.frontend
         self.norm = model.norm
+        self.stem = model.stem
         self.encoder = model.encoder
         self.head = model.head
 
@@ -100,7 +101,10 @@ class _ClipEncoder(nn.Module):
         """(B, N) waveforms -> (B, T, D) encoder states and the (B, T) all-true mask."""
         feats = self.frontend(waveform)  # (B, T, F)
         mask = torch.ones(feats.shape[0], feats.shape[1], dtype=torch.bool, device=feats.device)
-        return self.encoder(self.norm(feats, mask))[0], mask
+        feats = self.norm(feats, mask)
+        if self.stem is not None:
+            feats = self.stem(feats)
+        return self.encoder(feats)[0], mask
 
 
 class WaveformClassifier(_ClipEncoder):

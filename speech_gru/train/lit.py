@@ -36,6 +36,8 @@ from speech_gru.core.model import (
 from speech_gru.runtime.checkpoint import (
     VERSION,
     CheckpointError,
+    ModelLoadError,
+    checkpoint_model,
     model_state,
     read_checkpoint,
     stored_hyper_parameters,
@@ -91,6 +93,16 @@ class KeywordSpotter(L.LightningModule):
             it). Loaded when a fit starts; a resumed fit keeps its own weights.
         freeze_encoder_epochs: with ``init_from``, train only the head for this many first
             epochs, then everything.
+        distill_from: teacher checkpoints (an ensemble, say): the student also learns
+            their averaged class probabilities at ``distill_temperature``, each teacher
+            fed the student's own augmented (and mixed) features, so teacher and student
+            see the same view of every clip. Teachers need the student's labels and
+            features settings (MFCC and ``feature_norm``, not ``global``); any size or
+            cell. Loaded when a fit starts, never saved with the student.
+        distill_weight: the share of the loss that follows the teachers; the labels'
+            cross-entropy has the rest.
+        distill_temperature: softmax temperature of teachers and student in the
+            distillation term (scaled by its square, so its gradients keep their size).
     """
 
     def __init__(
@@ -115,6 +127,9 @@ class KeywordSpotter(L.LightningModule):
         lr_reference_batch: int = 64,
         init_from: str | None = None,
         freeze_encoder_epochs: int = 0,
+        distill_from: list[str] | None = None,
+        distill_weight: float = 0.5,
+        distill_temperature: float = 2.0,
     ) -> None:
         super().__init__()
         if schedule not in SCHEDULES:
@@ -123,6 +138,8 @@ class KeywordSpotter(L.LightningModule):
             raise ValueError(f"lr_scaling must be one of {LR_SCALINGS}, got {lr_scaling!r}")
         if freeze_encoder_epochs < 0 or (freeze_encoder_epochs and not init_from):
             raise ValueError("freeze_encoder_epochs needs init_from and must be >= 0")
+        if not 0.0 <= distill_weight <= 1.0 or distill_temperature <= 0:
+            raise ValueError("distill_weight must be within [0, 1], distill_temperature > 0")
         self.labels = resolve_labels(labels)
         config = ModelConfig.build(
             len(self.labels),
@@ -151,11 +168,71 @@ class KeywordSpotter(L.LightningModule):
             "val": (self.val_acc, self.val_clips),
             "test": (self.test_acc, self.test_clips),
         }
+        # Teachers in a plain list: not sub-modules, so never in the state dict or the
+        # optimizer, and DDP leaves them alone.
+        self.teachers: list[KeywordModel] = []
 
     def setup(self, stage: str) -> None:
         # Before Lightning restores a resumed fit's checkpoint, which then replaces these.
         if stage == "fit" and self.hparams.init_from:
             self.load_encoder(self.hparams.init_from)
+        if stage == "fit" and self.hparams.distill_from:
+            self.teachers = [self.load_teacher(path) for path in self.hparams.distill_from]
+            rank_zero_info(
+                f"model.distill_from: {len(self.teachers)} teacher(s), weight "
+                f"{self.hparams.distill_weight:g} at temperature "
+                f"{self.hparams.distill_temperature:g}"
+            )
+
+    def load_teacher(self, path: str | os.PathLike) -> KeywordModel:
+        """The frozen KeywordModel of the checkpoint ``path`` (eval mode, no gradients).
+
+        Raises:
+            CheckpointError: the file is missing or unreadable, or its labels or features
+                settings differ from this model's; one line.
+        """
+        if not Path(path).is_file():
+            raise CheckpointError(f"{path}: checkpoint file not found (model.distill_from)")
+        try:
+            teacher, labels = checkpoint_model(path, read_checkpoint(path))
+        except ModelLoadError as err:
+            raise CheckpointError(f"{err} (model.distill_from)") from None
+        own, its = self.model.config, teacher.config
+        problem = (
+            f"its labels {labels} are not this model's {self.labels}"
+            if labels != self.labels
+            else "its model.features differ from this model's"
+            if its.features != own.features
+            else f"its feature_norm is {its.feature_norm!r}, this model's {own.feature_norm!r}"
+            if its.feature_norm != own.feature_norm or own.feature_norm == "global"
+            else ""
+        )
+        if problem:
+            raise CheckpointError(f"{path}: cannot teach this model: {problem}")
+        for param in teacher.parameters():
+            param.requires_grad_(False)
+        return teacher.eval()
+
+    def on_fit_start(self) -> None:
+        for teacher in self.teachers:
+            teacher.to(self.device)
+
+    def distill_loss(
+        self, logits: Tensor, feats: Tensor, frame_lengths: Tensor, valid: Tensor
+    ) -> Tensor:
+        """Temperature-scaled KL divergence from the teachers' averaged probabilities on
+        these features to the student's ``logits``, averaged over ``valid`` clips."""
+        temperature = self.hparams.distill_temperature
+        with torch.no_grad():
+            target = torch.stack(
+                [
+                    (t.classify(feats, frame_lengths)["logits"] / temperature).softmax(-1)
+                    for t in self.teachers
+                ]
+            ).mean(0)  # (B, C)
+        log_student = (logits / temperature).log_softmax(-1)
+        per_clip = (target * (target.clamp(min=1e-12).log() - log_student)).sum(-1)  # (B,)
+        return temperature**2 * (per_clip * valid).sum() / valid.sum().clamp(min=1)
 
     def load_encoder(self, path: str | os.PathLike) -> None:
         """Load the features and encoder of the checkpoint ``path``; the head stays new.
@@ -228,6 +305,12 @@ class KeywordSpotter(L.LightningModule):
             feats, soft_target, _ = mixup(feats, target, len(self.labels), hp.mixup_alpha)
         logits = self.model.classify(feats, frame_lengths)["logits"]
         loss = self.loss(logits, soft_target)
+        if self.teachers:
+            weight = hp.distill_weight
+            valid = (target >= 0).to(logits.dtype)
+            distill = self.distill_loss(logits, feats, frame_lengths, valid)
+            self.log("train/distill", distill, batch_size=len(target))
+            loss = (1 - weight) * loss + weight * distill
         self.train_acc.update(logits, target)
         self.train_clips.update(target >= 0)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(target))

@@ -81,6 +81,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="checkpoint (or bundled model) whose encoder training starts from",
     )
     p.add_argument(
+        "--scratch",
+        action="store_true",
+        help="random starting weights in --init-from's architecture and features, not its "
+        "encoder (to measure what the encoder brings)",
+    )
+    p.add_argument(
         "--epochs", type=positive_int, help="training epochs (default: as the budget allows)"
     )
     p.add_argument("--seed", type=int, default=Plan.seed)
@@ -126,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         negatives=list(args.negatives),
         noise=args.noise,
         init_from=args.init_from,
+        scratch=args.scratch,
         epochs=args.epochs,
         seed=args.seed,
         jobs=args.jobs or default_jobs(),
