@@ -296,6 +296,15 @@ def print_config(capsys: pytest.CaptureFixture, *args: str) -> dict:
     return yaml.safe_load(capsys.readouterr().out)
 
 
+def default_ctrl_c() -> None:
+    """``preexec_fn`` of a child process a test stops with Ctrl-C (SIGINT): a shell starts
+    a background job (``make test &``) with SIGINT ignored, its children inherit that, and
+    Python then installs no KeyboardInterrupt handler, so the child would not stop."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 # -- data folders ----------------------------------------------------------------------------
 
 

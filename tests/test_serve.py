@@ -28,7 +28,14 @@ from speech_gru.cli.main import main
 from speech_gru.cli.serve import Settings, create_app
 from speech_gru.runtime.classifier import Classifier, load_classifier
 from speech_gru.runtime.detector import DetectorConfig, StreamingDetector
-from tests.helpers import SEQUENCE, TINY_LABELS, keyword_sequence, tiny_checkpoint, tone_burst
+from tests.helpers import (
+    SEQUENCE,
+    TINY_LABELS,
+    default_ctrl_c,
+    keyword_sequence,
+    tiny_checkpoint,
+    tone_burst,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -327,7 +334,9 @@ class Server:
     def __init__(self, checkpoint: Path, *args: str) -> None:
         command = [sys.executable, "-m", "speech_gru.cli", "serve", "--checkpoint",
                    str(checkpoint), "--port", "0", *args]  # fmt: skip
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            command, stderr=subprocess.PIPE, text=True, preexec_fn=default_ctrl_c
+        )
         self.lines: list[str] = []
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

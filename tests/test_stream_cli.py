@@ -20,7 +20,14 @@ import soundfile as sf
 
 from speech_gru.cli.main import main
 from speech_gru.runtime import mic
-from tests.helpers import SEQUENCE, Pulse, fake_sounddevice, keyword_sequence, start_pulse
+from tests.helpers import (
+    SEQUENCE,
+    Pulse,
+    default_ctrl_c,
+    fake_sounddevice,
+    keyword_sequence,
+    start_pulse,
+)
 
 pytestmark = pytest.mark.slow  # every test here uses the session's trained model
 
@@ -128,6 +135,7 @@ def start_listening(checkpoint: Path, pulse: Pulse) -> subprocess.Popen:
         env={**pulse.env, "PYTHONFAULTHANDLER": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=default_ctrl_c,
     )  # fmt: skip
     line = process.stderr.readline().decode()
     assert line.startswith("listening to microphone"), line + process.stderr.read().decode()
