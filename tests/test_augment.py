@@ -22,6 +22,7 @@ from speech_gru.train.augment import (
     spec_augment,
     speech_bounds,
     speed_perturb,
+    surround_word,
     time_shift,
 )
 from speech_gru.train.data import SpeechCommandsDataModule
@@ -427,6 +428,22 @@ def test_join_words_puts_one_words_end_before_anothers_start() -> None:
         assert float(after.abs().max()) == pytest.approx(float(wave[second].abs().max()), 0.05)
 
 
+def test_surround_word_keeps_the_word_whole_between_two_others() -> None:
+    word = bursts([7000], length=2000)  # 7000-9000
+    other = 2 * bursts([3000], length=6000)  # a louder word, 3000-9000
+    wave = torch.cat([word, other])
+    start, end = speech_bounds(wave)
+    torch.manual_seed(0)
+    out = surround_word(wave, start, end, torch.tensor([1, 0]), torch.tensor([1, 0]))[0]
+    assert torch.equal(out[start[0] : end[0]], wave[0, start[0] : end[0]])  # kept whole
+    louder = out.abs() > 0.6  # only the neighbour reaches past 0.5
+    last_before = int(torch.nonzero(louder[: start[0]])[-1])
+    first_after = int(end[0]) + int(torch.nonzero(louder[end[0] :])[0])
+    frame = 320  # speech bounds are whole frames
+    assert start[0] - 2400 - frame < last_before < start[0]  # ends within 150 ms before
+    assert end[0] <= first_after < end[0] + 2400 + frame  # and another starts just after
+
+
 def streaming_datamodule(**kwargs) -> SpeechCommandsDataModule:  # noqa: ANN003
     return SpeechCommandsDataModule(root="unused", download=False, noise_prob=0.0, **kwargs)
 
@@ -445,6 +462,27 @@ def test_half_and_joined_words_train_as_unknown() -> None:
     assert torch.equal(new[300:], target[300:])  # silence and padding are left alone
     whole = keyword & (new == yes)
     assert (loud(out[whole]).sum(-1) == loud(wave[whole]).sum(-1)).all()  # kept whole
+
+
+def test_keywords_heard_mid_sentence_keep_their_label_and_whole_word() -> None:
+    dm = streaming_datamodule(context_prob=0.5)
+    labels = dm.labels
+    silence, unknown, yes = labels.index("_silence_"), labels.index("_unknown_"), 2
+    target = torch.tensor([yes] * 200 + [unknown] * 100 + [silence] * 50)
+    wave = torch.cat([bursts([6000] * 200, length=2000), 2 * bursts([2000] * 150, length=9000)])
+    torch.manual_seed(0)
+    out, new = dm.streaming_views(wave, target)
+    assert torch.equal(new, target)  # labels kept
+    start, end = speech_bounds(wave[:200])
+    beside = (out[:200].abs() > 0.6).any(-1)  # a louder neighbour's speech came in
+    assert 0.3 < beside.float().mean() < 0.7
+    assert not (out[200:300].abs() > 1.1).any()  # other words are left alone
+    rows = torch.nonzero(beside).flatten()
+    for row in rows[:20]:
+        s, e = int(start[row]), int(end[row])
+        assert torch.equal(out[row, s:e], wave[row, s:e])
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        streaming_datamodule(join_prob=0.6, context_prob=0.5)
 
 
 def test_streaming_views_off_is_todays_time_shift() -> None:

@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 
 from speech_gru.cli.main import main
-from speech_gru.cli.wakeword import CONFIG, Plan, choose_epochs, negative_words, starting_point
+from speech_gru.cli.wakeword import (
+    CONFIG,
+    Plan,
+    choose_epochs,
+    fit_flags,
+    negative_words,
+    starting_point,
+)
 from tests.helpers import require_espeak
 
 CLI = [sys.executable, "-m", "speech_gru.cli"]
@@ -61,7 +68,8 @@ def test_too_few_speakers_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtu
 @pytest.mark.parametrize(
     ("flag", "value", "problem"),
     [("--takes", "0", "at least 1"), ("--minutes", "0", "greater than 0"),
-     ("--target-fa", "-1", "greater than 0"), ("--epochs", "two", "not an integer")],
+     ("--target-fa", "-1", "greater than 0"), ("--epochs", "two", "not an integer"),
+     ("--mid-sentence", "1.5", "must be in (0, 1]")],
 )  # fmt: skip
 def test_bad_numbers_are_refused_before_anything_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture, flag: str, value: str, problem: str
@@ -131,6 +139,16 @@ def test_scratch_trains_the_init_models_architecture_from_random_weights(
     for section in ("architecture", "features"):
         assert {k: config[section][k] for k in shipped[section]} == shipped[section]
     assert config["init_from"] is None
+
+
+def test_takes_heard_mid_sentence_reach_the_recipes_data(capsys: pytest.CaptureFixture) -> None:
+    from tests.helpers import print_config
+
+    plan = Plan(phrases=["athena"], labels=["athena"], out=Path("unused"), mid_sentence=0.3)
+    flags = fit_flags(plan)
+    config = print_config(capsys, "--config", str(CONFIG), "--data.root", "x", *flags)
+    assert config["data"]["context_prob"] == 0.3
+    assert config["model"]["init_from"] == "keywords12"
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

@@ -72,6 +72,8 @@ class Plan:
         noise: folder of background recordings (default: generated noise).
         init_from: the model whose features and encoder start training.
         scratch: start from random weights in ``init_from``'s architecture and features.
+        mid_sentence: share of the phrase's training takes heard mid-sentence (another
+            word's end just before, another's start just after; ``data.context_prob``).
         epochs: training epochs (None: as many as the budget allows, at most 30).
         seed: the seed of synthesis and training.
         jobs: clips synthesized at once.
@@ -92,6 +94,7 @@ class Plan:
     noise: Path | None = None
     init_from: str = "keywords12"
     scratch: bool = False
+    mid_sentence: float = 0.0
     epochs: int | None = None
     seed: int = 0
     jobs: int = 2
@@ -337,6 +340,12 @@ def starting_point(plan: Plan) -> list[str]:
     ]
 
 
+def fit_flags(plan: Plan) -> list[str]:
+    """The plan's own recipe flags: where training starts, and the share of takes heard
+    mid-sentence."""
+    return [*starting_point(plan), "--data.context_prob", f"{plan.mid_sentence:g}"]
+
+
 def measure_rate(init_from: str, window_s: float, batch: int = 64) -> float:
     """Training clips per second on this machine: a few training steps of the model the
     run trains (forward and backward), with a margin for loading, augmentation and
@@ -394,7 +403,7 @@ def train(plan: Plan, data: Path, window_s: float, clock: Clock) -> Path:
             sys.executable, "-m", "speech_gru.train.training", "fit", "--config", str(CONFIG),
             "--data.root", str(data),
             "--data.labels", ",".join([*plan.labels, "_unknown_", "_silence_"]),
-            *starting_point(plan),
+            *fit_flags(plan),
             "--model.window_s", f"{window_s:g}",
             "--trainer.max_epochs", str(epochs),
             "--trainer.max_time", f"00:00:{int(seconds) // 60:02d}:{int(seconds) % 60:02d}",
@@ -463,6 +472,7 @@ def write_card(plan: Plan, model: Path, window_s: float, minutes: float) -> Path
         "negatives": [str(p) for p in plan.negatives],
         "init_from": plan.init_from,
         "scratch": plan.scratch,
+        "mid_sentence": plan.mid_sentence,
         "minutes": round(minutes, 1),
         "command": plan.command
         or shlex.join(["speech-gru", "wakeword", *plan.phrases, "--out", str(plan.out)]),

@@ -152,6 +152,42 @@ def cut_at_edge(
     return shift_by(wave, shift, n)
 
 
+def surround_word(
+    wave: Tensor,
+    start: Tensor,
+    end: Tensor,
+    before: Tensor,
+    after: Tensor,
+    gap: tuple[float, float] = (0.0, 0.15),
+) -> Tensor:
+    """Clip ``b``'s word, whole and where it is, heard mid-sentence: the end of clip
+    ``before[b]``'s word just before it and the start of clip ``after[b]``'s just after.
+
+    Each neighbour is moved to end (start) a pause of ``gap`` seconds (drawn uniformly)
+    before (after) the word; the clip's own samples from that point to the word's end
+    plus the pause stay as they were.
+
+    Args:
+        wave: (B, N) waveforms.
+        start: (B,) first sample of each clip's speech.
+        end: (B,) one past its last sample.
+        before: (B,) the clip whose word ends just before clip ``b``'s.
+        after: (B,) the clip whose word starts just after.
+
+    Returns:
+        (B, N) waveforms.
+    """
+    n = wave.shape[1]
+    low, high = (round(g * 16000) for g in gap)
+    pause = torch.randint(low, high + 1, (2, *start.shape), device=wave.device)  # (2, B)
+    left, right = (start - pause[0]).clamp(min=0), (end + pause[1]).clamp(max=n)  # (B,)
+    first = shift_by(wave[before], (left - end[before]).clamp(-n, n), n)
+    second = shift_by(wave[after], (right - start[after]).clamp(-n, n), n)
+    t = torch.arange(n, device=wave.device)
+    out = torch.where(t < left[:, None], first, wave)
+    return torch.where(t >= right[:, None], second, out)
+
+
 def join_words(
     wave: Tensor, start: Tensor, end: Tensor, order: Tensor, where: tuple[float, float] = (0.3, 0.7)
 ) -> Tensor:

@@ -50,6 +50,7 @@ from speech_gru.train.augment import (
     shift_keeping_speech,
     speech_bounds,
     speed_perturb,
+    surround_word,
     time_shift,
 )
 from speech_gru.train.clips import Clip, ClipDataset, readable, subsample
@@ -144,6 +145,9 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         join_prob: share of training word clips replaced by the end of their word followed
             by the start of another clip's, trained as ``_unknown_``: a window that
             straddles two words.
+        context_prob: share of training keyword clips heard mid-sentence, label kept: the
+            end of another clip's word just before the keyword and the start of another's
+            just after (pauses of 0-150 ms), as a phrase said in running speech sounds.
         speed_low: slowest speed (and pitch) perturbation factor; 1.0 turns it off.
         speed_high: fastest perturbation factor.
         seed: seed of subsets, shuffles and generated silence (the recipe sets it from
@@ -181,6 +185,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         shift_anywhere: bool = False,
         edge_cut_prob: float = 0.0,
         join_prob: float = 0.0,
+        context_prob: float = 0.0,
         speed_low: float = 1.0,
         speed_high: float = 1.0,
         seed: int = 0,
@@ -220,8 +225,11 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             raise ValueError("cross-validation needs version folder, folds >= 2, 0 <= fold < folds")
         if (edge_cut_prob > 0 or join_prob > 0) and UNKNOWN not in self.labels:
             raise ValueError("edge_cut_prob and join_prob need the _unknown_ label")
-        if not 0 <= edge_cut_prob + join_prob <= 1:
-            raise ValueError("edge_cut_prob and join_prob must be >= 0 and sum to at most 1")
+        shares = (edge_cut_prob, join_prob, context_prob)
+        if min(shares) < 0 or sum(shares) > 1:
+            raise ValueError(
+                "edge_cut_prob, join_prob and context_prob must be >= 0 and sum to at most 1"
+            )
         self.datasets: dict[str, ClipDataset] = {}
         self._bank: NoiseBank | None = None
         self.train_progress = LoaderProgress()
@@ -497,7 +505,8 @@ class SpeechCommandsDataModule(L.LightningDataModule):
 
     def streaming_views(self, wave: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         """Time shift, and the windows a stream shows beside whole words (see
-        ``shift_anywhere``, ``edge_cut_prob``, ``join_prob``).
+        ``shift_anywhere``, ``edge_cut_prob``, ``join_prob``), and keywords heard
+        mid-sentence (``context_prob``).
 
         Args:
             wave: (B, N) training clips on the device.
@@ -507,7 +516,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             (B, N) clips and (B,) labels, half words and joined words as ``_unknown_``.
         """
         hp = self.hparams
-        if not (hp.shift_anywhere or hp.edge_cut_prob or hp.join_prob):
+        if not (hp.shift_anywhere or hp.edge_cut_prob or hp.join_prob or hp.context_prob):
             return time_shift(wave, int(hp.time_shift_ms * SAMPLE_RATE / 1000)), target
         start, end = speech_bounds(wave)
         if hp.shift_anywhere:
@@ -525,6 +534,13 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         if hp.join_prob:
             order = torch.randperm(len(target), device=wave.device)
             out = torch.where(join[:, None], join_words(wave, start, end, order), out)
+        if hp.context_prob:
+            taken = hp.edge_cut_prob + hp.join_prob
+            amid = is_word & keyword[target.clamp(min=0)] & (draw >= taken)
+            amid &= draw < taken + hp.context_prob
+            before, after = (torch.randperm(len(target), device=wave.device) for _ in "ab")
+            heard = surround_word(wave, start, end, before, after)
+            out = torch.where(amid[:, None], heard, out)
         unknown = self.labels.index(UNKNOWN) if UNKNOWN in self.labels else -1
         return out, torch.where(cut | join, unknown, target)
 

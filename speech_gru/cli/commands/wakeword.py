@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from speech_gru.cli.options import CliError, positive_float, positive_int
+from speech_gru.cli.options import CliError, positive_float, positive_int, probability
 from speech_gru.cli.wakeword import Plan
 
 MIN_SPEAKERS = 30
@@ -87,6 +87,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "encoder (to measure what the encoder brings)",
     )
     p.add_argument(
+        "--mid-sentence",
+        type=probability,
+        default=Plan.mid_sentence,
+        metavar="SHARE",
+        help="share of the phrase's training takes heard mid-sentence: the end of another "
+        "word just before, the start of another just after",
+    )
+    p.add_argument(
         "--epochs", type=positive_int, help="training epochs (default: as the budget allows)"
     )
     p.add_argument("--seed", type=int, default=Plan.seed)
@@ -133,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         noise=args.noise,
         init_from=args.init_from,
         scratch=args.scratch,
+        mid_sentence=args.mid_sentence,
         epochs=args.epochs,
         seed=args.seed,
         jobs=args.jobs or default_jobs(),
