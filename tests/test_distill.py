@@ -13,7 +13,7 @@ from speech_gru.runtime.checkpoint import CheckpointError
 from speech_gru.runtime.factory import load_model
 from speech_gru.train.lit import KeywordSpotter
 from speech_gru.train.training import main
-from tests.helpers import TINY_LABELS, chirps, tiny_checkpoint, tone_folder
+from tests.helpers import RECIPE_CONF, TINY_LABELS, chirps, tiny_checkpoint, tone_folder
 
 TINY = ArchitectureConfig(hidden_size=16, num_layers=2, attention_dim=8)
 """tiny_checkpoint's architecture."""
@@ -107,7 +107,7 @@ def test_a_fit_with_a_teacher_trains_a_student_that_carries_nothing_of_it(
 ) -> None:
     words = tone_folder(tmp_path / "words", {"yes": 500.0, "no": 900.0}, speakers=20, burst=True)
     base = [
-        "fit", "--config", "recipes/speech_commands/conf/folder.yaml",
+        "fit", "--config", str(RECIPE_CONF / "folder.yaml"),
         "--data.root", str(words), "--data.labels", "auto",
         "--model.architecture.num_layers", "1", "--trainer.max_epochs", "1",
         "--trainer.limit_train_batches", "2",

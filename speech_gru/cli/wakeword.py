@@ -327,14 +327,13 @@ def starting_point(plan: Plan) -> list[str]:
     settings and random weights."""
     if not plan.scratch:
         return ["--model.init_from", plan.init_from, "--model.freeze_encoder_epochs", "1"]
-    from speech_gru.runtime.checkpoint import read_checkpoint, stored_hyper_parameters
+    from speech_gru.train.lit import init_checkpoint_config
 
-    path = model_path(plan.init_from)
-    stored = stored_hyper_parameters(path, read_checkpoint(path))
+    adopted = init_checkpoint_config(model_path(plan.init_from))  # what --model.init_from takes
     return [
         flag
-        for section in ("architecture", "features")
-        for key, value in (stored.get(section) or {}).items()
+        for section, settings in adopted.items()
+        for key, value in settings.items()
         if value is not None
         for flag in (f"--model.{section}.{key}", str(value))
     ]
